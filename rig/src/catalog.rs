@@ -1,0 +1,383 @@
+//! The kernel catalog: which Debian kernels `rig` knows how to fetch and boot.
+//!
+//! The catalog is data (`images/kernels.toml`) embedded into the binary. An
+//! entry names a suite and a flavour, never an ABI version: the concrete
+//! package versions are resolved at fetch time (see `crate::fetch`).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The catalog shipped with `rig`.
+const BUILTIN: &str = include_str!("../../images/kernels.toml");
+
+/// Errors from loading or querying the kernel catalog.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    /// The TOML text is malformed or has unknown/missing fields.
+    #[error("invalid kernel catalog: {source}; fix the TOML (see the field list at the top of images/kernels.toml)")]
+    Parse {
+        /// The underlying TOML error, with line and column.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The catalog defines no kernels at all.
+    #[error(
+        "the kernel catalog is empty: add at least one [[kernel]] entry to images/kernels.toml"
+    )]
+    Empty,
+    /// Two entries share a name.
+    #[error("kernel `{name}` is defined twice in the catalog: give each [[kernel]] a unique name")]
+    Duplicate {
+        /// The repeated name.
+        name: String,
+    },
+    /// No default entry, or more than one.
+    #[error("{problem}: set the top-level `default = \"<name>\"` in images/kernels.toml")]
+    Default {
+        /// What is wrong with the default.
+        problem: String,
+    },
+    /// A field holds a value unsafe for paths or apt arguments.
+    #[error("kernel `{name}`: invalid {field} `{value}`: use only letters, digits, `.`, `-`, `+` and `_`, not starting with `.` or `-`")]
+    InvalidField {
+        /// Entry name (may itself be the invalid value).
+        name: String,
+        /// Field name.
+        field: &'static str,
+        /// Offending value.
+        value: String,
+    },
+    /// `get` was asked for a name the catalog does not have.
+    #[error("unknown kernel `{name}`: known kernels are {known}; to use another Debian suite or flavour, add a [[kernel]] entry to images/kernels.toml")]
+    Unknown {
+        /// The requested name.
+        name: String,
+        /// Comma-separated list of the known names.
+        known: String,
+    },
+}
+
+/// How a Debian suite packages its kernel image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Packaging {
+    /// `linux-image-<release>-unsigned` carries `/boot/vmlinuz-<release>`,
+    /// `/boot/config-<release>` and the modules (bullseye .. trixie).
+    #[default]
+    Classic,
+    /// The kernel is split: `linux-binary-unsigned-<release>` holds
+    /// `/usr/lib/modules/<release>/vmlinuz.unsigned`, `linux-base-<release>`
+    /// the config and `linux-modules-<release>` the modules (sid).
+    Split,
+}
+
+impl fmt::Display for Packaging {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Packaging::Classic => "classic",
+            Packaging::Split => "split",
+        })
+    }
+}
+
+/// One kernel the rig can fetch and boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelEntry {
+    /// Catalog name, e.g. `bookworm-6.1`; also names the cache directory.
+    pub name: String,
+    /// Debian suite or codename in the archive, e.g. `bookworm`.
+    pub suite: String,
+    /// Kernel flavour, e.g. `cloud-amd64`.
+    pub flavour: String,
+    /// How the suite packages the kernel image.
+    #[serde(default)]
+    pub packaging: Packaging,
+    /// Debian architecture of the packages.
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    /// One-line human description.
+    pub description: String,
+    /// Guest serial console device, e.g. `ttyS0`.
+    pub console: String,
+    /// Extra kernel command-line arguments.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+}
+
+fn default_arch() -> String {
+    "amd64".to_owned()
+}
+
+impl KernelEntry {
+    /// Kernel command-line arguments this entry needs: the console first,
+    /// then the entry's extra arguments.
+    pub fn cmdline_args(&self) -> Vec<String> {
+        let mut args = Vec::with_capacity(self.cmdline.len() + 1);
+        args.push(format!("console={}", self.console));
+        args.extend(self.cmdline.iter().cloned());
+        args
+    }
+
+    fn validate(&self) -> Result<(), CatalogError> {
+        let fields: [(&'static str, &str); 5] = [
+            ("name", &self.name),
+            ("suite", &self.suite),
+            ("flavour", &self.flavour),
+            ("arch", &self.arch),
+            ("console", &self.console),
+        ];
+        for (field, value) in fields {
+            if !is_safe_token(value) {
+                return Err(CatalogError::InvalidField {
+                    name: self.name.clone(),
+                    field,
+                    value: value.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names become directory names and apt arguments: keep them boring.
+fn is_safe_token(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(['.', '-'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    default: String,
+    #[serde(default)]
+    kernel: Vec<KernelEntry>,
+}
+
+/// The set of known kernels, in catalog order, with one default.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    entries: Vec<KernelEntry>,
+    default: usize,
+}
+
+impl Catalog {
+    /// The catalog embedded in the binary (`images/kernels.toml`).
+    pub fn builtin() -> Result<Catalog, CatalogError> {
+        Catalog::parse(BUILTIN)
+    }
+
+    /// Parses and validates catalog TOML text.
+    pub fn parse(text: &str) -> Result<Catalog, CatalogError> {
+        let file: CatalogFile =
+            toml::from_str(text).map_err(|source| CatalogError::Parse { source })?;
+        if file.kernel.is_empty() {
+            return Err(CatalogError::Empty);
+        }
+        let mut seen = BTreeSet::new();
+        for entry in &file.kernel {
+            entry.validate()?;
+            if !seen.insert(entry.name.as_str()) {
+                return Err(CatalogError::Duplicate {
+                    name: entry.name.clone(),
+                });
+            }
+        }
+        let default = file
+            .kernel
+            .iter()
+            .position(|e| e.name == file.default)
+            .ok_or_else(|| CatalogError::Default {
+                problem: format!(
+                    "the default kernel `{}` is not in the catalog (known: {})",
+                    file.default,
+                    known_names(&file.kernel)
+                ),
+            })?;
+        Ok(Catalog {
+            entries: file.kernel,
+            default,
+        })
+    }
+
+    /// Looks up an entry by name; the error lists the known names.
+    pub fn get(&self, name: &str) -> Result<&KernelEntry, CatalogError> {
+        self.entries
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| CatalogError::Unknown {
+                name: name.to_owned(),
+                known: known_names(&self.entries),
+            })
+    }
+
+    /// The entry used when no kernel is named.
+    pub fn default_entry(&self) -> &KernelEntry {
+        // `parse` guarantees the index is in range.
+        &self.entries[self.default]
+    }
+
+    /// All entries, in catalog order.
+    pub fn entries(&self) -> impl Iterator<Item = &KernelEntry> + '_ {
+        self.entries.iter()
+    }
+}
+
+fn known_names(entries: &[KernelEntry]) -> String {
+    entries
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = r#"
+default = "a"
+[[kernel]]
+name = "a"
+suite = "bookworm"
+flavour = "cloud-amd64"
+description = "test"
+console = "ttyS0"
+"#;
+
+    #[test]
+    fn builtin_has_the_four_kernels_and_bookworm_default() {
+        let cat = Catalog::builtin().unwrap();
+        let names: Vec<_> = cat.entries().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["bullseye-5.10", "bookworm-6.1", "trixie-6.12", "sid-7"]
+        );
+        assert_eq!(cat.default_entry().name, "bookworm-6.1");
+        let sid = cat.get("sid-7").unwrap();
+        assert_eq!(sid.suite, "sid");
+        assert_eq!(sid.packaging, Packaging::Split);
+        assert_eq!(
+            cat.get("trixie-6.12").unwrap().packaging,
+            Packaging::Classic
+        );
+        for e in cat.entries() {
+            assert_eq!(e.flavour, "cloud-amd64");
+            assert_eq!(e.arch, "amd64");
+            assert_eq!(e.console, "ttyS0");
+        }
+    }
+
+    #[test]
+    fn builtin_names_no_mirror() {
+        // The archive must come from the user or the host, never the catalog.
+        assert!(!BUILTIN.contains("http://") && !BUILTIN.contains("https://"));
+    }
+
+    #[test]
+    fn defaults_for_optional_fields() {
+        let cat = Catalog::parse(ONE).unwrap();
+        let e = cat.default_entry();
+        assert_eq!(e.packaging, Packaging::Classic);
+        assert_eq!(e.arch, "amd64");
+        assert!(e.cmdline.is_empty());
+        assert_eq!(e.cmdline_args(), ["console=ttyS0"]);
+    }
+
+    #[test]
+    fn cmdline_args_put_console_first() {
+        let text = ONE.replace(
+            "console = \"ttyS0\"",
+            "console = \"ttyS1\"\ncmdline = [\"quiet\", \"nokaslr\"]",
+        );
+        let cat = Catalog::parse(&text).unwrap();
+        assert_eq!(
+            cat.default_entry().cmdline_args(),
+            ["console=ttyS1", "quiet", "nokaslr"]
+        );
+    }
+
+    #[test]
+    fn unknown_name_lists_known_names() {
+        let cat = Catalog::builtin().unwrap();
+        let err = cat.get("foo").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown kernel `foo`"), "{msg}");
+        assert!(
+            msg.contains("bullseye-5.10, bookworm-6.1, trixie-6.12, sid-7"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_fields() {
+        let text = ONE.replace(
+            "console = \"ttyS0\"",
+            "console = \"ttyS0\"\nabi = \"6.1.0-50\"",
+        );
+        assert!(matches!(
+            Catalog::parse(&text),
+            Err(CatalogError::Parse { .. })
+        ));
+        let text = format!("mirror = \"x\"\n{ONE}");
+        assert!(matches!(
+            Catalog::parse(&text),
+            Err(CatalogError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_packaging() {
+        let text = ONE.replace(
+            "console = \"ttyS0\"",
+            "console = \"ttyS0\"\npackaging = \"weird\"",
+        );
+        assert!(matches!(
+            Catalog::parse(&text),
+            Err(CatalogError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_duplicates_and_missing_default() {
+        let dup = format!("{ONE}{}", ONE.replace("default = \"a\"", ""));
+        assert!(matches!(
+            Catalog::parse(&dup),
+            Err(CatalogError::Duplicate { name }) if name == "a"
+        ));
+        let nodef = ONE.replace("default = \"a\"", "default = \"b\"");
+        let err = Catalog::parse(&nodef).unwrap_err();
+        assert!(matches!(err, CatalogError::Default { .. }));
+        assert!(err.to_string().contains("`b`"));
+        assert!(matches!(
+            Catalog::parse("default = \"a\"\n"),
+            Err(CatalogError::Empty)
+        ));
+    }
+
+    #[test]
+    fn rejects_path_like_names() {
+        for bad in ["../x", "a/b", ".hidden", "", "-x", "a b"] {
+            let text = ONE
+                .replace("name = \"a\"", &format!("name = \"{bad}\""))
+                .replace("default = \"a\"", &format!("default = \"{bad}\""));
+            assert!(
+                matches!(
+                    Catalog::parse(&text),
+                    Err(CatalogError::InvalidField { field: "name", .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        let text = ONE.replace("suite = \"bookworm\"", "suite = \"book worm\"");
+        assert!(matches!(
+            Catalog::parse(&text),
+            Err(CatalogError::InvalidField { field: "suite", .. })
+        ));
+    }
+}

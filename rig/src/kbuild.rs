@@ -1,0 +1,924 @@
+//! Building an out-of-tree kernel module against a fetched kernel tree.
+//!
+//! The module source is copied into a separate build directory (the source
+//! tree stays clean) and built with
+//! `make -C <headers_common> O=<headers_flavour> M=<out_dir> CC=<cc> modules`,
+//! using the compiler the kernel was built with. The packaged headers are
+//! never modified. A hash of the inputs lets unchanged rebuilds be skipped.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tracing::{debug, info};
+
+use crate::fetch::{find_program, hex, tail_lines, KernelTree};
+
+/// File in the build directory holding the hash of the last good build.
+pub const BUILD_HASH_FILE: &str = ".rig-build-hash";
+
+/// Lines of make output kept in error messages.
+const ERROR_TAIL_LINES: usize = 40;
+
+/// Make variables rig sets itself; overriding them would break the build.
+const RESERVED_VARS: &[&str] = &["M", "O", "KBUILD_EXTMOD", "KBUILD_OUTPUT"];
+
+/// Errors from building a module.
+#[derive(Debug, Error)]
+pub enum KbuildError {
+    /// The compiler the kernel was built with is not on this host.
+    #[error("kernel `{kernel}` was built with {needed}, which is not on this host: building modules for it needs a chroot of its Debian suite (not supported yet); install {needed} on the host, or use a kernel built by the host's gcc")]
+    CompilerUnavailable {
+        /// Compiler command needed, e.g. `gcc-14`.
+        needed: String,
+        /// Catalog name of the kernel.
+        kernel: String,
+    },
+    /// The kernel config does not say which compiler built it.
+    #[error("cannot tell which compiler built `{kernel}`: no usable CONFIG_CC_VERSION_TEXT in {}; the headers may be damaged, fetch the kernel again with --refresh", config.display())]
+    CompilerUnknown {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// The config file read.
+        config: PathBuf,
+    },
+    /// The kernel was built with a compiler rig does not drive (clang).
+    #[error("kernel `{kernel}` was built with `{text}`: rig builds modules only for gcc-built kernels; pick a Debian kernel from the catalog")]
+    UnsupportedCompiler {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// CONFIG_CC_VERSION_TEXT.
+        text: String,
+    },
+    /// `make` is not installed.
+    #[error("`make` is not on PATH: install the `make` package")]
+    MakeMissing,
+    /// The source directory is unusable.
+    #[error("module source {} has no Kbuild or Makefile: pass the directory holding the module's Kbuild file", path.display())]
+    SourceMissing {
+        /// The source directory.
+        path: PathBuf,
+    },
+    /// The build directory would overwrite the source.
+    #[error("build directory {} is the module source directory: pass a separate output directory so the source tree stays clean", path.display())]
+    OutIsSource {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A make variable rig must control, or a malformed name.
+    #[error("make variable `{name}` cannot be passed: names are letters, digits and `_`, and M, O, KBUILD_EXTMOD and KBUILD_OUTPUT are set by rig")]
+    InvalidMakeVar {
+        /// The variable name.
+        name: String,
+    },
+    /// make failed.
+    #[error("building the module for `{kernel}` failed ({status}); fix the errors below (full log: {}):\n{tail}", log_path.display())]
+    BuildFailed {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// make's exit status.
+        status: String,
+        /// Where the full log was written.
+        log_path: PathBuf,
+        /// The last lines of make's output.
+        tail: String,
+    },
+    /// make succeeded but there is no module.
+    #[error("make succeeded but produced no .ko in {}: check `obj-m` in the module's Kbuild", out_dir.display())]
+    NoModules {
+        /// The build directory.
+        out_dir: PathBuf,
+    },
+    /// A module's vermagic does not name the kernel.
+    #[error("{} has vermagic `{found}` but the kernel release is `{expected}`: it was built against other headers; delete {} and build again", ko.display(), hash_file.display())]
+    VermagicMismatch {
+        /// The module file.
+        ko: PathBuf,
+        /// First word of its vermagic.
+        found: String,
+        /// The kernel release.
+        expected: String,
+        /// The build-hash file to delete.
+        hash_file: PathBuf,
+    },
+    /// A module has no vermagic.
+    #[error("{} has no `vermagic=` in its .modinfo section: it is not a module built by kbuild; clean the build directory and build again", ko.display())]
+    NoVermagic {
+        /// The module file.
+        ko: PathBuf,
+    },
+    /// A filesystem or process operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What to build and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// Module source directory (holds the Kbuild file). Never written to.
+    pub src_dir: PathBuf,
+    /// Build directory; the source is copied here and built.
+    pub out_dir: PathBuf,
+    /// Extra `NAME=value` arguments for make.
+    pub make_vars: Vec<(String, String)>,
+    /// Pass `W=1` (extra compiler warnings).
+    pub extra_cflags_w1: bool,
+}
+
+/// A successful build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltModule {
+    /// The built modules, in `modules.order` order.
+    pub ko_files: Vec<PathBuf>,
+    /// The full vermagic string of the (first) module.
+    pub vermagic: String,
+    /// make's combined output; empty-ish when the build was up to date.
+    pub log: String,
+}
+
+/// Where `make` runs. Only the host for now; a chroot of the kernel's
+/// suite (for kernels whose compiler the host lacks) is meant to slot in
+/// as another variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEnv {
+    /// Directly on this machine, with C compiler `cc` (e.g. `gcc-12`).
+    Host {
+        /// The compiler command passed as `CC=`.
+        cc: String,
+    },
+}
+
+impl BuildEnv {
+    /// Picks where to build for `tree`: the host if it has the compiler the
+    /// kernel was built with (`CONFIG_CC_VERSION_TEXT`), else an error.
+    pub fn for_tree(tree: &KernelTree) -> Result<BuildEnv, KbuildError> {
+        let config_path = tree.headers_flavour.join(".config");
+        let config = fs::read_to_string(&config_path).map_err(io_err("read", &config_path))?;
+        let unknown = || KbuildError::CompilerUnknown {
+            kernel: tree.name.clone(),
+            config: config_path.clone(),
+        };
+        let text = cc_version_text(&config).ok_or_else(unknown)?;
+        let major = match compiler_of(&text) {
+            Some(Compiler::Gcc(major)) => major,
+            Some(Compiler::Clang) => {
+                return Err(KbuildError::UnsupportedCompiler {
+                    kernel: tree.name.clone(),
+                    text,
+                })
+            }
+            None => return Err(unknown()),
+        };
+        let versioned = format!("gcc-{major}");
+        let cc = choose_compiler(major, find_program(&versioned).is_some(), host_gcc_major())
+            .ok_or(KbuildError::CompilerUnavailable {
+                needed: versioned,
+                kernel: tree.name.clone(),
+            })?;
+        debug!(kernel = %tree.name, %text, %cc, "compiler chosen");
+        Ok(BuildEnv::Host { cc })
+    }
+
+    /// The compiler command passed to make as `CC=`.
+    pub fn cc(&self) -> &str {
+        match self {
+            BuildEnv::Host { cc } => cc,
+        }
+    }
+
+    fn make_command(&self) -> Command {
+        match self {
+            BuildEnv::Host { .. } => Command::new("make"),
+        }
+    }
+}
+
+/// Builds the module in `req.src_dir` for `tree`, or returns the previous
+/// build if its inputs have not changed.
+pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule, KbuildError> {
+    validate_request(req)?;
+    let env = BuildEnv::for_tree(tree)?;
+    let files = source_files(&req.src_dir, &req.out_dir)?;
+    let hash = build_hash(&req.src_dir, &files, tree, req, env.cc())?;
+    let hash_file = req.out_dir.join(BUILD_HASH_FILE);
+
+    if fs::read_to_string(&hash_file).is_ok_and(|h| h.trim() == hash) {
+        if let Ok(ko_files) = built_modules(&req.out_dir) {
+            if let Ok(vermagic) = check_vermagic(&ko_files, tree, &hash_file) {
+                info!(kernel = %tree.name, out = %req.out_dir.display(), "module is up to date");
+                return Ok(BuiltModule {
+                    ko_files,
+                    vermagic,
+                    log: format!("up to date (build hash {hash})\n"),
+                });
+            }
+        }
+    }
+
+    // A failed or interrupted build must not look up to date.
+    remove_if_exists(&hash_file)?;
+    copy_sources(&req.src_dir, &req.out_dir, &files)?;
+    if find_program("make").is_none() {
+        return Err(KbuildError::MakeMissing);
+    }
+
+    let mut cmd = env.make_command();
+    cmd.arg("-C")
+        .arg(&tree.headers_common)
+        .arg(format!("O={}", tree.headers_flavour.display()))
+        .arg(format!("M={}", req.out_dir.display()))
+        .arg(format!("CC={}", env.cc()))
+        .arg(format!(
+            "-j{}",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ));
+    if req.extra_cflags_w1 {
+        cmd.arg("W=1");
+    }
+    for (k, v) in &req.make_vars {
+        cmd.arg(format!("{k}={v}"));
+    }
+    cmd.arg("modules");
+    info!(kernel = %tree.name, cc = %env.cc(), out = %req.out_dir.display(), "building module");
+    let started = Instant::now();
+    let (status, log) = run_captured(cmd)?;
+    let log_path = req.out_dir.join("rig-build.log");
+    fs::write(&log_path, &log).map_err(io_err("write", &log_path))?;
+    if !status.success() {
+        return Err(KbuildError::BuildFailed {
+            kernel: tree.name.clone(),
+            status: status.to_string(),
+            log_path,
+            tail: tail_lines(&log, ERROR_TAIL_LINES),
+        });
+    }
+    let ko_files = built_modules(&req.out_dir)?;
+    let vermagic = check_vermagic(&ko_files, tree, &hash_file)?;
+    fs::write(&hash_file, format!("{hash}\n")).map_err(io_err("write", &hash_file))?;
+    info!(kernel = %tree.name, modules = ko_files.len(), secs = started.elapsed().as_secs_f32(), "module built");
+    Ok(BuiltModule {
+        ko_files,
+        vermagic,
+        log,
+    })
+}
+
+fn validate_request(req: &BuildRequest) -> Result<(), KbuildError> {
+    let has_build_file = ["Kbuild", "Makefile"]
+        .iter()
+        .any(|f| req.src_dir.join(f).is_file());
+    if !has_build_file {
+        return Err(KbuildError::SourceMissing {
+            path: req.src_dir.clone(),
+        });
+    }
+    if same_dir(&req.src_dir, &req.out_dir) {
+        return Err(KbuildError::OutIsSource {
+            path: req.out_dir.clone(),
+        });
+    }
+    for (name, _) in &req.make_vars {
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || RESERVED_VARS.contains(&name.as_str()) {
+            return Err(KbuildError::InvalidMakeVar { name: name.clone() });
+        }
+    }
+    Ok(())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Compiler selection
+
+/// The compiler family and major version that built a kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compiler {
+    Gcc(u32),
+    Clang,
+}
+
+/// The unquoted `CONFIG_CC_VERSION_TEXT` from a kernel `.config`.
+fn cc_version_text(config: &str) -> Option<String> {
+    config.lines().find_map(|l| {
+        let v = l.strip_prefix("CONFIG_CC_VERSION_TEXT=")?.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        (!v.is_empty()).then(|| v.replace("\\\"", "\""))
+    })
+}
+
+/// Reads e.g. `gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0` or
+/// `gcc (Debian 10.2.1-6) 10.2.1 20210110`.
+fn compiler_of(text: &str) -> Option<Compiler> {
+    let first = text.split_whitespace().next()?;
+    if text.contains("clang") {
+        return Some(Compiler::Clang);
+    }
+    if !first.contains("gcc") {
+        return None;
+    }
+    // `gcc-12`, `x86_64-linux-gnu-gcc-12`: the suffix is the major.
+    if let Some(major) = first.rsplit_once("gcc-").and_then(|(_, m)| m.parse().ok()) {
+        return Some(Compiler::Gcc(major));
+    }
+    // Else the version after the package description: `(...) 10.2.1`.
+    let after = text.rsplit_once(')').map_or(text, |(_, rest)| rest);
+    after
+        .split_whitespace()
+        .find_map(version_major)
+        .map(Compiler::Gcc)
+}
+
+/// Major version from `12`, `12.2.0`.
+fn version_major(s: &str) -> Option<u32> {
+    let major = s.trim().split('.').next()?;
+    if major.is_empty() || !major.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    major.parse().ok()
+}
+
+/// `gcc-<major>` if present, else plain `gcc` if it is that major.
+fn choose_compiler(
+    major: u32,
+    versioned_on_path: bool,
+    host_gcc_major: Option<u32>,
+) -> Option<String> {
+    if versioned_on_path {
+        Some(format!("gcc-{major}"))
+    } else if host_gcc_major == Some(major) {
+        Some("gcc".to_owned())
+    } else {
+        None
+    }
+}
+
+fn host_gcc_major() -> Option<u32> {
+    find_program("gcc")?;
+    let out = Command::new("gcc").arg("-dumpversion").output().ok()?;
+    version_major(&String::from_utf8_lossy(&out.stdout))
+}
+
+// ---------------------------------------------------------------------------
+// Sources, hashing and copying
+
+/// Kbuild outputs and editor/VCS droppings: never copied or hashed.
+fn is_build_product(name: &str) -> bool {
+    const SUFFIXES: &[&str] = &[
+        ".o", ".ko", ".mod", ".mod.c", ".cmd", ".a", ".order", ".symvers", ".dwo", ".log", "~",
+    ];
+    name.starts_with('.') || SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// Source files under `src` (relative, sorted), skipping build products,
+/// hidden entries, symlinked directories and `exclude` (a build directory
+/// that may live inside the source).
+fn source_files(src: &Path, exclude: &Path) -> Result<Vec<PathBuf>, KbuildError> {
+    let exclude = exclude.canonicalize().ok();
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = src.join(&rel);
+        if exclude.is_some() && dir.canonicalize().ok() == exclude {
+            continue;
+        }
+        let entries = fs::read_dir(&dir).map_err(io_err("read directory", &dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err("read directory", &dir))?;
+            let name = entry.file_name();
+            let Some(name_str) = name.to_str() else {
+                debug!(path = %entry.path().display(), "skipping non-UTF-8 name");
+                continue;
+            };
+            if is_build_product(name_str) {
+                continue;
+            }
+            let ty = entry.file_type().map_err(io_err("stat", &entry.path()))?;
+            if ty.is_dir() {
+                stack.push(rel.join(&name));
+            } else if ty.is_file() || (ty.is_symlink() && entry.path().is_file()) {
+                files.push(rel.join(&name));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Hash of everything that affects the build output.
+fn build_hash(
+    src: &Path,
+    files: &[PathBuf],
+    tree: &KernelTree,
+    req: &BuildRequest,
+    cc: &str,
+) -> Result<String, KbuildError> {
+    let mut contents = Vec::with_capacity(files.len());
+    for f in files {
+        let path = src.join(f);
+        contents.push((
+            f.to_string_lossy().into_owned(),
+            fs::read(&path).map_err(io_err("read", &path))?,
+        ));
+    }
+    let params = [
+        ("release", tree.release.as_str()),
+        ("package_version", tree.package_version.as_str()),
+        ("cc", cc),
+        ("w1", if req.extra_cflags_w1 { "1" } else { "0" }),
+    ];
+    Ok(hash_inputs(&contents, &params, &req.make_vars))
+}
+
+/// Pure part of the build hash; every item is length-prefixed so that no
+/// two different input sets serialise the same.
+fn hash_inputs(
+    files: &[(String, Vec<u8>)],
+    params: &[(&str, &str)],
+    make_vars: &[(String, String)],
+) -> String {
+    let mut h = Sha256::new();
+    let mut put = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    put(b"rig-build-hash-v1");
+    for (k, v) in params {
+        put(k.as_bytes());
+        put(v.as_bytes());
+    }
+    put(b"make_vars");
+    for (k, v) in make_vars {
+        put(k.as_bytes());
+        put(v.as_bytes());
+    }
+    put(b"files");
+    for (name, data) in files {
+        put(name.as_bytes());
+        put(data);
+    }
+    hex(&h.finalize())
+}
+
+/// Copies `files` from `src` to `out`, leaving identical files alone so
+/// their mtimes (and kbuild's incremental build) survive.
+fn copy_sources(src: &Path, out: &Path, files: &[PathBuf]) -> Result<(), KbuildError> {
+    for f in files {
+        let from = src.join(f);
+        let to = out.join(f);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+        }
+        let data = fs::read(&from).map_err(io_err("read", &from))?;
+        if fs::read(&to).is_ok_and(|old| old == data) {
+            continue;
+        }
+        fs::write(&to, &data).map_err(io_err("write", &to))?;
+    }
+    fs::create_dir_all(out).map_err(io_err("create directory", out))
+}
+
+// ---------------------------------------------------------------------------
+// Results
+
+/// The built modules listed in `out/modules.order` (lines are `foo.ko`, or
+/// `foo.o` on newer kernels; relative to `out` or absolute).
+fn built_modules(out: &Path) -> Result<Vec<PathBuf>, KbuildError> {
+    let order = out.join("modules.order");
+    let text = fs::read_to_string(&order).unwrap_or_default();
+    let kos = ko_paths_from_order(&text, out);
+    if kos.is_empty() || !kos.iter().all(|k| k.is_file()) {
+        return Err(KbuildError::NoModules {
+            out_dir: out.to_owned(),
+        });
+    }
+    Ok(kos)
+}
+
+fn ko_paths_from_order(text: &str, out: &Path) -> Vec<PathBuf> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l = l.strip_prefix("kernel/").unwrap_or(l);
+            let ko = match l.strip_suffix(".o") {
+                Some(stem) => format!("{stem}.ko"),
+                None => l.to_owned(),
+            };
+            out.join(ko)
+        })
+        .collect()
+}
+
+/// Checks every module's vermagic against the tree; returns the first.
+fn check_vermagic(
+    kos: &[PathBuf],
+    tree: &KernelTree,
+    hash_file: &Path,
+) -> Result<String, KbuildError> {
+    let mut first = None;
+    for ko in kos {
+        let data = fs::read(ko).map_err(io_err("read", ko))?;
+        let vermagic =
+            vermagic_of(&data).ok_or_else(|| KbuildError::NoVermagic { ko: ko.clone() })?;
+        let found = vermagic.split_whitespace().next().unwrap_or_default();
+        if found != tree.release {
+            return Err(KbuildError::VermagicMismatch {
+                ko: ko.clone(),
+                found: found.to_owned(),
+                expected: tree.release.clone(),
+                hash_file: hash_file.to_owned(),
+            });
+        }
+        first.get_or_insert(vermagic);
+    }
+    first.ok_or_else(|| KbuildError::NoModules {
+        out_dir: hash_file.parent().map(Path::to_owned).unwrap_or_default(),
+    })
+}
+
+/// `vermagic=` from a module's `.modinfo` section; falls back to a byte
+/// search if the file is not a little-endian ELF64.
+fn vermagic_of(ko: &[u8]) -> Option<String> {
+    let haystack = elf64_section(ko, ".modinfo").unwrap_or(ko);
+    haystack
+        .split(|&b| b == 0)
+        .find_map(|s| {
+            s.windows(9)
+                .position(|w| w == b"vermagic=")
+                .map(|i| &s[i + 9..])
+        })
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The contents of section `name` in a little-endian ELF64 image.
+fn elf64_section<'a>(data: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let u64_at = |o: usize| {
+        data.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    // ELFCLASS64, ELFDATA2LSB.
+    if data.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let shoff = usize::try_from(u64_at(0x28)?).ok()?;
+    let shentsize = usize::from(u16_at(0x3a)?);
+    let shnum = usize::from(u16_at(0x3c)?);
+    let shstrndx = usize::from(u16_at(0x3e)?);
+    if shentsize < 64 {
+        return None;
+    }
+    let section = |i: usize| -> Option<(u32, &'a [u8])> {
+        let base = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        let name = u32_at(base)?;
+        let off = usize::try_from(u64_at(base + 24)?).ok()?;
+        let size = usize::try_from(u64_at(base + 32)?).ok()?;
+        Some((name, data.get(off..off.checked_add(size)?)?))
+    };
+    let (_, strtab) = section(shstrndx)?;
+    (0..shnum).find_map(|i| {
+        let (name_off, body) = section(i)?;
+        let rest = strtab.get(usize::try_from(name_off).ok()?..)?;
+        let end = rest.iter().position(|&b| b == 0)?;
+        (&rest[..end] == name.as_bytes()).then_some(body)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// Runs `cmd` with stdout and stderr interleaved into one log.
+fn run_captured(mut cmd: Command) -> Result<(std::process::ExitStatus, String), KbuildError> {
+    let spawn_err = |source| KbuildError::Io {
+        action: "run",
+        path: PathBuf::from("make"),
+        source,
+    };
+    let (mut reader, writer) = io::pipe().map_err(spawn_err)?;
+    let writer2 = writer.try_clone().map_err(spawn_err)?;
+    cmd.stdout(writer)
+        .stderr(writer2)
+        .stdin(std::process::Stdio::null());
+    debug!(command = ?cmd, "running");
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    // The Command holds our write ends; drop it or the read never sees EOF.
+    drop(cmd);
+    let mut raw = Vec::new();
+    reader.read_to_end(&mut raw).map_err(spawn_err)?;
+    let status = child.wait().map_err(spawn_err)?;
+    Ok((status, String::from_utf8_lossy(&raw).into_owned()))
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> KbuildError + 'a {
+    move |source| KbuildError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), KbuildError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(release: &str) -> KernelTree {
+        KernelTree {
+            name: "k".into(),
+            release: release.into(),
+            package_version: "1-1".into(),
+            root: "/nonexistent".into(),
+            vmlinuz: "/nonexistent/vmlinuz".into(),
+            headers_common: "/nonexistent/c".into(),
+            headers_flavour: "/nonexistent/f".into(),
+            modules_dir: None,
+            config: "/nonexistent/config".into(),
+        }
+    }
+
+    #[test]
+    fn compiler_from_config_text() {
+        let cfg = "# comment\nCONFIG_CC_VERSION_TEXT=\"gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_CC_IS_GCC=y\n";
+        let text = cc_version_text(cfg).unwrap();
+        assert_eq!(text, "gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0");
+        assert_eq!(compiler_of(&text), Some(Compiler::Gcc(12)));
+        let cases = [
+            (
+                "gcc (Debian 10.2.1-6) 10.2.1 20210110",
+                Some(Compiler::Gcc(10)),
+            ),
+            ("gcc-14 (Debian 14.2.0-19) 14.2.0", Some(Compiler::Gcc(14))),
+            (
+                "x86_64-linux-gnu-gcc-16 (Debian 16.1.0-2) 16.1.0",
+                Some(Compiler::Gcc(16)),
+            ),
+            ("Debian clang version 19.1.7 (3)", Some(Compiler::Clang)),
+            ("tcc 0.9", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(compiler_of(text), want, "{text}");
+        }
+        assert_eq!(cc_version_text("CONFIG_CC_IS_GCC=y\n"), None);
+        assert_eq!(cc_version_text("CONFIG_CC_VERSION_TEXT=\"\"\n"), None);
+    }
+
+    #[test]
+    fn compiler_choice() {
+        assert_eq!(
+            choose_compiler(12, true, Some(12)).as_deref(),
+            Some("gcc-12")
+        );
+        assert_eq!(choose_compiler(12, false, Some(12)).as_deref(), Some("gcc"));
+        assert_eq!(choose_compiler(14, false, Some(12)), None);
+        assert_eq!(choose_compiler(14, false, None), None);
+        assert_eq!(version_major("12\n"), Some(12));
+        assert_eq!(version_major("12.2.0"), Some(12));
+        assert_eq!(version_major("x"), None);
+    }
+
+    #[test]
+    fn compiler_unavailable_message_names_the_fix() {
+        let err = KbuildError::CompilerUnavailable {
+            needed: "gcc-14".into(),
+            kernel: "trixie-6.12".into(),
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("gcc-14") && msg.contains("trixie-6.12") && msg.contains("chroot"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn hash_changes_with_each_input() {
+        let files = vec![("main.c".to_owned(), b"int x;".to_vec())];
+        let vars = vec![("KCFLAGS".to_owned(), "-g".to_owned())];
+        let params = [("release", "6.1.0-50-cloud-amd64"), ("cc", "gcc-12")];
+        let base = hash_inputs(&files, &params, &vars);
+        assert_eq!(base, hash_inputs(&files, &params, &vars));
+        assert_eq!(base.len(), 64);
+        let other_file = vec![("main.c".to_owned(), b"int y;".to_vec())];
+        assert_ne!(base, hash_inputs(&other_file, &params, &vars));
+        assert_ne!(
+            base,
+            hash_inputs(
+                &files,
+                &[("release", "6.1.0-51-cloud-amd64"), ("cc", "gcc-12")],
+                &vars
+            )
+        );
+        assert_ne!(base, hash_inputs(&files, &params, &[]));
+        // Length prefixes: moving bytes between name and content changes it.
+        let shifted = vec![("main.ci".to_owned(), b"nt x;".to_vec())];
+        assert_ne!(base, hash_inputs(&shifted, &params, &vars));
+    }
+
+    #[test]
+    fn sources_skip_products_and_nested_out_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        let out = src.join("build");
+        for f in [
+            "Kbuild",
+            "main.c",
+            "include/uapi/x.h",
+            "main.o",
+            "m.ko",
+            "m.mod.c",
+            ".main.o.cmd",
+            "modules.order",
+            ".git/HEAD",
+            "build/Kbuild",
+        ] {
+            let p = src.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, f).unwrap();
+        }
+        let files = source_files(&src, &out).unwrap();
+        let names: Vec<_> = files.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(names, ["Kbuild", "include/uapi/x.h", "main.c"]);
+
+        let t = tree("6.1.0-50-cloud-amd64");
+        let req = BuildRequest {
+            src_dir: src.clone(),
+            out_dir: out.clone(),
+            make_vars: vec![],
+            extra_cflags_w1: false,
+        };
+        let h1 = build_hash(&src, &files, &t, &req, "gcc-12").unwrap();
+        // Build products do not affect the hash...
+        fs::write(src.join("main.o"), "changed").unwrap();
+        assert_eq!(
+            h1,
+            build_hash(&src, &source_files(&src, &out).unwrap(), &t, &req, "gcc-12").unwrap()
+        );
+        // ...sources and W=1 do.
+        fs::write(src.join("main.c"), "changed").unwrap();
+        let h2 = build_hash(&src, &files, &t, &req, "gcc-12").unwrap();
+        assert_ne!(h1, h2);
+        let w1 = BuildRequest {
+            extra_cflags_w1: true,
+            ..req.clone()
+        };
+        assert_ne!(h2, build_hash(&src, &files, &t, &w1, "gcc-12").unwrap());
+
+        copy_sources(&src, &out, &files).unwrap();
+        assert_eq!(
+            fs::read_to_string(out.join("include/uapi/x.h")).unwrap(),
+            "include/uapi/x.h"
+        );
+        assert!(!out.join("main.o").exists());
+    }
+
+    #[test]
+    fn request_validation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().to_owned();
+        let mut req = BuildRequest {
+            src_dir: src.clone(),
+            out_dir: src.join("out"),
+            make_vars: vec![],
+            extra_cflags_w1: false,
+        };
+        assert!(matches!(
+            validate_request(&req),
+            Err(KbuildError::SourceMissing { .. })
+        ));
+        fs::write(src.join("Kbuild"), "obj-m := m.o\n").unwrap();
+        assert!(validate_request(&req).is_ok());
+        req.make_vars = vec![("M".into(), "/x".into())];
+        assert!(matches!(
+            validate_request(&req),
+            Err(KbuildError::InvalidMakeVar { .. })
+        ));
+        req.make_vars = vec![("A B".into(), "x".into())];
+        assert!(matches!(
+            validate_request(&req),
+            Err(KbuildError::InvalidMakeVar { .. })
+        ));
+        req.make_vars = vec![("KCFLAGS".into(), "-g".into())];
+        assert!(validate_request(&req).is_ok());
+        req.out_dir = src.clone();
+        assert!(matches!(
+            validate_request(&req),
+            Err(KbuildError::OutIsSource { .. })
+        ));
+    }
+
+    #[test]
+    fn modules_order_forms() {
+        let out = Path::new("/b");
+        assert_eq!(
+            ko_paths_from_order("hello.ko\n", out),
+            [PathBuf::from("/b/hello.ko")]
+        );
+        assert_eq!(
+            ko_paths_from_order("sub/hello.o\n\n", out),
+            [PathBuf::from("/b/sub/hello.ko")]
+        );
+        assert_eq!(
+            ko_paths_from_order("/b/x.o\n", out),
+            [PathBuf::from("/b/x.ko")]
+        );
+        assert!(ko_paths_from_order("", out).is_empty());
+    }
+
+    /// A minimal ELF64 with a `.modinfo` section, and a decoy string outside it.
+    fn fake_ko(vermagic: &str) -> Vec<u8> {
+        let modinfo = format!("license=GPL\0vermagic={vermagic}\0name=hello\0");
+        let shstrtab = b"\0.modinfo\0.shstrtab\0";
+        let decoy = b"vermagic=decoy\0";
+        let mut data = vec![0u8; 64];
+        data[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        data.extend_from_slice(decoy);
+        let modinfo_off = data.len();
+        data.extend_from_slice(modinfo.as_bytes());
+        let strtab_off = data.len();
+        data.extend_from_slice(shstrtab);
+        let shoff = data.len();
+        let mut sh = |name: u32, off: usize, size: usize| {
+            let mut s = vec![0u8; 64];
+            s[0..4].copy_from_slice(&name.to_le_bytes());
+            s[24..32].copy_from_slice(&(off as u64).to_le_bytes());
+            s[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+            data.extend_from_slice(&s);
+        };
+        sh(0, 0, 0);
+        sh(1, modinfo_off, modinfo.len());
+        sh(10, strtab_off, shstrtab.len());
+        data[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        data[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        data[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        data[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+        data
+    }
+
+    #[test]
+    fn vermagic_from_modinfo_section() {
+        let ko = fake_ko("6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions ");
+        assert_eq!(elf64_section(&ko, ".nothere"), None);
+        assert_eq!(
+            vermagic_of(&ko).as_deref(),
+            Some("6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions ")
+        );
+        // Not ELF: byte search.
+        assert_eq!(
+            vermagic_of(b"junk\0vermagic=5.10.0 SMP\0").as_deref(),
+            Some("5.10.0 SMP")
+        );
+        assert_eq!(vermagic_of(b"nothing"), None);
+        // Truncated ELF must not panic.
+        assert_eq!(elf64_section(&ko[..70], ".modinfo"), None);
+    }
+
+    #[test]
+    fn vermagic_check_against_release() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ko = tmp.path().join("hello.ko");
+        let hash = tmp.path().join(BUILD_HASH_FILE);
+        fs::write(&ko, fake_ko("6.1.0-50-cloud-amd64 SMP mod_unload ")).unwrap();
+        let v = check_vermagic(
+            std::slice::from_ref(&ko),
+            &tree("6.1.0-50-cloud-amd64"),
+            &hash,
+        )
+        .unwrap();
+        assert!(v.starts_with("6.1.0-50-cloud-amd64 "));
+        let err = check_vermagic(&[ko], &tree("6.1.0-51-cloud-amd64"), &hash).unwrap_err();
+        assert!(matches!(err, KbuildError::VermagicMismatch { .. }));
+        assert!(err.to_string().contains(".rig-build-hash"), "{err}");
+    }
+}

@@ -1,0 +1,22 @@
+//! The rig: boots QEMU guests on Debian kernels, loads a module, drives the
+//! guest over its serial console and checks the shared pages from the host.
+//!
+//! One module per job: the kernel catalog ([`catalog`]), downloads
+//! ([`fetch`]), module builds ([`kbuild`]), the guest image ([`initramfs`]),
+//! the QEMU command line ([`qemu`]), the accelerator choice ([`accel`]),
+//! the guest process ([`vm`]) and its console ([`console`]), the host's view
+//! of the ivshmem pages ([`shm`]), checks ([`checks`]) and TAP ([`tap`]).
+
+pub mod accel;
+pub mod catalog;
+pub mod checks;
+pub mod console;
+pub mod fetch;
+pub mod initramfs;
+pub mod kbuild;
+pub mod qemu;
+pub mod qmp;
+pub mod run;
+pub mod shm;
+pub mod tap;
+pub mod vm;
