@@ -32,6 +32,11 @@ pub const SHM_FREE_OFFSET: u64 = 0x21000;
 /// The module refuses a smaller BAR2.
 pub const SHM_MIN_SIZE: u64 = 0x10_0000;
 
+// The areas of the region must not overlap: checked at compile time.
+const _: () = assert!(SHM_G2H_OFFSET + SHM_AREA_SIZE <= SHM_H2G_OFFSET);
+const _: () = assert!(SHM_H2G_OFFSET + SHM_AREA_SIZE <= SHM_FREE_OFFSET);
+const _: () = assert!(SHM_FREE_OFFSET <= SHM_MIN_SIZE);
+
 /// `rig_shm_header.state` after probe.
 pub const STATE_PROBED: u32 = 1;
 /// `rig_shm_header.state` after remove.
@@ -59,29 +64,19 @@ pub struct ShmHeader {
 
 impl Default for ShmHeader {
     fn default() -> Self {
-        ShmHeader {
-            magic: 0,
-            abi_version: 0,
-            size: 0,
-            state: 0,
-            probe_count: 0,
-            bar_phys: 0,
-            kernel_release: [0; 64],
-        }
+        ShmHeader { magic: 0, abi_version: 0, size: 0, state: 0, probe_count: 0, bar_phys: 0, kernel_release: [0; 64] }
     }
 }
 
 impl ShmHeader {
     /// The kernel release string up to its NUL.
     pub fn release(&self) -> &str {
-        let end = self
-            .kernel_release
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.kernel_release.len());
+        let end = self.kernel_release.iter().position(|&b| b == 0).unwrap_or(self.kernel_release.len());
         core::str::from_utf8(&self.kernel_release[..end]).unwrap_or("<not utf-8>")
     }
 }
+
+const _: () = assert!(SHM_HEADER_OFFSET + core::mem::size_of::<ShmHeader>() as u64 <= SHM_G2H_OFFSET);
 
 /// Answer of `RIG_IOC_SHM_INFO`.
 #[repr(C)]
@@ -154,9 +149,7 @@ pub fn fill_pattern(seed: u32, start: u64, buf: &mut [u8]) {
 
 /// First position where `buf` differs from the pattern, if any.
 pub fn first_mismatch(seed: u32, start: u64, buf: &[u8]) -> Option<usize> {
-    buf.iter()
-        .enumerate()
-        .position(|(i, &b)| b != pattern_byte(seed, start + i as u64))
+    buf.iter().enumerate().position(|(i, &b)| b != pattern_byte(seed, start + i as u64))
 }
 
 #[cfg(test)]
@@ -185,14 +178,6 @@ mod tests {
         // Not a constant or a short period.
         assert!(a.windows(2).any(|w| w[0] != w[1]));
         assert_ne!(a[..256], a[256..512]);
-    }
-
-    #[test]
-    fn areas_do_not_overlap() {
-        assert!(SHM_HEADER_OFFSET + core::mem::size_of::<ShmHeader>() as u64 <= SHM_G2H_OFFSET);
-        assert!(SHM_G2H_OFFSET + SHM_AREA_SIZE <= SHM_H2G_OFFSET);
-        assert!(SHM_H2G_OFFSET + SHM_AREA_SIZE <= SHM_FREE_OFFSET);
-        assert!(SHM_FREE_OFFSET <= SHM_MIN_SIZE);
     }
 }
 

@@ -47,14 +47,10 @@ impl Region {
         let (mut seed, mut offset, mut len) = (None, None, None);
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+            let value = it.next().ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
             let n = parse_num(value)?;
             match flag.as_str() {
-                "--seed" => {
-                    seed = Some(u32::try_from(n).map_err(|_| Failure::Usage("--seed is 32-bit".into()))?)
-                }
+                "--seed" => seed = Some(u32::try_from(n).map_err(|_| Failure::Usage("--seed is 32-bit".into()))?),
                 "--offset" => offset = Some(n),
                 "--len" => len = Some(n),
                 other => return Err(Failure::Usage(format!("unknown option `{other}`"))),

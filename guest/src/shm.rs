@@ -75,10 +75,7 @@ fn query_info() -> Result<ShmInfo, Failure> {
 
 pub fn info() -> Result<(), Failure> {
     let info = query_info()?;
-    println!(
-        "phys_addr={:#x} size={:#x} abi_version={}",
-        info.phys_addr, info.size, info.abi_version
-    );
+    println!("phys_addr={:#x} size={:#x} abi_version={}", info.phys_addr, info.size, info.abi_version);
     Ok(())
 }
 

@@ -24,9 +24,7 @@ pub enum CatalogError {
         source: toml::de::Error,
     },
     /// The catalog defines no kernels at all.
-    #[error(
-        "the kernel catalog is empty: add at least one [[kernel]] entry to images/kernels.toml"
-    )]
+    #[error("the kernel catalog is empty: add at least one [[kernel]] entry to images/kernels.toml")]
     Empty,
     /// Two entries share a name.
     #[error("kernel `{name}` is defined twice in the catalog: give each [[kernel]] a unique name")]
@@ -132,11 +130,7 @@ impl KernelEntry {
         ];
         for (field, value) in fields {
             if !is_safe_token(value) {
-                return Err(CatalogError::InvalidField {
-                    name: self.name.clone(),
-                    field,
-                    value: value.to_owned(),
-                });
+                return Err(CatalogError::InvalidField { name: self.name.clone(), field, value: value.to_owned() });
             }
         }
         Ok(())
@@ -147,8 +141,7 @@ impl KernelEntry {
 fn is_safe_token(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(['.', '-'])
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
 }
 
 #[derive(Deserialize)]
@@ -174,8 +167,7 @@ impl Catalog {
 
     /// Parses and validates catalog TOML text.
     pub fn parse(text: &str) -> Result<Catalog, CatalogError> {
-        let file: CatalogFile =
-            toml::from_str(text).map_err(|source| CatalogError::Parse { source })?;
+        let file: CatalogFile = toml::from_str(text).map_err(|source| CatalogError::Parse { source })?;
         if file.kernel.is_empty() {
             return Err(CatalogError::Empty);
         }
@@ -183,26 +175,17 @@ impl Catalog {
         for entry in &file.kernel {
             entry.validate()?;
             if !seen.insert(entry.name.as_str()) {
-                return Err(CatalogError::Duplicate {
-                    name: entry.name.clone(),
-                });
+                return Err(CatalogError::Duplicate { name: entry.name.clone() });
             }
         }
-        let default = file
-            .kernel
-            .iter()
-            .position(|e| e.name == file.default)
-            .ok_or_else(|| CatalogError::Default {
-                problem: format!(
-                    "the default kernel `{}` is not in the catalog (known: {})",
-                    file.default,
-                    known_names(&file.kernel)
-                ),
-            })?;
-        Ok(Catalog {
-            entries: file.kernel,
-            default,
-        })
+        let default = file.kernel.iter().position(|e| e.name == file.default).ok_or_else(|| CatalogError::Default {
+            problem: format!(
+                "the default kernel `{}` is not in the catalog (known: {})",
+                file.default,
+                known_names(&file.kernel)
+            ),
+        })?;
+        Ok(Catalog { entries: file.kernel, default })
     }
 
     /// Looks up an entry by name; the error lists the known names.
@@ -210,10 +193,7 @@ impl Catalog {
         self.entries
             .iter()
             .find(|e| e.name == name)
-            .ok_or_else(|| CatalogError::Unknown {
-                name: name.to_owned(),
-                known: known_names(&self.entries),
-            })
+            .ok_or_else(|| CatalogError::Unknown { name: name.to_owned(), known: known_names(&self.entries) })
     }
 
     /// The entry used when no kernel is named.
@@ -229,11 +209,7 @@ impl Catalog {
 }
 
 fn known_names(entries: &[KernelEntry]) -> String {
-    entries
-        .iter()
-        .map(|e| e.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -254,18 +230,12 @@ console = "ttyS0"
     fn builtin_has_the_four_kernels_and_bookworm_default() {
         let cat = Catalog::builtin().unwrap();
         let names: Vec<_> = cat.entries().map(|e| e.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["bullseye-5.10", "bookworm-6.1", "trixie-6.12", "sid-7"]
-        );
+        assert_eq!(names, ["bullseye-5.10", "bookworm-6.1", "trixie-6.12", "sid-7"]);
         assert_eq!(cat.default_entry().name, "bookworm-6.1");
         let sid = cat.get("sid-7").unwrap();
         assert_eq!(sid.suite, "sid");
         assert_eq!(sid.packaging, Packaging::Split);
-        assert_eq!(
-            cat.get("trixie-6.12").unwrap().packaging,
-            Packaging::Classic
-        );
+        assert_eq!(cat.get("trixie-6.12").unwrap().packaging, Packaging::Classic);
         for e in cat.entries() {
             assert_eq!(e.flavour, "cloud-amd64");
             assert_eq!(e.arch, "amd64");
@@ -291,15 +261,9 @@ console = "ttyS0"
 
     #[test]
     fn cmdline_args_put_console_first() {
-        let text = ONE.replace(
-            "console = \"ttyS0\"",
-            "console = \"ttyS1\"\ncmdline = [\"quiet\", \"nokaslr\"]",
-        );
+        let text = ONE.replace("console = \"ttyS0\"", "console = \"ttyS1\"\ncmdline = [\"quiet\", \"nokaslr\"]");
         let cat = Catalog::parse(&text).unwrap();
-        assert_eq!(
-            cat.default_entry().cmdline_args(),
-            ["console=ttyS1", "quiet", "nokaslr"]
-        );
+        assert_eq!(cat.default_entry().cmdline_args(), ["console=ttyS1", "quiet", "nokaslr"]);
     }
 
     #[test]
@@ -308,39 +272,21 @@ console = "ttyS0"
         let err = cat.get("foo").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("unknown kernel `foo`"), "{msg}");
-        assert!(
-            msg.contains("bullseye-5.10, bookworm-6.1, trixie-6.12, sid-7"),
-            "{msg}"
-        );
+        assert!(msg.contains("bullseye-5.10, bookworm-6.1, trixie-6.12, sid-7"), "{msg}");
     }
 
     #[test]
     fn rejects_unknown_fields() {
-        let text = ONE.replace(
-            "console = \"ttyS0\"",
-            "console = \"ttyS0\"\nabi = \"6.1.0-50\"",
-        );
-        assert!(matches!(
-            Catalog::parse(&text),
-            Err(CatalogError::Parse { .. })
-        ));
+        let text = ONE.replace("console = \"ttyS0\"", "console = \"ttyS0\"\nabi = \"6.1.0-50\"");
+        assert!(matches!(Catalog::parse(&text), Err(CatalogError::Parse { .. })));
         let text = format!("mirror = \"x\"\n{ONE}");
-        assert!(matches!(
-            Catalog::parse(&text),
-            Err(CatalogError::Parse { .. })
-        ));
+        assert!(matches!(Catalog::parse(&text), Err(CatalogError::Parse { .. })));
     }
 
     #[test]
     fn rejects_bad_packaging() {
-        let text = ONE.replace(
-            "console = \"ttyS0\"",
-            "console = \"ttyS0\"\npackaging = \"weird\"",
-        );
-        assert!(matches!(
-            Catalog::parse(&text),
-            Err(CatalogError::Parse { .. })
-        ));
+        let text = ONE.replace("console = \"ttyS0\"", "console = \"ttyS0\"\npackaging = \"weird\"");
+        assert!(matches!(Catalog::parse(&text), Err(CatalogError::Parse { .. })));
     }
 
     #[test]
@@ -354,10 +300,7 @@ console = "ttyS0"
         let err = Catalog::parse(&nodef).unwrap_err();
         assert!(matches!(err, CatalogError::Default { .. }));
         assert!(err.to_string().contains("`b`"));
-        assert!(matches!(
-            Catalog::parse("default = \"a\"\n"),
-            Err(CatalogError::Empty)
-        ));
+        assert!(matches!(Catalog::parse("default = \"a\"\n"), Err(CatalogError::Empty)));
     }
 
     #[test]
@@ -367,17 +310,11 @@ console = "ttyS0"
                 .replace("name = \"a\"", &format!("name = \"{bad}\""))
                 .replace("default = \"a\"", &format!("default = \"{bad}\""));
             assert!(
-                matches!(
-                    Catalog::parse(&text),
-                    Err(CatalogError::InvalidField { field: "name", .. })
-                ),
+                matches!(Catalog::parse(&text), Err(CatalogError::InvalidField { field: "name", .. })),
                 "{bad:?} accepted"
             );
         }
         let text = ONE.replace("suite = \"bookworm\"", "suite = \"book worm\"");
-        assert!(matches!(
-            Catalog::parse(&text),
-            Err(CatalogError::InvalidField { field: "suite", .. })
-        ));
+        assert!(matches!(Catalog::parse(&text), Err(CatalogError::InvalidField { field: "suite", .. })));
     }
 }

@@ -126,7 +126,8 @@ impl Console {
     /// Wraps a connected console socket; every byte read is appended to `transcript`.
     pub fn attach(stream: UnixStream, transcript: &Path, interrupt: Arc<AtomicBool>) -> Result<Console, ConsoleError> {
         let arrivals = Arc::new(Arrivals::default());
-        let reader = TeeReader { inner: stream.try_clone()?, transcript: File::create(transcript)?, arrivals: arrivals.clone() };
+        let reader =
+            TeeReader { inner: stream.try_clone()?, transcript: File::create(transcript)?, arrivals: arrivals.clone() };
         // Zero timeout: every exp() is one look; waiting is done here.
         let session = StreamSession::new(reader, stream, Options::new().timeout_ms(Some(0)));
         let crash = Regex::new(CRASH_PATTERN).map_err(|e| ConsoleError::Expect(e.to_string()))?;
@@ -150,7 +151,11 @@ impl Console {
                 }
                 Err(rexpect::error::Error::Timeout { got, .. }) => {
                     if start.elapsed() >= timeout {
-                        return Err(ConsoleError::Timeout { what: what.into(), waited: timeout, tail: tail_of(&got, 2000) });
+                        return Err(ConsoleError::Timeout {
+                            what: what.into(),
+                            waited: timeout,
+                            tail: tail_of(&got, 2000),
+                        });
                     }
                     if self.interrupt.load(Ordering::Relaxed) {
                         return Err(ConsoleError::Interrupted);
@@ -237,7 +242,8 @@ impl Console {
         let start = Instant::now();
         // The group keeps a trailing `&` or comment in `command` harmless.
         self.send(&format!("{{ {command}\n}} </dev/null; printf '\\n<RIG-END:%s:%s>\\n' {n} $?\n"))?;
-        let re = Regex::new(&format!(r"\n<RIG-END:{n}:(\d+)>\r?\n")).map_err(|e| ConsoleError::Expect(e.to_string()))?;
+        let re =
+            Regex::new(&format!(r"\n<RIG-END:{n}:(\d+)>\r?\n")).map_err(|e| ConsoleError::Expect(e.to_string()))?;
         let result = self.wait_regex(&re, &format!("the end of `{}`", short(command)), timeout);
         let (before, matched) = match result {
             Ok(v) => v,
@@ -248,11 +254,7 @@ impl Console {
             }
             Err(e) => return Err(e),
         };
-        let status = re
-            .captures(&matched)
-            .and_then(|c| c.get(1))
-            .and_then(|m| m.as_str().parse().ok())
-            .unwrap_or(-1);
+        let status = re.captures(&matched).and_then(|c| c.get(1)).and_then(|m| m.as_str().parse().ok()).unwrap_or(-1);
         Ok(StepOutput { status, output: clean(&before), elapsed: start.elapsed() })
     }
 
@@ -302,12 +304,15 @@ mod tests {
     use std::thread;
 
     /// A fake guest: a thread that answers like `sh` would, over a socketpair.
-    fn fake_guest(script: impl FnOnce(std::io::BufReader<UnixStream>, UnixStream) + Send + 'static) -> (Console, tempfile::TempDir) {
+    fn fake_guest(
+        script: impl FnOnce(std::io::BufReader<UnixStream>, UnixStream) + Send + 'static,
+    ) -> (Console, tempfile::TempDir) {
         let (host, guest) = UnixStream::pair().expect("socketpair");
         let reader = std::io::BufReader::new(guest.try_clone().expect("clone"));
         thread::spawn(move || script(reader, guest));
         let dir = tempfile::tempdir().expect("tempdir");
-        let console = Console::attach(host, &dir.path().join("console.log"), Arc::new(AtomicBool::new(false))).expect("attach");
+        let console =
+            Console::attach(host, &dir.path().join("console.log"), Arc::new(AtomicBool::new(false))).expect("attach");
         (console, dir)
     }
 

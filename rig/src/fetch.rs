@@ -235,12 +235,7 @@ pub struct FetchOptions {
 impl Default for FetchOptions {
     /// [`default_cache_dir`], archive from the host, cached trees reused.
     fn default() -> Self {
-        FetchOptions {
-            cache_dir: default_cache_dir(),
-            archive_uri: None,
-            refresh: false,
-            offline: false,
-        }
+        FetchOptions { cache_dir: default_cache_dir(), archive_uri: None, refresh: false, offline: false }
     }
 }
 
@@ -270,11 +265,7 @@ pub struct KernelTree {
 /// The cache directory: `$RIG_CACHE_DIR`, else `$XDG_CACHE_HOME/rig`, else
 /// `~/.cache/rig` (else a per-user directory under the temp dir).
 pub fn default_cache_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = env(CACHE_DIR_ENV) {
         return dir;
     }
@@ -312,12 +303,7 @@ pub fn archive_uri_from_system() -> Result<String, FetchError> {
         .iter()
         .filter_map(read)
         .find_map(|text| debian_uri_from_deb822(&text))
-        .or_else(|| {
-            one_line
-                .iter()
-                .filter_map(read)
-                .find_map(|text| debian_uri_from_one_line(&text))
-        });
+        .or_else(|| one_line.iter().filter_map(read).find_map(|text| debian_uri_from_one_line(&text)));
     match found {
         Some(uri) => {
             debug!(%uri, "archive URI from the host's apt sources");
@@ -356,19 +342,14 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
         }
     }
     if opts.offline {
-        return Err(FetchError::NotCached {
-            name: entry.name.clone(),
-            dir: kdir,
-        });
+        return Err(FetchError::NotCached { name: entry.name.clone(), dir: kdir });
     }
 
     require_tool("apt-get", "apt", "download packages")?;
     require_tool("apt-cache", "apt", "resolve kernel packages")?;
     require_tool("dpkg-deb", "dpkg", "unpack packages")?;
     if !Path::new(DEBIAN_KEYRING).is_file() {
-        return Err(FetchError::KeyringMissing {
-            path: DEBIAN_KEYRING.into(),
-        });
+        return Err(FetchError::KeyringMissing { path: DEBIAN_KEYRING.into() });
     }
     let uri = match &opts.archive_uri {
         Some(uri) => normalize_uri(uri),
@@ -387,10 +368,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
         arch: entry.arch.clone(),
         name: entry.name.clone(),
         cache_note: match &cached {
-            Some(s) => format!(
-                "the cached tree for {} ({}) is still usable without --refresh",
-                entry.name, s.release
-            ),
+            Some(s) => format!("the cached tree for {} ({}) is still usable without --refresh", entry.name, s.release),
             None => format!("nothing is cached for {} yet", entry.name),
         },
     };
@@ -449,13 +427,7 @@ struct Apt {
 
 impl Apt {
     fn prepare(&self) -> Result<(), FetchError> {
-        for sub in [
-            "state",
-            "lists/partial",
-            "cache/archives/partial",
-            "etc/preferences.d",
-            "etc/trusted.gpg.d",
-        ] {
+        for sub in ["state", "lists/partial", "cache/archives/partial", "etc/preferences.d", "etc/trusted.gpg.d"] {
             create_dir(&self.dir.join(sub))?;
         }
         let list = self.dir.join("etc/sources.list");
@@ -484,22 +456,13 @@ impl Apt {
         }
     }
 
-    fn update_error(
-        &self,
-        failure: UpdateOutcome,
-        command: &str,
-        out: &Output,
-        text: String,
-    ) -> FetchError {
+    fn update_error(&self, failure: UpdateOutcome, command: &str, out: &Output, text: String) -> FetchError {
         let output = tail_lines(&text, ERROR_TAIL_LINES);
         let (uri, suite) = (self.uri.clone(), self.suite.clone());
         match failure {
-            UpdateOutcome::Unreachable => FetchError::Unreachable {
-                uri,
-                name: self.name.clone(),
-                cache_note: self.cache_note.clone(),
-                output,
-            },
+            UpdateOutcome::Unreachable => {
+                FetchError::Unreachable { uri, name: self.name.clone(), cache_note: self.cache_note.clone(), output }
+            }
             UpdateOutcome::SuiteMissing => FetchError::SuiteMissing { suite, uri, output },
             UpdateOutcome::Expired => FetchError::Expired { suite, uri, output },
             UpdateOutcome::Signature => FetchError::Signature { suite, uri, output },
@@ -529,10 +492,7 @@ impl Apt {
             return Err(FetchError::CommandFailed {
                 command: format!("apt-cache show {package}"),
                 status: out.status.to_string(),
-                hint: format!(
-                    "delete {} and retry to rebuild apt's cache",
-                    self.dir.display()
-                ),
+                hint: format!("delete {} and retry to rebuild apt's cache", self.dir.display()),
                 output: tail_lines(&stderr, ERROR_TAIL_LINES),
             });
         }
@@ -544,31 +504,24 @@ impl Apt {
     }
 
     fn require(&self, package: &str, hint: impl FnOnce() -> String) -> Result<Stanza, FetchError> {
-        self.show(package)?
-            .ok_or_else(|| FetchError::PackageNotFound {
-                package: package.to_owned(),
-                suite: self.suite.clone(),
-                uri: self.uri.clone(),
-                hint: hint(),
-            })
+        self.show(package)?.ok_or_else(|| FetchError::PackageNotFound {
+            package: package.to_owned(),
+            suite: self.suite.clone(),
+            uri: self.uri.clone(),
+            hint: hint(),
+        })
     }
 
     /// Downloads `packages` into `dest` (reusing files whose SHA256 matches)
     /// and returns the .deb paths in `packages` order.
     fn download(&self, packages: &[DebPackage], dest: &Path) -> Result<Vec<PathBuf>, FetchError> {
         let files: Vec<PathBuf> = packages.iter().map(|p| dest.join(p.file_name())).collect();
-        let missing: Vec<&DebPackage> = packages
-            .iter()
-            .zip(&files)
-            .filter(|(p, f)| !file_has_sha256(f, &p.sha256))
-            .map(|(p, _)| p)
-            .collect();
+        let missing: Vec<&DebPackage> =
+            packages.iter().zip(&files).filter(|(p, f)| !file_has_sha256(f, &p.sha256)).map(|(p, _)| p).collect();
         if !missing.is_empty() {
             info!(kernel = %self.name, count = missing.len(), "downloading kernel packages");
             let mut cmd = self.command("apt-get");
-            cmd.arg("download")
-                .args(missing.iter().map(|p| format!("{}={}", p.name, p.version)))
-                .current_dir(dest);
+            cmd.arg("download").args(missing.iter().map(|p| format!("{}={}", p.name, p.version))).current_dir(dest);
             let out = run(&mut cmd, "apt-get download")?;
             let text = apt_diagnostics(&out);
             if !out.status.success() {
@@ -583,10 +536,7 @@ impl Apt {
             if !file_has_sha256(f, &p.sha256) {
                 return Err(FetchError::UnexpectedOutput {
                     command: "apt-get download".into(),
-                    detail: format!(
-                        "{} is missing or does not match the SHA256 in the package list",
-                        f.display()
-                    ),
+                    detail: format!("{} is missing or does not match the SHA256 in the package list", f.display()),
                 });
             }
         }
@@ -633,9 +583,7 @@ fn apt_options(dir: &Path, arch: &str, as_root: bool) -> Vec<String> {
         // The _apt sandbox user cannot write into a root-owned cache.
         opts.push("APT::Sandbox::User=root".to_owned());
     }
-    opts.into_iter()
-        .flat_map(|o| ["-o".to_owned(), o])
-        .collect()
+    opts.into_iter().flat_map(|o| ["-o".to_owned(), o]).collect()
 }
 
 /// Result of an `apt-get update`, judged from its messages: apt exits 0
@@ -662,15 +610,8 @@ fn classify_update(success: bool, text: &str) -> UpdateOutcome {
         "Unable to connect",
         "Could not handshake",
     ];
-    const SIGNATURE: &[&str] = &[
-        "NO_PUBKEY",
-        "GPG error",
-        "is not signed",
-        "BADSIG",
-        "EXPKEYSIG",
-        "signatures were invalid",
-        "signature",
-    ];
+    const SIGNATURE: &[&str] =
+        &["NO_PUBKEY", "GPG error", "is not signed", "BADSIG", "EXPKEYSIG", "signatures were invalid", "signature"];
     let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
     let fetch_failed = text.contains("Failed to fetch");
     if has(UNREACHABLE) {
@@ -731,13 +672,10 @@ struct DebPackage {
 impl DebPackage {
     fn from_stanza(stanza: &Stanza, command: &str) -> Result<DebPackage, FetchError> {
         let field = |k: &str| {
-            stanza
-                .get(k)
-                .map(str::to_owned)
-                .ok_or_else(|| FetchError::UnexpectedOutput {
-                    command: command.to_owned(),
-                    detail: format!("no `{k}` field"),
-                })
+            stanza.get(k).map(str::to_owned).ok_or_else(|| FetchError::UnexpectedOutput {
+                command: command.to_owned(),
+                detail: format!("no `{k}` field"),
+            })
         };
         Ok(DebPackage {
             name: field("Package")?,
@@ -772,19 +710,16 @@ fn resolve(apt: &Apt, entry: &KernelEntry) -> Result<Plan, FetchError> {
             entry.name
         )
     })?;
-    let headers_name = abi_headers_package(&relations(&meta_stanza, "Depends"), flavour)
-        .ok_or_else(|| FetchError::UnexpectedOutput {
+    let headers_name = abi_headers_package(&relations(&meta_stanza, "Depends"), flavour).ok_or_else(|| {
+        FetchError::UnexpectedOutput {
             command: format!("apt-cache show {meta}"),
             detail: format!("no `linux-headers-<abi>-{flavour}` in Depends"),
-        })?;
-    let release = headers_name
-        .strip_prefix("linux-headers-")
-        .unwrap_or(&headers_name)
-        .to_owned();
-
-    let headers = apt.require(&headers_name, || {
-        "the metapackage points at it; the mirror may be mid-sync, retry later".into()
+        }
     })?;
+    let release = headers_name.strip_prefix("linux-headers-").unwrap_or(&headers_name).to_owned();
+
+    let headers =
+        apt.require(&headers_name, || "the metapackage points at it; the mirror may be mid-sync, retry later".into())?;
     let headers_deps = relations(&headers, "Depends");
     let (common, kbuild) = common_and_kbuild(&headers_deps);
     let bad_deps = |what: &str| FetchError::UnexpectedOutput {
@@ -797,9 +732,8 @@ fn resolve(apt: &Apt, entry: &KernelEntry) -> Result<Plan, FetchError> {
     let headers_pkg = DebPackage::from_stanza(&headers, "apt-cache show")?;
     let mut packages = vec![headers_pkg.clone()];
     for name in [common.as_str(), kbuild.as_str()] {
-        let stanza = apt.require(name, || {
-            format!("`{headers_name}` depends on it; the mirror may be mid-sync, retry later")
-        })?;
+        let stanza =
+            apt.require(name, || format!("`{headers_name}` depends on it; the mirror may be mid-sync, retry later"))?;
         packages.push(DebPackage::from_stanza(&stanza, "apt-cache show")?);
     }
     for name in image_packages(entry.packaging, &release) {
@@ -814,21 +748,11 @@ fn resolve(apt: &Apt, entry: &KernelEntry) -> Result<Plan, FetchError> {
             warn!(package = %p.name, version = %p.version, expected = %headers_pkg.version, "package version differs from the headers");
         }
     }
-    Ok(Plan {
-        release,
-        package_version: headers_pkg.version,
-        common,
-        packages,
-    })
+    Ok(Plan { release, package_version: headers_pkg.version, common, packages })
 }
 
 /// A missing image package: say whether the other packaging would work.
-fn image_not_found(
-    apt: &Apt,
-    entry: &KernelEntry,
-    release: &str,
-    name: String,
-) -> Result<FetchError, FetchError> {
+fn image_not_found(apt: &Apt, entry: &KernelEntry, release: &str, name: String) -> Result<FetchError, FetchError> {
     let other = match entry.packaging {
         Packaging::Classic => Packaging::Split,
         Packaging::Split => Packaging::Classic,
@@ -844,15 +768,9 @@ fn image_not_found(
             entry.name
         )
     } else {
-        "the headers exist but no unsigned image does; the mirror may be mid-sync, retry later"
-            .to_owned()
+        "the headers exist but no unsigned image does; the mirror may be mid-sync, retry later".to_owned()
     };
-    Ok(FetchError::PackageNotFound {
-        package: name,
-        suite: apt.suite.clone(),
-        uri: apt.uri.clone(),
-        hint,
-    })
+    Ok(FetchError::PackageNotFound { package: name, suite: apt.suite.clone(), uri: apt.uri.clone(), hint })
 }
 
 /// The packages carrying the kernel image, config and modules.
@@ -871,20 +789,14 @@ fn image_packages(packaging: Packaging, release: &str) -> Vec<String> {
 fn abi_headers_package(depends: &[Vec<String>], flavour: &str) -> Option<String> {
     let meta = format!("linux-headers-{flavour}");
     let suffix = format!("-{flavour}");
-    depends
-        .iter()
-        .flatten()
-        .find(|n| n.starts_with("linux-headers-") && n.ends_with(&suffix) && **n != meta)
-        .cloned()
+    depends.iter().flatten().find(|n| n.starts_with("linux-headers-") && n.ends_with(&suffix) && **n != meta).cloned()
 }
 
 /// The common headers and kbuild packages a flavour headers package needs.
 fn common_and_kbuild(depends: &[Vec<String>]) -> (Option<String>, Option<String>) {
     let names = || depends.iter().flatten();
     let common = names()
-        .find(|n| {
-            n.starts_with("linux-headers-") && (n.ends_with("-common") || n.contains("-common-"))
-        })
+        .find(|n| n.starts_with("linux-headers-") && (n.ends_with("-common") || n.contains("-common-")))
         .cloned();
     let kbuild = names().find(|n| n.starts_with("linux-kbuild-")).cloned();
     (common, kbuild)
@@ -1023,14 +935,7 @@ fn load_stamp(kdir: &Path, entry: &KernelEntry) -> Option<Stamp> {
         return None;
     }
     let tree = stamp.tree(kdir);
-    let present = [
-        &tree.vmlinuz,
-        &tree.config,
-        &tree.headers_common,
-        &tree.headers_flavour,
-    ]
-    .iter()
-    .all(|p| p.exists());
+    let present = [&tree.vmlinuz, &tree.config, &tree.headers_common, &tree.headers_flavour].iter().all(|p| p.exists());
     if !present {
         warn!(kernel = %entry.name, "cached tree is incomplete; fetching again");
         return None;
@@ -1040,10 +945,7 @@ fn load_stamp(kdir: &Path, entry: &KernelEntry) -> Option<Stamp> {
 
 fn same_packages(a: &[DebPackage], b: &[DebPackage]) -> bool {
     let key = |v: &[DebPackage]| {
-        let mut k: Vec<(String, String)> = v
-            .iter()
-            .map(|p| (p.name.clone(), p.version.clone()))
-            .collect();
+        let mut k: Vec<(String, String)> = v.iter().map(|p| (p.name.clone(), p.version.clone())).collect();
         k.sort();
         k
     };
@@ -1069,10 +971,7 @@ fn extract(deb: &Path, root: &Path) -> Result<(), FetchError> {
 /// Finds the kernel's files under `root` and builds the stamp for them.
 fn locate(entry: &KernelEntry, plan: &Plan, uri: &str, root: &Path) -> Result<Stamp, FetchError> {
     let r = &plan.release;
-    let layout = |path: PathBuf| FetchError::Layout {
-        name: entry.name.clone(),
-        path: root.join(path),
-    };
+    let layout = |path: PathBuf| FetchError::Layout { name: entry.name.clone(), path: root.join(path) };
     let first = |candidates: Vec<PathBuf>| -> Result<PathBuf, FetchError> {
         candidates
             .iter()
@@ -1082,14 +981,10 @@ fn locate(entry: &KernelEntry, plan: &Plan, uri: &str, root: &Path) -> Result<St
     };
     let modules = |base: &str| PathBuf::from(format!("{base}/{r}"));
     let vmlinuz = first(match entry.packaging {
-        Packaging::Classic => vec![
-            format!("boot/vmlinuz-{r}").into(),
-            modules("usr/lib/modules").join("vmlinuz"),
-        ],
-        Packaging::Split => vec![
-            modules("usr/lib/modules").join("vmlinuz.unsigned"),
-            modules("lib/modules").join("vmlinuz.unsigned"),
-        ],
+        Packaging::Classic => vec![format!("boot/vmlinuz-{r}").into(), modules("usr/lib/modules").join("vmlinuz")],
+        Packaging::Split => {
+            vec![modules("usr/lib/modules").join("vmlinuz.unsigned"), modules("lib/modules").join("vmlinuz.unsigned")]
+        }
     })?;
     let headers_flavour = PathBuf::from(format!("usr/src/linux-headers-{r}"));
     let config = first(vec![
@@ -1106,9 +1001,8 @@ fn locate(entry: &KernelEntry, plan: &Plan, uri: &str, root: &Path) -> Result<St
         }
     }
     // The headers add a modules/<release>/build link; real modules have kernel/.
-    let modules_dir = [modules("usr/lib/modules"), modules("lib/modules")]
-        .into_iter()
-        .find(|m| root.join(m).join("kernel").is_dir());
+    let modules_dir =
+        [modules("usr/lib/modules"), modules("lib/modules")].into_iter().find(|m| root.join(m).join("kernel").is_dir());
     Ok(Stamp {
         format: STAMP_FORMAT,
         name: entry.name.clone(),
@@ -1129,10 +1023,8 @@ fn locate(entry: &KernelEntry, plan: &Plan, uri: &str, root: &Path) -> Result<St
 }
 
 fn write_stamp(path: &Path, stamp: &Stamp) -> Result<(), FetchError> {
-    let json = serde_json::to_vec_pretty(stamp).map_err(|source| FetchError::Stamp {
-        path: path.to_owned(),
-        source,
-    })?;
+    let json =
+        serde_json::to_vec_pretty(stamp).map_err(|source| FetchError::Stamp { path: path.to_owned(), source })?;
     let tmp = path.with_extension("json.tmp");
     fs::write(&tmp, json).map_err(io_err("write", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("rename into place", path))
@@ -1144,12 +1036,8 @@ fn write_stamp(path: &Path, stamp: &Stamp) -> Result<(), FetchError> {
 /// First Debian archive URI in deb822 text (`*.sources`).
 fn debian_uri_from_deb822(text: &str) -> Option<String> {
     parse_stanzas(text).into_iter().find_map(|s| {
-        let enabled = s
-            .get("Enabled")
-            .is_none_or(|v| !v.eq_ignore_ascii_case("no"));
-        let is_deb = s
-            .get("Types")
-            .is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
+        let enabled = s.get("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
+        let is_deb = s.get("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
         let suites: Vec<&str> = s.get("Suites")?.split_whitespace().collect();
         let uri = s.get("URIs")?.split_whitespace().next()?.to_owned();
         (enabled && is_deb && is_debian_source(&uri, &suites)).then_some(uri)
@@ -1160,10 +1048,7 @@ fn debian_uri_from_deb822(text: &str) -> Option<String> {
 fn debian_uri_from_one_line(text: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let line = line.split('#').next()?.trim();
-        let rest = line
-            .strip_prefix("deb ")
-            .or_else(|| line.strip_prefix("deb\t"))?
-            .trim_start();
+        let rest = line.strip_prefix("deb ").or_else(|| line.strip_prefix("deb\t"))?.trim_start();
         // Skip an `[ options ]` block.
         let rest = match rest.strip_prefix('[') {
             Some(r) => r.split_once(']')?.1,
@@ -1193,21 +1078,14 @@ fn normalize_uri(uri: &str) -> String {
 }
 
 fn is_plausible_uri(uri: &str) -> bool {
-    !uri.is_empty()
-        && uri.contains(':')
-        && !uri.contains(char::is_whitespace)
-        && !uri.contains(['[', ']'])
+    !uri.is_empty() && uri.contains(':') && !uri.contains(char::is_whitespace) && !uri.contains(['[', ']'])
 }
 
 // ---------------------------------------------------------------------------
 // Small helpers
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FetchError + 'a {
-    move |source| FetchError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| FetchError::Io { action, path: path.to_owned(), source }
 }
 
 fn create_dir(path: &Path) -> Result<(), FetchError> {
@@ -1229,10 +1107,7 @@ fn lock(path: &Path) -> Result<Flock<File>, FetchError> {
         .write(true)
         .open(path)
         .map_err(io_err("open lock file", path))?;
-    let lock_err = |source| FetchError::Lock {
-        path: path.to_owned(),
-        source,
-    };
+    let lock_err = |source| FetchError::Lock { path: path.to_owned(), source };
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(l),
         Err((file, Errno::EWOULDBLOCK)) => {
@@ -1282,34 +1157,19 @@ pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-fn require_tool(
-    tool: &'static str,
-    package: &'static str,
-    purpose: &'static str,
-) -> Result<(), FetchError> {
+fn require_tool(tool: &'static str, package: &'static str, purpose: &'static str) -> Result<(), FetchError> {
     match find_program(tool) {
         Some(_) => Ok(()),
-        None => Err(FetchError::ToolMissing {
-            tool,
-            package,
-            purpose,
-        }),
+        None => Err(FetchError::ToolMissing { tool, package, purpose }),
     }
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<Output, FetchError> {
     debug!(command = ?cmd, "running");
-    cmd.output().map_err(|source| FetchError::Io {
-        action: "run",
-        path: PathBuf::from(what),
-        source,
-    })
+    cmd.output().map_err(|source| FetchError::Io { action: "run", path: PathBuf::from(what), source })
 }
 
 fn effective_uid() -> u32 {
@@ -1366,10 +1226,7 @@ Depends: linux-base (>= 4.12~), linux-headers-6.12.117+deb13-common (= 6.12.117-
         assert_eq!(s.get("package"), Some("linux-headers-cloud-amd64"));
         assert_eq!(s.get("VERSION"), Some("6.1.176-1"));
         let d = s.get("Description").unwrap();
-        assert!(
-            d.starts_with("Header files") && d.ends_with("configuration."),
-            "{d}"
-        );
+        assert!(d.starts_with("Header files") && d.ends_with("configuration."), "{d}");
         assert_eq!(parse_stanza("").get("Package"), None);
     }
 
@@ -1382,10 +1239,7 @@ Depends: linux-base (>= 4.12~), linux-headers-6.12.117+deb13-common (= 6.12.117-
     #[test]
     fn metapackage_resolves_abi_package() {
         let deps = relations(&parse_stanza(META_BOOKWORM), "Depends");
-        assert_eq!(
-            abi_headers_package(&deps, "cloud-amd64").as_deref(),
-            Some("linux-headers-6.1.0-50-cloud-amd64")
-        );
+        assert_eq!(abi_headers_package(&deps, "cloud-amd64").as_deref(), Some("linux-headers-6.1.0-50-cloud-amd64"));
         // sid's metapackage also depends on linux-base-<flavour>.
         let deps = relations(&parse_stanza(META_SID), "Depends");
         assert_eq!(
@@ -1398,21 +1252,9 @@ Depends: linux-base (>= 4.12~), linux-headers-6.12.117+deb13-common (= 6.12.117-
     #[test]
     fn headers_give_common_and_kbuild() {
         let cases = [
-            (
-                HEADERS_BOOKWORM,
-                "linux-headers-6.1.0-50-common",
-                "linux-kbuild-6.1",
-            ),
-            (
-                HEADERS_SID,
-                "linux-headers-7.2.13+deb14-common",
-                "linux-kbuild-7.2.13+deb14",
-            ),
-            (
-                HEADERS_TRIXIE,
-                "linux-headers-6.12.117+deb13-common",
-                "linux-kbuild-6.12.117+deb13",
-            ),
+            (HEADERS_BOOKWORM, "linux-headers-6.1.0-50-common", "linux-kbuild-6.1"),
+            (HEADERS_SID, "linux-headers-7.2.13+deb14-common", "linux-kbuild-7.2.13+deb14"),
+            (HEADERS_TRIXIE, "linux-headers-6.12.117+deb13-common", "linux-kbuild-6.12.117+deb13"),
         ];
         for (text, common, kbuild) in cases {
             let deps = relations(&parse_stanza(text), "Depends");
@@ -1421,10 +1263,7 @@ Depends: linux-base (>= 4.12~), linux-headers-6.12.117+deb13-common (= 6.12.117-
             assert_eq!(k.as_deref(), Some(kbuild));
         }
         let rt = parse_relations("linux-headers-6.1.0-50-common-rt (= 1), linux-kbuild-6.1");
-        assert_eq!(
-            common_and_kbuild(&rt).0.as_deref(),
-            Some("linux-headers-6.1.0-50-common-rt")
-        );
+        assert_eq!(common_and_kbuild(&rt).0.as_deref(), Some("linux-headers-6.1.0-50-common-rt"));
     }
 
     #[test]
@@ -1446,14 +1285,8 @@ Depends: linux-base (>= 4.12~), linux-headers-6.12.117+deb13-common (= 6.12.117-
     #[test]
     fn deb_package_from_stanza_and_file_name() {
         let p = DebPackage::from_stanza(&parse_stanza(HEADERS_BOOKWORM), "x").unwrap();
-        assert_eq!(
-            p.file_name(),
-            "linux-headers-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb"
-        );
-        let epoch = DebPackage {
-            version: "1:2.0-1".into(),
-            ..p
-        };
+        assert_eq!(p.file_name(), "linux-headers-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb");
+        let epoch = DebPackage { version: "1:2.0-1".into(), ..p };
         assert!(epoch.file_name().contains("_1%3a2.0-1_"));
         let err = DebPackage::from_stanza(&parse_stanza(META_SID), "apt-cache show").unwrap_err();
         assert!(err.to_string().contains("`SHA256`"), "{err}");
@@ -1504,12 +1337,8 @@ Depends: linux-base (>= 4.12~), linux-headers-6.12.117+deb13-common (= 6.12.117-
 
     #[test]
     fn not_found_messages() {
-        assert!(is_not_found(
-            "N: Unable to locate package foo\nE: No packages found"
-        ));
-        assert!(is_not_found(
-            "N: Can't select versions from package 'x' as it is purely virtual"
-        ));
+        assert!(is_not_found("N: Unable to locate package foo\nE: No packages found"));
+        assert!(is_not_found("N: Can't select versions from package 'x' as it is purely virtual"));
         assert!(!is_not_found("E: Could not open file"));
     }
 
@@ -1528,9 +1357,7 @@ Depends: linux-base (>= 4.12~), linux-headers-6.12.117+deb13-common (= 6.12.117-
             assert!(joined.contains(want), "missing {want} in {joined}");
         }
         assert!(!joined.contains("Sandbox"));
-        assert!(apt_options(Path::new("/c"), "amd64", true)
-            .join(" ")
-            .contains("APT::Sandbox::User=root"));
+        assert!(apt_options(Path::new("/c"), "amd64", true).join(" ").contains("APT::Sandbox::User=root"));
         // Every value follows its own -o.
         assert!(opts.chunks(2).all(|c| c[0] == "-o"));
     }
@@ -1572,14 +1399,8 @@ Suites: bookworm bookworm-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 ";
-        assert_eq!(
-            debian_uri_from_deb822(text).as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        assert_eq!(
-            debian_uri_from_deb822("Types: deb\nURIs: http://x.example/ubuntu\nSuites: jammy\n"),
-            None
-        );
+        assert_eq!(debian_uri_from_deb822(text).as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(debian_uri_from_deb822("Types: deb\nURIs: http://x.example/ubuntu\nSuites: jammy\n"), None);
     }
 
     #[test]
@@ -1592,15 +1413,10 @@ deb-src http://src.example/debian bookworm main
 deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example/debian/ trixie main contrib
 ";
         assert_eq!(
-            debian_uri_from_one_line(text)
-                .map(|u| normalize_uri(&u))
-                .as_deref(),
+            debian_uri_from_one_line(text).map(|u| normalize_uri(&u)).as_deref(),
             Some("http://mirror.example/debian")
         );
-        assert_eq!(
-            debian_uri_from_one_line("deb http://old.example/debian buster/updates main"),
-            None
-        );
+        assert_eq!(debian_uri_from_one_line("deb http://old.example/debian buster/updates main"), None);
     }
 
     #[test]
@@ -1610,10 +1426,7 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
         assert!(!is_plausible_uri("mirror.example"));
         assert!(!is_plausible_uri("http://a b"));
         assert!(!is_plausible_uri(""));
-        assert_eq!(
-            normalize_uri(" http://m.example/debian/ "),
-            "http://m.example/debian"
-        );
+        assert_eq!(normalize_uri(" http://m.example/debian/ "), "http://m.example/debian");
     }
 
     #[test]
@@ -1650,12 +1463,7 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
     }
 
     fn plan(release: &str, common: &str) -> Plan {
-        Plan {
-            release: release.into(),
-            package_version: "1-1".into(),
-            common: common.into(),
-            packages: vec![],
-        }
+        Plan { release: release.into(), package_version: "1-1".into(), common: common.into(), packages: vec![] }
     }
 
     fn touch(root: &Path, rel: &str) {
@@ -1676,30 +1484,13 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
         touch(&root, &format!("usr/src/linux-headers-{r}/.config"));
         touch(&root, "usr/src/linux-headers-7.2.13+deb14-common/Makefile");
         let e = entry(Packaging::Split);
-        let stamp = locate(
-            &e,
-            &plan(r, "linux-headers-7.2.13+deb14-common"),
-            "http://m.example/debian",
-            &root,
-        )
-        .unwrap();
+        let stamp =
+            locate(&e, &plan(r, "linux-headers-7.2.13+deb14-common"), "http://m.example/debian", &root).unwrap();
         let tree = stamp.tree(kdir);
-        assert_eq!(
-            tree.vmlinuz,
-            root.join(format!("usr/lib/modules/{r}/vmlinuz.unsigned"))
-        );
-        assert_eq!(
-            tree.config,
-            root.join(format!("usr/lib/modules/{r}/config"))
-        );
-        assert_eq!(
-            tree.modules_dir,
-            Some(root.join(format!("usr/lib/modules/{r}")))
-        );
-        assert_eq!(
-            tree.headers_common,
-            root.join("usr/src/linux-headers-7.2.13+deb14-common")
-        );
+        assert_eq!(tree.vmlinuz, root.join(format!("usr/lib/modules/{r}/vmlinuz.unsigned")));
+        assert_eq!(tree.config, root.join(format!("usr/lib/modules/{r}/config")));
+        assert_eq!(tree.modules_dir, Some(root.join(format!("usr/lib/modules/{r}"))));
+        assert_eq!(tree.headers_common, root.join("usr/src/linux-headers-7.2.13+deb14-common"));
 
         // No stamp yet: nothing cached.
         assert!(load_stamp(kdir, &e).is_none());
@@ -1726,13 +1517,7 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
         assert_eq!(stamp.vmlinuz, PathBuf::from(format!("boot/vmlinuz-{r}")));
         assert_eq!(stamp.modules_dir, None);
         // Wrong packaging in the catalog: a Layout error naming the file.
-        let err = locate(
-            &entry(Packaging::Split),
-            &plan(r, "linux-headers-6.1.0-50-common"),
-            "u:",
-            &root,
-        )
-        .unwrap_err();
+        let err = locate(&entry(Packaging::Split), &plan(r, "linux-headers-6.1.0-50-common"), "u:", &root).unwrap_err();
         assert!(matches!(err, FetchError::Layout { .. }));
         assert!(err.to_string().contains("vmlinuz.unsigned"), "{err}");
     }
@@ -1740,12 +1525,7 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
     #[test]
     fn offline_without_cache_is_a_clear_error() {
         let tmp = tempfile::tempdir().unwrap();
-        let opts = FetchOptions {
-            cache_dir: tmp.path().to_owned(),
-            archive_uri: None,
-            refresh: false,
-            offline: true,
-        };
+        let opts = FetchOptions { cache_dir: tmp.path().to_owned(), archive_uri: None, refresh: false, offline: true };
         let err = fetch(&entry(Packaging::Classic), &opts).unwrap_err();
         assert!(matches!(err, FetchError::NotCached { .. }), "{err}");
         assert!(err.to_string().contains("without --offline"));
@@ -1759,10 +1539,7 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
             arch: "amd64".into(),
             sha256: String::new(),
         };
-        assert!(same_packages(
-            &[p("a", "1"), p("b", "1")],
-            &[p("b", "1"), p("a", "1")]
-        ));
+        assert!(same_packages(&[p("a", "1"), p("b", "1")], &[p("b", "1"), p("a", "1")]));
         assert!(!same_packages(&[p("a", "1")], &[p("a", "2")]));
     }
 
@@ -1771,10 +1548,7 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
         let tmp = tempfile::tempdir().unwrap();
         let f = tmp.path().join("f");
         fs::write(&f, b"abc").unwrap();
-        assert!(file_has_sha256(
-            &f,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        ));
+        assert!(file_has_sha256(&f, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
         assert!(!file_has_sha256(&f, "00"));
         assert!(!file_has_sha256(&tmp.path().join("missing"), ""));
     }

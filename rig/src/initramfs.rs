@@ -65,9 +65,7 @@ echo "RIG-BOOTED $(uname -r)"
 "#,
     );
     for (file, params) in modules {
-        s.push_str(&format!(
-            "insmod {MODULE_DIR}/{file} {params}\necho \"{INSMOD_MARKER} {file} $?\"\n"
-        ));
+        s.push_str(&format!("insmod {MODULE_DIR}/{file} {params}\necho \"{INSMOD_MARKER} {file} $?\"\n"));
     }
     s.push_str(&format!(
         r#"echo {ready}
@@ -92,9 +90,8 @@ pub fn check_static(path: &Path, data: &[u8], fix: &str) -> Result<(), Initramfs
 fn has_interpreter(data: &[u8]) -> bool {
     let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
     let u32_at = |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let u64_at = |o: usize| {
-        data.get(o..o + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(|b| u64::from_le_bytes(b) as usize)
-    };
+    let u64_at =
+        |o: usize| data.get(o..o + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(|b| u64::from_le_bytes(b) as usize);
     if data.get(0..5) != Some(b"\x7fELF\x02") {
         return false;
     }
@@ -186,7 +183,11 @@ mod tests {
     fn spec() -> InitramfsSpec {
         InitramfsSpec {
             files: vec![
-                GuestFile { guest_path: "/init".into(), data: init_script(&[("a.ko".into(), "x=1".into())]).into_bytes(), mode: 0o755 },
+                GuestFile {
+                    guest_path: "/init".into(),
+                    data: init_script(&[("a.ko".into(), "x=1".into())]).into_bytes(),
+                    mode: 0o755,
+                },
                 GuestFile { guest_path: "/lib/rig/modules/a.ko".into(), data: b"ko".to_vec(), mode: 0o644 },
             ],
         }

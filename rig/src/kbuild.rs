@@ -166,27 +166,16 @@ impl BuildEnv {
     pub fn for_tree(tree: &KernelTree) -> Result<BuildEnv, KbuildError> {
         let config_path = tree.headers_flavour.join(".config");
         let config = fs::read_to_string(&config_path).map_err(io_err("read", &config_path))?;
-        let unknown = || KbuildError::CompilerUnknown {
-            kernel: tree.name.clone(),
-            config: config_path.clone(),
-        };
+        let unknown = || KbuildError::CompilerUnknown { kernel: tree.name.clone(), config: config_path.clone() };
         let text = cc_version_text(&config).ok_or_else(unknown)?;
         let major = match compiler_of(&text) {
             Some(Compiler::Gcc(major)) => major,
-            Some(Compiler::Clang) => {
-                return Err(KbuildError::UnsupportedCompiler {
-                    kernel: tree.name.clone(),
-                    text,
-                })
-            }
+            Some(Compiler::Clang) => return Err(KbuildError::UnsupportedCompiler { kernel: tree.name.clone(), text }),
             None => return Err(unknown()),
         };
         let versioned = format!("gcc-{major}");
         let cc = choose_compiler(major, find_program(&versioned).is_some(), host_gcc_major())
-            .ok_or(KbuildError::CompilerUnavailable {
-                needed: versioned,
-                kernel: tree.name.clone(),
-            })?;
+            .ok_or(KbuildError::CompilerUnavailable { needed: versioned, kernel: tree.name.clone() })?;
         debug!(kernel = %tree.name, %text, %cc, "compiler chosen");
         Ok(BuildEnv::Host { cc })
     }
@@ -218,11 +207,7 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
         if let Ok(ko_files) = built_modules(&req.out_dir) {
             if let Ok(vermagic) = check_vermagic(&ko_files, tree, &hash_file) {
                 info!(kernel = %tree.name, out = %req.out_dir.display(), "module is up to date");
-                return Ok(BuiltModule {
-                    ko_files,
-                    vermagic,
-                    log: format!("up to date (build hash {hash})\n"),
-                });
+                return Ok(BuiltModule { ko_files, vermagic, log: format!("up to date (build hash {hash})\n") });
             }
         }
     }
@@ -240,10 +225,7 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
         .arg(format!("O={}", tree.headers_flavour.display()))
         .arg(format!("M={}", req.out_dir.display()))
         .arg(format!("CC={}", env.cc()))
-        .arg(format!(
-            "-j{}",
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        ));
+        .arg(format!("-j{}", std::thread::available_parallelism().map_or(1, |n| n.get())));
     if req.extra_cflags_w1 {
         cmd.arg("W=1");
     }
@@ -268,26 +250,16 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     let vermagic = check_vermagic(&ko_files, tree, &hash_file)?;
     fs::write(&hash_file, format!("{hash}\n")).map_err(io_err("write", &hash_file))?;
     info!(kernel = %tree.name, modules = ko_files.len(), secs = started.elapsed().as_secs_f32(), "module built");
-    Ok(BuiltModule {
-        ko_files,
-        vermagic,
-        log,
-    })
+    Ok(BuiltModule { ko_files, vermagic, log })
 }
 
 fn validate_request(req: &BuildRequest) -> Result<(), KbuildError> {
-    let has_build_file = ["Kbuild", "Makefile"]
-        .iter()
-        .any(|f| req.src_dir.join(f).is_file());
+    let has_build_file = ["Kbuild", "Makefile"].iter().any(|f| req.src_dir.join(f).is_file());
     if !has_build_file {
-        return Err(KbuildError::SourceMissing {
-            path: req.src_dir.clone(),
-        });
+        return Err(KbuildError::SourceMissing { path: req.src_dir.clone() });
     }
     if same_dir(&req.src_dir, &req.out_dir) {
-        return Err(KbuildError::OutIsSource {
-            path: req.out_dir.clone(),
-        });
+        return Err(KbuildError::OutIsSource { path: req.out_dir.clone() });
     }
     for (name, _) in &req.make_vars {
         let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -319,10 +291,7 @@ enum Compiler {
 fn cc_version_text(config: &str) -> Option<String> {
     config.lines().find_map(|l| {
         let v = l.strip_prefix("CONFIG_CC_VERSION_TEXT=")?.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v);
+        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
         (!v.is_empty()).then(|| v.replace("\\\"", "\""))
     })
 }
@@ -343,10 +312,7 @@ fn compiler_of(text: &str) -> Option<Compiler> {
     }
     // Else the version after the package description: `(...) 10.2.1`.
     let after = text.rsplit_once(')').map_or(text, |(_, rest)| rest);
-    after
-        .split_whitespace()
-        .find_map(version_major)
-        .map(Compiler::Gcc)
+    after.split_whitespace().find_map(version_major).map(Compiler::Gcc)
 }
 
 /// Major version from `12`, `12.2.0`.
@@ -359,11 +325,7 @@ fn version_major(s: &str) -> Option<u32> {
 }
 
 /// `gcc-<major>` if present, else plain `gcc` if it is that major.
-fn choose_compiler(
-    major: u32,
-    versioned_on_path: bool,
-    host_gcc_major: Option<u32>,
-) -> Option<String> {
+fn choose_compiler(major: u32, versioned_on_path: bool, host_gcc_major: Option<u32>) -> Option<String> {
     if versioned_on_path {
         Some(format!("gcc-{major}"))
     } else if host_gcc_major == Some(major) {
@@ -384,9 +346,7 @@ fn host_gcc_major() -> Option<u32> {
 
 /// Kbuild outputs and editor/VCS droppings: never copied or hashed.
 fn is_build_product(name: &str) -> bool {
-    const SUFFIXES: &[&str] = &[
-        ".o", ".ko", ".mod", ".mod.c", ".cmd", ".a", ".order", ".symvers", ".dwo", ".log", "~",
-    ];
+    const SUFFIXES: &[&str] = &[".o", ".ko", ".mod", ".mod.c", ".cmd", ".a", ".order", ".symvers", ".dwo", ".log", "~"];
     name.starts_with('.') || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
@@ -436,10 +396,7 @@ fn build_hash(
     let mut contents = Vec::with_capacity(files.len());
     for f in files {
         let path = src.join(f);
-        contents.push((
-            f.to_string_lossy().into_owned(),
-            fs::read(&path).map_err(io_err("read", &path))?,
-        ));
+        contents.push((f.to_string_lossy().into_owned(), fs::read(&path).map_err(io_err("read", &path))?));
     }
     let params = [
         ("release", tree.release.as_str()),
@@ -452,11 +409,7 @@ fn build_hash(
 
 /// Pure part of the build hash; every item is length-prefixed so that no
 /// two different input sets serialise the same.
-fn hash_inputs(
-    files: &[(String, Vec<u8>)],
-    params: &[(&str, &str)],
-    make_vars: &[(String, String)],
-) -> String {
+fn hash_inputs(files: &[(String, Vec<u8>)], params: &[(&str, &str)], make_vars: &[(String, String)]) -> String {
     let mut h = Sha256::new();
     let mut put = |b: &[u8]| {
         h.update((b.len() as u64).to_le_bytes());
@@ -508,9 +461,7 @@ fn built_modules(out: &Path) -> Result<Vec<PathBuf>, KbuildError> {
     let text = fs::read_to_string(&order).unwrap_or_default();
     let kos = ko_paths_from_order(&text, out);
     if kos.is_empty() || !kos.iter().all(|k| k.is_file()) {
-        return Err(KbuildError::NoModules {
-            out_dir: out.to_owned(),
-        });
+        return Err(KbuildError::NoModules { out_dir: out.to_owned() });
     }
     Ok(kos)
 }
@@ -531,16 +482,11 @@ fn ko_paths_from_order(text: &str, out: &Path) -> Vec<PathBuf> {
 }
 
 /// Checks every module's vermagic against the tree; returns the first.
-fn check_vermagic(
-    kos: &[PathBuf],
-    tree: &KernelTree,
-    hash_file: &Path,
-) -> Result<String, KbuildError> {
+fn check_vermagic(kos: &[PathBuf], tree: &KernelTree, hash_file: &Path) -> Result<String, KbuildError> {
     let mut first = None;
     for ko in kos {
         let data = fs::read(ko).map_err(io_err("read", ko))?;
-        let vermagic =
-            vermagic_of(&data).ok_or_else(|| KbuildError::NoVermagic { ko: ko.clone() })?;
+        let vermagic = vermagic_of(&data).ok_or_else(|| KbuildError::NoVermagic { ko: ko.clone() })?;
         let found = vermagic.split_whitespace().next().unwrap_or_default();
         if found != tree.release {
             return Err(KbuildError::VermagicMismatch {
@@ -552,9 +498,7 @@ fn check_vermagic(
         }
         first.get_or_insert(vermagic);
     }
-    first.ok_or_else(|| KbuildError::NoModules {
-        out_dir: hash_file.parent().map(Path::to_owned).unwrap_or_default(),
-    })
+    first.ok_or_else(|| KbuildError::NoModules { out_dir: hash_file.parent().map(Path::to_owned).unwrap_or_default() })
 }
 
 /// `vermagic=` from a module's `.modinfo` section; falls back to a byte
@@ -563,27 +507,15 @@ fn vermagic_of(ko: &[u8]) -> Option<String> {
     let haystack = elf64_section(ko, ".modinfo").unwrap_or(ko);
     haystack
         .split(|&b| b == 0)
-        .find_map(|s| {
-            s.windows(9)
-                .position(|w| w == b"vermagic=")
-                .map(|i| &s[i + 9..])
-        })
+        .find_map(|s| s.windows(9).position(|w| w == b"vermagic=").map(|i| &s[i + 9..]))
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// The contents of section `name` in a little-endian ELF64 image.
 fn elf64_section<'a>(data: &'a [u8], name: &str) -> Option<&'a [u8]> {
     let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| {
-        data.get(o..o + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-    };
-    let u64_at = |o: usize| {
-        data.get(o..o + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    };
+    let u32_at = |o: usize| data.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let u64_at = |o: usize| data.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
     // ELFCLASS64, ELFDATA2LSB.
     if data.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
@@ -616,16 +548,10 @@ fn elf64_section<'a>(data: &'a [u8], name: &str) -> Option<&'a [u8]> {
 
 /// Runs `cmd` with stdout and stderr interleaved into one log.
 fn run_captured(mut cmd: Command) -> Result<(std::process::ExitStatus, String), KbuildError> {
-    let spawn_err = |source| KbuildError::Io {
-        action: "run",
-        path: PathBuf::from("make"),
-        source,
-    };
+    let spawn_err = |source| KbuildError::Io { action: "run", path: PathBuf::from("make"), source };
     let (mut reader, writer) = io::pipe().map_err(spawn_err)?;
     let writer2 = writer.try_clone().map_err(spawn_err)?;
-    cmd.stdout(writer)
-        .stderr(writer2)
-        .stdin(std::process::Stdio::null());
+    cmd.stdout(writer).stderr(writer2).stdin(std::process::Stdio::null());
     debug!(command = ?cmd, "running");
     let mut child = cmd.spawn().map_err(spawn_err)?;
     // The Command holds our write ends; drop it or the read never sees EOF.
@@ -637,11 +563,7 @@ fn run_captured(mut cmd: Command) -> Result<(std::process::ExitStatus, String), 
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> KbuildError + 'a {
-    move |source| KbuildError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| KbuildError::Io { action, path: path.to_owned(), source }
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), KbuildError> {
@@ -671,20 +593,15 @@ mod tests {
 
     #[test]
     fn compiler_from_config_text() {
-        let cfg = "# comment\nCONFIG_CC_VERSION_TEXT=\"gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_CC_IS_GCC=y\n";
+        let cfg =
+            "# comment\nCONFIG_CC_VERSION_TEXT=\"gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_CC_IS_GCC=y\n";
         let text = cc_version_text(cfg).unwrap();
         assert_eq!(text, "gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0");
         assert_eq!(compiler_of(&text), Some(Compiler::Gcc(12)));
         let cases = [
-            (
-                "gcc (Debian 10.2.1-6) 10.2.1 20210110",
-                Some(Compiler::Gcc(10)),
-            ),
+            ("gcc (Debian 10.2.1-6) 10.2.1 20210110", Some(Compiler::Gcc(10))),
             ("gcc-14 (Debian 14.2.0-19) 14.2.0", Some(Compiler::Gcc(14))),
-            (
-                "x86_64-linux-gnu-gcc-16 (Debian 16.1.0-2) 16.1.0",
-                Some(Compiler::Gcc(16)),
-            ),
+            ("x86_64-linux-gnu-gcc-16 (Debian 16.1.0-2) 16.1.0", Some(Compiler::Gcc(16))),
             ("Debian clang version 19.1.7 (3)", Some(Compiler::Clang)),
             ("tcc 0.9", None),
         ];
@@ -697,10 +614,7 @@ mod tests {
 
     #[test]
     fn compiler_choice() {
-        assert_eq!(
-            choose_compiler(12, true, Some(12)).as_deref(),
-            Some("gcc-12")
-        );
+        assert_eq!(choose_compiler(12, true, Some(12)).as_deref(), Some("gcc-12"));
         assert_eq!(choose_compiler(12, false, Some(12)).as_deref(), Some("gcc"));
         assert_eq!(choose_compiler(14, false, Some(12)), None);
         assert_eq!(choose_compiler(14, false, None), None);
@@ -711,15 +625,9 @@ mod tests {
 
     #[test]
     fn compiler_unavailable_message_names_the_fix() {
-        let err = KbuildError::CompilerUnavailable {
-            needed: "gcc-14".into(),
-            kernel: "trixie-6.12".into(),
-        };
+        let err = KbuildError::CompilerUnavailable { needed: "gcc-14".into(), kernel: "trixie-6.12".into() };
         let msg = err.to_string();
-        assert!(
-            msg.contains("gcc-14") && msg.contains("trixie-6.12") && msg.contains("chroot"),
-            "{msg}"
-        );
+        assert!(msg.contains("gcc-14") && msg.contains("trixie-6.12") && msg.contains("chroot"), "{msg}");
     }
 
     #[test]
@@ -732,14 +640,7 @@ mod tests {
         assert_eq!(base.len(), 64);
         let other_file = vec![("main.c".to_owned(), b"int y;".to_vec())];
         assert_ne!(base, hash_inputs(&other_file, &params, &vars));
-        assert_ne!(
-            base,
-            hash_inputs(
-                &files,
-                &[("release", "6.1.0-51-cloud-amd64"), ("cc", "gcc-12")],
-                &vars
-            )
-        );
+        assert_ne!(base, hash_inputs(&files, &[("release", "6.1.0-51-cloud-amd64"), ("cc", "gcc-12")], &vars));
         assert_ne!(base, hash_inputs(&files, &params, &[]));
         // Length prefixes: moving bytes between name and content changes it.
         let shifted = vec![("main.ci".to_owned(), b"nt x;".to_vec())];
@@ -772,34 +673,21 @@ mod tests {
         assert_eq!(names, ["Kbuild", "include/uapi/x.h", "main.c"]);
 
         let t = tree("6.1.0-50-cloud-amd64");
-        let req = BuildRequest {
-            src_dir: src.clone(),
-            out_dir: out.clone(),
-            make_vars: vec![],
-            extra_cflags_w1: false,
-        };
+        let req =
+            BuildRequest { src_dir: src.clone(), out_dir: out.clone(), make_vars: vec![], extra_cflags_w1: false };
         let h1 = build_hash(&src, &files, &t, &req, "gcc-12").unwrap();
         // Build products do not affect the hash...
         fs::write(src.join("main.o"), "changed").unwrap();
-        assert_eq!(
-            h1,
-            build_hash(&src, &source_files(&src, &out).unwrap(), &t, &req, "gcc-12").unwrap()
-        );
+        assert_eq!(h1, build_hash(&src, &source_files(&src, &out).unwrap(), &t, &req, "gcc-12").unwrap());
         // ...sources and W=1 do.
         fs::write(src.join("main.c"), "changed").unwrap();
         let h2 = build_hash(&src, &files, &t, &req, "gcc-12").unwrap();
         assert_ne!(h1, h2);
-        let w1 = BuildRequest {
-            extra_cflags_w1: true,
-            ..req.clone()
-        };
+        let w1 = BuildRequest { extra_cflags_w1: true, ..req.clone() };
         assert_ne!(h2, build_hash(&src, &files, &t, &w1, "gcc-12").unwrap());
 
         copy_sources(&src, &out, &files).unwrap();
-        assert_eq!(
-            fs::read_to_string(out.join("include/uapi/x.h")).unwrap(),
-            "include/uapi/x.h"
-        );
+        assert_eq!(fs::read_to_string(out.join("include/uapi/x.h")).unwrap(), "include/uapi/x.h");
         assert!(!out.join("main.o").exists());
     }
 
@@ -807,52 +695,27 @@ mod tests {
     fn request_validation() {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().to_owned();
-        let mut req = BuildRequest {
-            src_dir: src.clone(),
-            out_dir: src.join("out"),
-            make_vars: vec![],
-            extra_cflags_w1: false,
-        };
-        assert!(matches!(
-            validate_request(&req),
-            Err(KbuildError::SourceMissing { .. })
-        ));
+        let mut req =
+            BuildRequest { src_dir: src.clone(), out_dir: src.join("out"), make_vars: vec![], extra_cflags_w1: false };
+        assert!(matches!(validate_request(&req), Err(KbuildError::SourceMissing { .. })));
         fs::write(src.join("Kbuild"), "obj-m := m.o\n").unwrap();
         assert!(validate_request(&req).is_ok());
         req.make_vars = vec![("M".into(), "/x".into())];
-        assert!(matches!(
-            validate_request(&req),
-            Err(KbuildError::InvalidMakeVar { .. })
-        ));
+        assert!(matches!(validate_request(&req), Err(KbuildError::InvalidMakeVar { .. })));
         req.make_vars = vec![("A B".into(), "x".into())];
-        assert!(matches!(
-            validate_request(&req),
-            Err(KbuildError::InvalidMakeVar { .. })
-        ));
+        assert!(matches!(validate_request(&req), Err(KbuildError::InvalidMakeVar { .. })));
         req.make_vars = vec![("KCFLAGS".into(), "-g".into())];
         assert!(validate_request(&req).is_ok());
         req.out_dir = src.clone();
-        assert!(matches!(
-            validate_request(&req),
-            Err(KbuildError::OutIsSource { .. })
-        ));
+        assert!(matches!(validate_request(&req), Err(KbuildError::OutIsSource { .. })));
     }
 
     #[test]
     fn modules_order_forms() {
         let out = Path::new("/b");
-        assert_eq!(
-            ko_paths_from_order("hello.ko\n", out),
-            [PathBuf::from("/b/hello.ko")]
-        );
-        assert_eq!(
-            ko_paths_from_order("sub/hello.o\n\n", out),
-            [PathBuf::from("/b/sub/hello.ko")]
-        );
-        assert_eq!(
-            ko_paths_from_order("/b/x.o\n", out),
-            [PathBuf::from("/b/x.ko")]
-        );
+        assert_eq!(ko_paths_from_order("hello.ko\n", out), [PathBuf::from("/b/hello.ko")]);
+        assert_eq!(ko_paths_from_order("sub/hello.o\n\n", out), [PathBuf::from("/b/sub/hello.ko")]);
+        assert_eq!(ko_paths_from_order("/b/x.o\n", out), [PathBuf::from("/b/x.ko")]);
         assert!(ko_paths_from_order("", out).is_empty());
     }
 
@@ -890,15 +753,9 @@ mod tests {
     fn vermagic_from_modinfo_section() {
         let ko = fake_ko("6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions ");
         assert_eq!(elf64_section(&ko, ".nothere"), None);
-        assert_eq!(
-            vermagic_of(&ko).as_deref(),
-            Some("6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions ")
-        );
+        assert_eq!(vermagic_of(&ko).as_deref(), Some("6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions "));
         // Not ELF: byte search.
-        assert_eq!(
-            vermagic_of(b"junk\0vermagic=5.10.0 SMP\0").as_deref(),
-            Some("5.10.0 SMP")
-        );
+        assert_eq!(vermagic_of(b"junk\0vermagic=5.10.0 SMP\0").as_deref(), Some("5.10.0 SMP"));
         assert_eq!(vermagic_of(b"nothing"), None);
         // Truncated ELF must not panic.
         assert_eq!(elf64_section(&ko[..70], ".modinfo"), None);
@@ -910,12 +767,7 @@ mod tests {
         let ko = tmp.path().join("hello.ko");
         let hash = tmp.path().join(BUILD_HASH_FILE);
         fs::write(&ko, fake_ko("6.1.0-50-cloud-amd64 SMP mod_unload ")).unwrap();
-        let v = check_vermagic(
-            std::slice::from_ref(&ko),
-            &tree("6.1.0-50-cloud-amd64"),
-            &hash,
-        )
-        .unwrap();
+        let v = check_vermagic(std::slice::from_ref(&ko), &tree("6.1.0-50-cloud-amd64"), &hash).unwrap();
         assert!(v.starts_with("6.1.0-50-cloud-amd64 "));
         let err = check_vermagic(&[ko], &tree("6.1.0-51-cloud-amd64"), &hash).unwrap_err();
         assert!(matches!(err, KbuildError::VermagicMismatch { .. }));

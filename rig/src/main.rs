@@ -111,7 +111,8 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal ends the rig at once (QEMU dies with it: PDEATHSIG).
-        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone()).context("installing signal handlers")?;
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .context("installing signal handlers")?;
         signal_hook::flag::register(sig, flag.clone()).context("installing signal handlers")?;
     }
     Ok(flag)
@@ -141,7 +142,10 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
         qemu: a.qemu.clone(),
         busybox: a.busybox.clone(),
         module_dir: a.module_dir.clone().unwrap_or_else(|| root.join("guest-kmod")),
-        guest_bin: a.guest_bin.clone().unwrap_or_else(|| root.join("target/x86_64-unknown-linux-gnu/release/rig-guest")),
+        guest_bin: a
+            .guest_bin
+            .clone()
+            .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-gnu/release/rig-guest")),
         memory_mib: a.memory,
         cpus: a.cpus,
         shm_size: a.shm_mib.saturating_mul(1 << 20),
@@ -214,7 +218,12 @@ fn cmd_fetch(cli: &Cli, kernel: Option<&str>, refresh: bool) -> anyhow::Result<E
             }
         },
     };
-    let opts = rig::fetch::FetchOptions { cache_dir: cache_dir(cli), archive_uri: cli.archive.clone(), refresh, offline: false };
+    let opts = rig::fetch::FetchOptions {
+        cache_dir: cache_dir(cli),
+        archive_uri: cli.archive.clone(),
+        refresh,
+        offline: false,
+    };
     match rig::fetch::fetch(entry, &opts) {
         Ok(tree) => {
             println!("{} {} {} {}", tree.name, tree.release, tree.package_version, tree.root.display());

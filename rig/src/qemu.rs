@@ -158,10 +158,7 @@ pub fn shell_line(binary: &Path, argv: &[String]) -> String {
             format!("'{}'", s.replace('\'', r"'\''"))
         }
     };
-    std::iter::once(binary.display().to_string())
-        .chain(argv.iter().map(|a| quote(a)))
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::iter::once(binary.display().to_string()).chain(argv.iter().map(|a| quote(a))).collect::<Vec<_>>().join(" ")
 }
 
 /// Errors finding or identifying the QEMU binary.

@@ -78,10 +78,13 @@ mod tests {
 
     #[test]
     fn parses_running_and_stuck() {
-        let v: Value = serde_json::from_str(r#"{"return": {"status": "running", "singlestep": false, "running": true}}"#).expect("json");
+        let v: Value =
+            serde_json::from_str(r#"{"return": {"status": "running", "singlestep": false, "running": true}}"#)
+                .expect("json");
         let s = parse_status(&v).expect("status");
         assert!(!s.is_stuck());
-        let v: Value = serde_json::from_str(r#"{"return": {"status": "internal-error", "running": false}}"#).expect("json");
+        let v: Value =
+            serde_json::from_str(r#"{"return": {"status": "internal-error", "running": false}}"#).expect("json");
         assert!(parse_status(&v).expect("status").is_stuck());
     }
 

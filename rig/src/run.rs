@@ -189,7 +189,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     stop()?;
 
     let phase = Instant::now();
-    let module_name = opts.module_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
+    let module_name =
+        opts.module_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
     let built = kbuild::build_module(
         &tree,
         &BuildRequest {
@@ -223,7 +224,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
     let mut cmdline = qemu::default_cmdline("ttyS0");
     cmdline.retain(|a| !a.starts_with("console="));
-    let mut cmdline_all = Catalog::builtin()?.get(&tree.name).map(|e| e.cmdline_args()).unwrap_or_else(|_| vec!["console=ttyS0".into()]);
+    let mut cmdline_all =
+        Catalog::builtin()?.get(&tree.name).map(|e| e.cmdline_args()).unwrap_or_else(|_| vec!["console=ttyS0".into()]);
     cmdline_all.extend(cmdline);
     let cfg = QemuConfig {
         binary: opts.qemu.clone(),
@@ -246,7 +248,11 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
         Err(source) => return Err(RunError::Boot { source, run_dir: keep_dir(run_dir) }),
     };
-    emit(Event::Note(format!("QEMU pid {} started; console and QEMU command line in {}", vm.pid(), run_dir.path().display())));
+    emit(Event::Note(format!(
+        "QEMU pid {} started; console and QEMU command line in {}",
+        vm.pid(),
+        run_dir.path().display()
+    )));
     let boot = match vm.wait_ready(opts.boot_timeout) {
         Ok(b) => b,
         Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
@@ -281,13 +287,23 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
             false
         }
     };
-    let aborted = if usable { run_suite(&suite, &mut vm, &shm, &mut results, emit) } else { Some("the guest shell did not answer".into()) };
+    let aborted = if usable {
+        run_suite(&suite, &mut vm, &shm, &mut results, emit)
+    } else {
+        Some("the guest shell did not answer".into())
+    };
     if let Some(why) = &aborted {
         if interrupt.load(Ordering::Relaxed) {
             return Err(RunError::Interrupted);
         }
         for c in suite.iter().skip(results.len().saturating_sub(insmod_count(&built.ko_files))) {
-            let r = CheckResult { name: c.name.clone(), outcome: Outcome::NotRun(why.clone()), output: String::new(), elapsed: Duration::ZERO, host_side: false };
+            let r = CheckResult {
+                name: c.name.clone(),
+                outcome: Outcome::NotRun(why.clone()),
+                output: String::new(),
+                elapsed: Duration::ZERO,
+                host_side: false,
+            };
             emit(Event::Result(r.clone()));
             results.push(r);
         }
@@ -316,16 +332,20 @@ fn insmod_count(ko_files: &[PathBuf]) -> usize {
 
 /// Runs checks until the end or until the guest becomes unusable; returns
 /// the reason when it stopped early.
-fn run_suite(suite: &[Check], vm: &mut Vm, shm: &SharedMemory, results: &mut Vec<CheckResult>, emit: &mut dyn FnMut(Event)) -> Option<String> {
+fn run_suite(
+    suite: &[Check],
+    vm: &mut Vm,
+    shm: &SharedMemory,
+    results: &mut Vec<CheckResult>,
+    emit: &mut dyn FnMut(Event),
+) -> Option<String> {
     for check in suite {
-        match checks::run_check(check, &mut vm.console, Some(shm)) {
-            Ok(r) => {
-                emit(Event::Result(r.clone()));
-                results.push(r);
-            }
-            Err((r, checks::Abort::Console(e))) => {
-                emit(Event::Result(r.clone()));
-                results.push(r);
+        let (r, abort) = checks::run_check(check, &mut vm.console, Some(shm));
+        emit(Event::Result(r.clone()));
+        results.push(r);
+        match abort {
+            None => {}
+            Some(checks::Abort::Console(e)) => {
                 return Some(match e {
                     ConsoleError::Crash { .. } => "the guest kernel crashed".into(),
                     ConsoleError::Eof { .. } => "QEMU exited".into(),
@@ -357,7 +377,11 @@ pub fn insmod_results(boot_log: &str, ko_files: &[PathBuf]) -> Vec<CheckResult> 
                 Some(s) => Outcome::Fail(format!("insmod exited with {s}")),
                 None => Outcome::Fail("/init never reported loading it".into()),
             };
-            let output = if outcome == Outcome::Pass { String::new() } else { crate::console::clean(&crate::console::tail_of(boot_log, 1500)) };
+            let output = if outcome == Outcome::Pass {
+                String::new()
+            } else {
+                crate::console::clean(&crate::console::tail_of(boot_log, 1500))
+            };
             CheckResult { name: format!("insmod {file}"), outcome, output, elapsed: Duration::ZERO, host_side: false }
         })
         .collect()
@@ -369,13 +393,21 @@ pub fn guest_image(opts: &RunOptions, ko_files: &[PathBuf]) -> Result<InitramfsS
     let mut files = Vec::new();
     for (i, ko) in ko_files.iter().enumerate() {
         let name = ko.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| format!("m{i}.ko"));
-        files.push(GuestFile { guest_path: format!("{}/{name}", initramfs::MODULE_DIR), data: initramfs::read_input(ko, "")?, mode: 0o644 });
+        files.push(GuestFile {
+            guest_path: format!("{}/{name}", initramfs::MODULE_DIR),
+            data: initramfs::read_input(ko, "")?,
+            mode: 0o644,
+        });
         modules.push((name, String::new()));
     }
     let mut all = vec![
         GuestFile { guest_path: "/init".into(), data: initramfs::init_script(&modules).into_bytes(), mode: 0o755 },
         GuestFile { guest_path: "/bin/busybox".into(), data: initramfs::read_input(&opts.busybox, "")?, mode: 0o755 },
-        GuestFile { guest_path: "/bin/rig-guest".into(), data: initramfs::read_input(&opts.guest_bin, "")?, mode: 0o755 },
+        GuestFile {
+            guest_path: "/bin/rig-guest".into(),
+            data: initramfs::read_input(&opts.guest_bin, "")?,
+            mode: 0o755,
+        },
     ];
     all.extend(files);
     Ok(InitramfsSpec { files: all })

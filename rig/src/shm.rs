@@ -40,7 +40,8 @@ impl SharedMemory {
             return Err(ShmError::BadSize(size));
         }
         let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(open_err)?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(open_err)?;
         file.set_len(size).map_err(open_err)?;
         Self::map(path, file, size)
     }
@@ -83,18 +84,14 @@ impl SharedMemory {
     /// Writes `data` at `offset`.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), ShmError> {
         self.check(offset, data.len() as u64)?;
-        self.mem
-            .write_slice(data, GuestAddress(offset))
-            .map_err(|e| ShmError::Access { offset, detail: e.to_string() })
+        self.mem.write_slice(data, GuestAddress(offset)).map_err(|e| ShmError::Access { offset, detail: e.to_string() })
     }
 
     /// The header the module writes at probe time.
     pub fn header(&self) -> Result<ShmHeader, ShmError> {
         let offset = rig_abi::SHM_HEADER_OFFSET;
         self.check(offset, std::mem::size_of::<ShmHeader>() as u64)?;
-        self.mem
-            .read_obj(GuestAddress(offset))
-            .map_err(|e| ShmError::Access { offset, detail: e.to_string() })
+        self.mem.read_obj(GuestAddress(offset)).map_err(|e| ShmError::Access { offset, detail: e.to_string() })
     }
 
     /// Writes the seeded pattern over `[offset, offset+len)`.

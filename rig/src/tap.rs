@@ -53,7 +53,11 @@ mod tests {
         assert!(f.starts_with("not ok 3 - c\n  # bad\n  # worse\n  # output:\n  #   out"), "{f}");
         let s = result_lines(4, &r("d", Outcome::NotRun("guest crashed\nmore".into()), false));
         assert_eq!(s, "not ok 4 - d # SKIP not run: guest crashed");
-        let all = vec![r("a", Outcome::Pass, false), r("c", Outcome::Fail("x".into()), false), r("d", Outcome::NotRun("y".into()), false)];
+        let all = vec![
+            r("a", Outcome::Pass, false),
+            r("c", Outcome::Fail("x".into()), false),
+            r("d", Outcome::NotRun("y".into()), false),
+        ];
         assert_eq!(footer(&all), "1..3\n# 1 passed, 1 failed, 1 not run");
     }
 }

@@ -87,9 +87,8 @@ impl Vm {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| VmError::Spawn { binary: cfg.binary.display().to_string(), source })?;
+        let mut child =
+            cmd.spawn().map_err(|source| VmError::Spawn { binary: cfg.binary.display().to_string(), source })?;
 
         let stream = match accept_console(&listener, &mut child, &stderr_path, &interrupt) {
             Ok(s) => s,

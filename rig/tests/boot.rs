@@ -19,9 +19,7 @@ fn rig() -> Command {
 }
 
 fn qemu_alive(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("qemu"))
-        .unwrap_or(false)
+    std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("qemu")).unwrap_or(false)
 }
 
 fn pid_from(stderr: &str) -> Option<u32> {
@@ -51,11 +49,8 @@ fn run_default_kernel_checks_shared_pages_both_ways() {
         let pid = pid_from(&stderr).expect("rig reports QEMU's pid");
         assert!(!qemu_alive(pid), "QEMU {pid} still runs after the rig exited");
         // The run directory holds the transcript, the command line and the kernel log.
-        let dir: PathBuf = stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("rig: run directory: "))
-            .expect("run directory printed")
-            .into();
+        let dir: PathBuf =
+            stderr.lines().find_map(|l| l.strip_prefix("rig: run directory: ")).expect("run directory printed").into();
         let console = std::fs::read_to_string(dir.join("console.log")).expect("console.log");
         assert!(console.contains("RIG-READY"));
         let cmdline = std::fs::read_to_string(dir.join("qemu.cmdline")).expect("qemu.cmdline");
@@ -63,10 +58,12 @@ fn run_default_kernel_checks_shared_pages_both_ways() {
         let klog = std::fs::read_to_string(dir.join("kernel.log")).expect("kernel.log");
         assert!(klog.contains("rig_kmod"), "{klog}");
         // The private directory (ivshmem file, sockets) is gone.
-        assert!(!cmdline.contains("mem-path=") || {
-            let mem = cmdline.split("mem-path=").nth(1).and_then(|s| s.split(',').next()).unwrap_or("");
-            !std::path::Path::new(mem).exists()
-        });
+        assert!(
+            !cmdline.contains("mem-path=") || {
+                let mem = cmdline.split("mem-path=").nth(1).and_then(|s| s.split(',').next()).unwrap_or("");
+                !std::path::Path::new(mem).exists()
+            }
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -91,7 +88,8 @@ fn sigint_stops_qemu_and_cleans_up() {
         }
     }
     let pid = pid.unwrap_or_else(|| panic!("no QEMU pid reported:\n{seen}"));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT");
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
