@@ -8,6 +8,7 @@
 //! of the ivshmem pages ([`shm`]), checks ([`checks`]) and TAP ([`tap`]).
 
 pub mod accel;
+pub mod bench;
 pub mod catalog;
 pub mod checks;
 pub mod console;

@@ -56,6 +56,20 @@ enum Cmd {
     },
     /// List the kernel catalog.
     Kernels,
+    /// Measure boot latency against bare QEMU and the console step overhead; writes JSON.
+    Bench {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Boots per variant (rig and bare QEMU, alternating).
+        #[arg(long, default_value_t = 5)]
+        boots: usize,
+        /// Steps (console round trips) per boot.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Output file.
+        #[arg(long, default_value = "bench.json")]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -126,10 +140,9 @@ fn exit_code_for(e: &RunError) -> u8 {
     }
 }
 
-fn cmd_run(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
-    let interrupt = install_signal_handlers()?;
+fn run_options(cli: &Cli, a: &RunArgs) -> RunOptions {
     let root = project_root();
-    let opts = RunOptions {
+    RunOptions {
         kernel: a.kernel.clone().unwrap_or_default(),
         cache_dir: cache_dir(cli),
         archive_uri: cli.archive.clone(),
@@ -151,7 +164,37 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
         shm_size: a.shm_mib.saturating_mul(1 << 20),
         boot_timeout: Duration::from_secs(a.boot_timeout),
         keep: a.keep,
+    }
+}
+
+fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let interrupt = install_signal_handlers()?;
+    let opts = rig::bench::BenchOptions { run: run_options(cli, a), boots, steps, out: out.to_path_buf() };
+    let mut emit = |e: Event| {
+        if let Event::Note(s) = e {
+            eprintln!("rig: {s}");
+        }
     };
+    match rig::bench::bench(&opts, interrupt, &mut emit) {
+        Ok(r) => {
+            println!(
+                "{} {} ({}, QEMU {}): boot rig {:.0} ms vs bare {:.0} ms (median of {}); step {:.1} ms vs console round trip {:.1} ms (median of {}); power-off {:.0} ms",
+                r.kernel, r.release, r.accel, r.qemu_version, r.rig_boot.median_ms, r.bare_boot.median_ms, r.rig_boot.n,
+                r.rig_step.median_ms, r.bare_console_round_trip.median_ms, r.rig_step.n, r.rig_poweroff.median_ms
+            );
+            println!("written to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("rig: error: {e}");
+            Ok(ExitCode::from(exit_code_for(&e)))
+        }
+    }
+}
+
+fn cmd_run(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
+    let interrupt = install_signal_handlers()?;
+    let opts = run_options(cli, a);
     println!("TAP version 13");
     let mut n = 0usize;
     let mut emit = |e: Event| match e {
@@ -196,6 +239,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd_run(&cli, a),
         Cmd::Fetch { kernel, refresh } => cmd_fetch(&cli, kernel.as_deref(), *refresh),
         Cmd::Kernels => cmd_kernels(),
+        Cmd::Bench { run, boots, steps, out } => cmd_bench(&cli, run, *boots, *steps, out),
     };
     match result {
         Ok(code) => code,

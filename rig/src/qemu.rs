@@ -32,6 +32,15 @@ pub struct Ivshmem {
     pub size: u64,
 }
 
+/// Where the guest's serial console is connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SerialBackend {
+    /// A unix socket the rig listens on; QEMU connects to it.
+    Socket(PathBuf),
+    /// QEMU's stdin/stdout (the bare-QEMU baseline of `rig bench`).
+    Stdio,
+}
+
 /// Everything that decides the QEMU command line of one guest.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -49,8 +58,8 @@ pub struct QemuConfig {
     pub initrd: PathBuf,
     /// Kernel command line words.
     pub cmdline: Vec<String>,
-    /// Unix socket the rig listens on; QEMU connects to it as the serial line.
-    pub console_socket: PathBuf,
+    /// Where the serial line goes.
+    pub console: SerialBackend,
     /// Unix socket for QMP (the rig asks it whether the guest is paused).
     pub qmp_socket: Option<PathBuf>,
     /// Optional ivshmem device.
@@ -94,13 +103,16 @@ pub fn kernel_args(kernel: &Path, initrd: &Path, cmdline: &[String]) -> Vec<Stri
 
 /// The serial console goes to a socket the rig already listens on, so no
 /// byte is lost before the rig attaches (server=on,wait=off would drop them).
-pub fn console_args(socket: &Path) -> Vec<String> {
-    vec![
-        "-chardev".into(),
-        format!("socket,id=con0,path={}", socket.display()),
-        "-serial".into(),
-        "chardev:con0".into(),
-    ]
+pub fn console_args(backend: &SerialBackend) -> Vec<String> {
+    match backend {
+        SerialBackend::Socket(socket) => vec![
+            "-chardev".into(),
+            format!("socket,id=con0,path={}", socket.display()),
+            "-serial".into(),
+            "chardev:con0".into(),
+        ],
+        SerialBackend::Stdio => vec!["-serial".into(), "stdio".into()],
+    }
 }
 
 /// QMP lets the watchdog see a guest QEMU has paused (KVM internal error).
@@ -124,7 +136,7 @@ pub fn argv(cfg: &QemuConfig) -> Vec<String> {
     let mut v = base_args();
     v.extend(machine_args(cfg.accel, cfg.memory_mib, cfg.cpus));
     v.extend(kernel_args(&cfg.kernel, &cfg.initrd, &cfg.cmdline));
-    v.extend(console_args(&cfg.console_socket));
+    v.extend(console_args(&cfg.console));
     if let Some(q) = &cfg.qmp_socket {
         v.extend(qmp_args(q));
     }
@@ -215,7 +227,7 @@ mod tests {
             kernel: "/k/vmlinuz".into(),
             initrd: "/k/initrd.cpio".into(),
             cmdline: default_cmdline("ttyS0"),
-            console_socket: "/run/x/console.sock".into(),
+            console: SerialBackend::Socket("/run/x/console.sock".into()),
             qmp_socket: Some("/run/x/qmp.sock".into()),
             ivshmem: Some(Ivshmem { mem_path: "/run/x/shm".into(), size: 4 << 20 }),
             extra: vec![],
@@ -261,8 +273,10 @@ mod tests {
         let mut c = config();
         c.ivshmem = None;
         c.qmp_socket = None;
+        c.console = SerialBackend::Stdio;
         let v = argv(&c);
-        assert!(!v.iter().any(|a| a.contains("ivshmem") || a == "-qmp"));
+        assert!(!v.iter().any(|a| a.contains("ivshmem") || a == "-qmp" || a == "-chardev"));
+        assert!(has_pair(&v, "-serial", "stdio"));
     }
 
     #[test]

@@ -175,18 +175,24 @@ pub fn fetch_kernel(opts: &RunOptions) -> Result<KernelTree, RunError> {
     Ok(fetch::fetch(entry, &fo)?)
 }
 
-/// The whole run. `interrupt` is set by the signal handler.
-pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(Event)) -> Result<RunReport, RunError> {
-    let total = Instant::now();
-    let mut t = Timings::default();
-    let stop = || if interrupt.load(Ordering::Relaxed) { Err(RunError::Interrupted) } else { Ok(()) };
-    preflight(opts, emit)?;
+/// What the guest boots: the kernel, the built module and the image.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The fetched kernel.
+    pub tree: KernelTree,
+    /// The module under test.
+    pub built: kbuild::BuiltModule,
+    /// The initramfs path.
+    pub initrd: PathBuf,
+}
 
+/// Fetch, build and pack: everything before QEMU starts.
+pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) -> Result<Prepared, RunError> {
+    preflight(opts, emit)?;
     let phase = Instant::now();
     let tree = fetch_kernel(opts)?;
     t.fetch = phase.elapsed();
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
-    stop()?;
 
     let phase = Instant::now();
     let module_name =
@@ -202,44 +208,66 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     )?;
     t.build = phase.elapsed();
     emit(Event::Note(format!("module built against {} ({}) in {:.1?}", tree.release, built.vermagic, t.build)));
-    stop()?;
 
     let phase = Instant::now();
     let spec = guest_image(opts, &built.ko_files)?;
     let (initrd, fresh) = spec.build_cached(&opts.cache_dir.join("initramfs").join(&tree.release))?;
     t.initramfs = phase.elapsed();
     emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
+    Ok(Prepared { tree, built, initrd })
+}
 
-    let private = tempfile::Builder::new()
-        .prefix("rig-")
+/// A 0700 temporary directory (tempfile), removed on drop.
+pub fn private_dir(prefix: &str) -> Result<tempfile::TempDir, RunError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
         .tempdir()
-        .map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })?;
-    let run_dir = tempfile::Builder::new()
-        .prefix("rig-run-")
-        .tempdir()
-        .map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })?;
+        .map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })
+}
+
+/// The QEMU configuration of one guest; sockets live in `private`.
+pub fn guest_config(
+    opts: &RunOptions,
+    p: &Prepared,
+    accel: qemu::Accel,
+    private: &Path,
+    shm: Option<&SharedMemory>,
+) -> Result<QemuConfig, RunError> {
+    let entry_args = Catalog::builtin()?.get(&p.tree.name).map(|e| e.cmdline_args());
+    let mut cmdline = entry_args.unwrap_or_else(|_| vec!["console=ttyS0".into()]);
+    cmdline.extend(qemu::default_cmdline("ttyS0").into_iter().filter(|a| !a.starts_with("console=")));
+    Ok(QemuConfig {
+        binary: opts.qemu.clone(),
+        accel,
+        memory_mib: opts.memory_mib,
+        cpus: opts.cpus,
+        kernel: p.tree.vmlinuz.clone(),
+        initrd: p.initrd.clone(),
+        cmdline,
+        console: qemu::SerialBackend::Socket(private.join("console.sock")),
+        qmp_socket: Some(private.join("qmp.sock")),
+        ivshmem: shm.map(|m| Ivshmem { mem_path: m.path().to_path_buf(), size: m.size() }),
+        extra: vec![],
+    })
+}
+
+/// The whole run. `interrupt` is set by the signal handler.
+pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(Event)) -> Result<RunReport, RunError> {
+    let total = Instant::now();
+    let mut t = Timings::default();
+    let stop = || if interrupt.load(Ordering::Relaxed) { Err(RunError::Interrupted) } else { Ok(()) };
+    let prepared = prepare(opts, &mut t, emit)?;
+    stop()?;
+    let tree = &prepared.tree;
+    let built = &prepared.built;
+
+    let private = private_dir("rig-")?;
+    let run_dir = private_dir("rig-run-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), opts.shm_size)?;
 
     let choice = accel::decide(opts.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
-    let mut cmdline = qemu::default_cmdline("ttyS0");
-    cmdline.retain(|a| !a.starts_with("console="));
-    let mut cmdline_all =
-        Catalog::builtin()?.get(&tree.name).map(|e| e.cmdline_args()).unwrap_or_else(|_| vec!["console=ttyS0".into()]);
-    cmdline_all.extend(cmdline);
-    let cfg = QemuConfig {
-        binary: opts.qemu.clone(),
-        accel: choice.accel,
-        memory_mib: opts.memory_mib,
-        cpus: opts.cpus,
-        kernel: tree.vmlinuz.clone(),
-        initrd,
-        cmdline: cmdline_all,
-        console_socket: private.path().join("console.sock"),
-        qmp_socket: Some(private.path().join("qmp.sock")),
-        ivshmem: Some(Ivshmem { mem_path: shm.path().to_path_buf(), size: shm.size() }),
-        extra: vec![],
-    };
+    let cfg = guest_config(opts, &prepared, choice.accel, private.path(), Some(&shm))?;
 
     let keep_dir = |run_dir: tempfile::TempDir| run_dir.keep();
     let phase = Instant::now();

@@ -68,7 +68,13 @@ impl Vm {
     /// Spawns QEMU and attaches the console. Files go to `run_dir`.
     pub fn start(cfg: &QemuConfig, run_dir: &Path, interrupt: Arc<AtomicBool>) -> Result<Vm, VmError> {
         let rd = |path: PathBuf| move |source| VmError::RunDir { path, source };
-        let listener = UnixListener::bind(&cfg.console_socket).map_err(rd(cfg.console_socket.clone()))?;
+        let qemu::SerialBackend::Socket(socket) = &cfg.console else {
+            return Err(VmError::RunDir {
+                path: run_dir.to_path_buf(),
+                source: std::io::Error::other("a driven guest needs its console on a socket"),
+            });
+        };
+        let listener = UnixListener::bind(socket).map_err(rd(socket.clone()))?;
         let argv = qemu::argv(cfg);
         let cmdline_path = run_dir.join("qemu.cmdline");
         std::fs::write(&cmdline_path, qemu::shell_line(&cfg.binary, &argv) + "\n").map_err(rd(cmdline_path))?;
