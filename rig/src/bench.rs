@@ -214,7 +214,11 @@ fn bare_sample(opts: &BenchOptions, p: &Prepared, accel: qemu::Accel) -> Result<
     let _ = child.wait();
     if !ready {
         return Err(RunError::Boot {
-            source: VmError::BootTimeout { waited: timeout, tail: String::from_utf8_lossy(&seen).into_owned() },
+            source: VmError::BootTimeout {
+                waited: timeout,
+                tail: String::from_utf8_lossy(&seen).into_owned(),
+                hint: String::new(),
+            },
             run_dir: private.path().to_path_buf(),
         });
     }

@@ -104,6 +104,9 @@ struct RunArgs {
     /// Guest vCPUs.
     #[arg(long, default_value_t = 1)]
     cpus: u32,
+    /// QEMU CPU model (default: host under KVM, QEMU's default under TCG).
+    #[arg(long)]
+    cpu: Option<String>,
     /// ivshmem size in MiB (a power of two, at least 1).
     #[arg(long, default_value_t = 4)]
     shm_mib: u64,
@@ -161,6 +164,7 @@ fn run_options(cli: &Cli, a: &RunArgs) -> RunOptions {
             .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-gnu/release/rig-guest")),
         memory_mib: a.memory,
         cpus: a.cpus,
+        cpu_model: a.cpu.clone(),
         shm_size: a.shm_mib.saturating_mul(1 << 20),
         boot_timeout: Duration::from_secs(a.boot_timeout),
         keep: a.keep,

@@ -52,6 +52,8 @@ pub struct QemuConfig {
     pub memory_mib: u32,
     /// Guest vCPUs.
     pub cpus: u32,
+    /// CPU model; `None` means `host` under KVM and QEMU's default under TCG.
+    pub cpu_model: Option<String>,
     /// bzImage to boot directly (no firmware disk, no bootloader).
     pub kernel: PathBuf,
     /// initramfs (newc cpio).
@@ -79,11 +81,13 @@ pub fn base_args() -> Vec<String> {
 }
 
 /// q35 leaves room for the emulated IOMMU that the VFIO driver will need.
-pub fn machine_args(accel: Accel, memory_mib: u32, cpus: u32) -> Vec<String> {
+pub fn machine_args(accel: Accel, cpu_model: Option<&str>, memory_mib: u32, cpus: u32) -> Vec<String> {
     let mut v = strings(&["-machine", "q35", "-accel", accel.name()]);
-    if accel == Accel::Kvm {
+    match (cpu_model, accel) {
+        (Some(model), _) => v.extend(["-cpu".to_string(), model.to_string()]),
         // `host` passes the real CPU through; only valid with KVM.
-        v.extend(strings(&["-cpu", "host"]));
+        (None, Accel::Kvm) => v.extend(strings(&["-cpu", "host"])),
+        (None, Accel::Tcg) => {}
     }
     v.extend(["-m".into(), memory_mib.to_string(), "-smp".into(), cpus.to_string()]);
     v
@@ -134,7 +138,7 @@ pub fn ivshmem_args(shm: &Ivshmem) -> Vec<String> {
 /// The full argv (without the binary), composed in a fixed order.
 pub fn argv(cfg: &QemuConfig) -> Vec<String> {
     let mut v = base_args();
-    v.extend(machine_args(cfg.accel, cfg.memory_mib, cfg.cpus));
+    v.extend(machine_args(cfg.accel, cfg.cpu_model.as_deref(), cfg.memory_mib, cfg.cpus));
     v.extend(kernel_args(&cfg.kernel, &cfg.initrd, &cfg.cmdline));
     v.extend(console_args(&cfg.console));
     if let Some(q) = &cfg.qmp_socket {
@@ -224,6 +228,7 @@ mod tests {
             accel: Accel::Tcg,
             memory_mib: 256,
             cpus: 1,
+            cpu_model: None,
             kernel: "/k/vmlinuz".into(),
             initrd: "/k/initrd.cpio".into(),
             cmdline: default_cmdline("ttyS0"),
@@ -266,6 +271,8 @@ mod tests {
         let v = argv(&c);
         assert!(has_pair(&v, "-accel", "kvm"));
         assert!(has_pair(&v, "-cpu", "host"));
+        c.cpu_model = Some("qemu64,-cx16".into());
+        assert!(has_pair(&argv(&c), "-cpu", "qemu64,-cx16"));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub memory_mib: u32,
     /// Guest vCPUs.
     pub cpus: u32,
+    /// QEMU CPU model (`None`: host under KVM, QEMU's default under TCG).
+    pub cpu_model: Option<String>,
     /// ivshmem size in bytes.
     pub shm_size: u64,
     /// Boot watchdog.
@@ -241,6 +243,7 @@ pub fn guest_config(
         accel,
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
+        cpu_model: opts.cpu_model.clone(),
         kernel: p.tree.vmlinuz.clone(),
         initrd: p.initrd.clone(),
         cmdline,

@@ -33,8 +33,8 @@ pub enum VmError {
     #[error("QEMU paused the guest (state `{state}`) during boot: with KVM this host cannot run this kernel, use --accel tcg; console tail:\n{tail}")]
     Paused { state: String, tail: String },
     /// No ready marker within the boot timeout.
-    #[error("the guest did not reach `{READY_MARKER}` within {waited:?} (boot watchdog); console tail:\n{tail}")]
-    BootTimeout { waited: Duration, tail: String },
+    #[error("the guest did not reach `{READY_MARKER}` within {waited:?} (boot watchdog){hint}; console tail:\n{tail}")]
+    BootTimeout { waited: Duration, tail: String, hint: String },
     /// The console reported a crash, EOF, or an interrupt.
     #[error(transparent)]
     Console(#[from] ConsoleError),
@@ -48,6 +48,7 @@ pub struct Vm {
     qmp_socket: Option<PathBuf>,
     stderr_path: PathBuf,
     interrupt: Arc<AtomicBool>,
+    accel: qemu::Accel,
 }
 
 /// What the guest printed up to the ready marker.
@@ -112,7 +113,7 @@ impl Vm {
                 return Err(e.into());
             }
         };
-        Ok(Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, interrupt })
+        Ok(Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, interrupt, accel: cfg.accel })
     }
 
     /// Waits for the ready marker; checks every second that QEMU still runs
@@ -128,7 +129,12 @@ impl Vm {
                         return Err(e);
                     }
                     if start.elapsed() >= timeout {
-                        return Err(VmError::BootTimeout { waited: timeout, tail });
+                        let hint = if tail.trim().is_empty() && self.accel == qemu::Accel::Kvm {
+                            ": the kernel printed nothing, so it never left the decompressor; this KVM cannot run it, use --accel tcg".to_string()
+                        } else {
+                            String::new()
+                        };
+                        return Err(VmError::BootTimeout { waited: timeout, tail, hint });
                     }
                 }
                 Err(ConsoleError::Eof { tail, .. }) => {
