@@ -201,7 +201,7 @@ fn bare_sample(opts: &BenchOptions, p: &Prepared, accel: qemu::Accel) -> Result<
         if let Some(stdin) = child.stdin.as_mut() {
             for i in 0..opts.steps {
                 let t = Instant::now();
-                let _ = write!(stdin, "echo R{i}Q\n").and_then(|_| stdin.flush());
+                let _ = writeln!(stdin, "echo R{i}Q").and_then(|_| stdin.flush());
                 // The tty echoes `echo R3Q`; the answer is the line `R3Q` on its own.
                 if !wait_for(format!("\nR{i}Q\r").as_bytes(), &mut seen) {
                     break;

@@ -87,6 +87,11 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
+    /// A guest-side result with no output (the rig's own verdicts).
+    pub fn verdict(name: &str, outcome: Outcome) -> CheckResult {
+        CheckResult { name: name.into(), outcome, output: String::new(), elapsed: Duration::ZERO, host_side: false }
+    }
+
     /// True when it passed.
     pub fn passed(&self) -> bool {
         self.outcome == Outcome::Pass

@@ -306,18 +306,13 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         Ok(()) => true,
         Err(ConsoleError::Interrupted) => return Err(RunError::Interrupted),
         Err(e) => {
-            let r = CheckResult {
-                name: "guest shell answers".into(),
-                outcome: Outcome::Fail(e.to_string()),
-                output: String::new(),
-                elapsed: Duration::ZERO,
-                host_side: false,
-            };
+            let r = CheckResult::verdict("guest shell answers", Outcome::Fail(e.to_string()));
             emit(Event::Result(r.clone()));
             results.push(r);
             false
         }
     };
+    let before_suite = results.len();
     let aborted = if usable {
         run_suite(&suite, &mut vm, &shm, &mut results, emit)
     } else {
@@ -327,14 +322,9 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         if interrupt.load(Ordering::Relaxed) {
             return Err(RunError::Interrupted);
         }
-        for c in suite.iter().skip(results.len().saturating_sub(insmod_count(&built.ko_files))) {
-            let r = CheckResult {
-                name: c.name.clone(),
-                outcome: Outcome::NotRun(why.clone()),
-                output: String::new(),
-                elapsed: Duration::ZERO,
-                host_side: false,
-            };
+        let ran = results.len() - before_suite;
+        for c in suite.iter().skip(ran) {
+            let r = CheckResult::verdict(&c.name, Outcome::NotRun(why.clone()));
             emit(Event::Result(r.clone()));
             results.push(r);
         }
@@ -355,10 +345,6 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let kept = opts.keep || !passed;
     let run_dir = if kept { run_dir.keep() } else { run_dir.path().to_path_buf() };
     Ok(RunReport { release: tree.release.clone(), results, run_dir, kept, timings: t })
-}
-
-fn insmod_count(ko_files: &[PathBuf]) -> usize {
-    ko_files.len()
 }
 
 /// Runs checks until the end or until the guest becomes unusable; returns
