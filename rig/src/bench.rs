@@ -120,6 +120,17 @@ pub fn bench(
     Ok(report)
 }
 
+/// The benchmark boots ivshmem-plain guests (no doorbell server).
+fn shm_size(opts: &BenchOptions) -> u64 {
+    opts.run.plan.guest.shm.map_or(4 << 20, |s| s.size)
+}
+
+fn plain(opts: &BenchOptions) -> RunOptions {
+    let mut run = opts.run.clone();
+    run.plan.guest.shm = Some(crate::config::ShmPlan { size: shm_size(opts), doorbell: false, vectors: 1 });
+    run
+}
+
 fn boot_error(source: VmError, dir: &tempfile::TempDir) -> RunError {
     RunError::Boot { source, run_dir: dir.path().to_path_buf() }
 }
@@ -132,8 +143,8 @@ fn rig_sample(
     interrupt: Arc<AtomicBool>,
 ) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
     let private = run::private_dir("rig-bench-")?;
-    let shm = SharedMemory::create(&private.path().join("ivshmem"), opts.run.shm_size)?;
-    let cfg = run::guest_config(&opts.run, p, accel, private.path(), Some(&shm))?;
+    let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
+    let cfg = run::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     let start = Instant::now();
     let mut vm = Vm::start(&cfg, private.path(), interrupt).map_err(|e| boot_error(e, &private))?;
     vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, &private))?;
@@ -152,8 +163,8 @@ fn rig_sample(
 /// Bare QEMU with the serial line on stdio: boot time and raw round trips.
 fn bare_sample(opts: &BenchOptions, p: &Prepared, accel: qemu::Accel) -> Result<(Duration, Vec<Duration>), RunError> {
     let private = run::private_dir("rig-bare-")?;
-    let shm = SharedMemory::create(&private.path().join("ivshmem"), opts.run.shm_size)?;
-    let mut cfg = run::guest_config(&opts.run, p, accel, private.path(), Some(&shm))?;
+    let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
+    let mut cfg = run::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     cfg.console = SerialBackend::Stdio;
     cfg.qmp_socket = None;
     let spawn_err = |source| RunError::Boot {

@@ -49,6 +49,50 @@ pub enum Action {
     HostFill { offset: u64, len: u64, seed: u32 },
     /// The host checks the seeded pattern in the region.
     HostVerify { offset: u64, len: u64, seed: u32 },
+    /// The host checks exact bytes (or a string) at an offset.
+    HostBytes { offset: u64, bytes: Vec<u8> },
+    /// A host command; `{shm}` is the backing file, `{dir}` the run directory.
+    HostCommand {
+        /// Shell command line (run with `sh -c`).
+        command: String,
+        /// Expected exit status.
+        status: i32,
+        /// Expected output.
+        expect: Option<Expect>,
+        /// Kill it after this long.
+        timeout: Duration,
+        /// Working directory (the config file's directory).
+        cwd: std::path::PathBuf,
+    },
+    /// The host peer rings the guest (ivshmem-doorbell).
+    HostRing { vector: u32 },
+    /// The host waits for the guest to ring it.
+    HostWaitRing { vector: u32, timeout: Duration },
+}
+
+impl Action {
+    /// True for checks the host makes itself.
+    pub fn is_host(&self) -> bool {
+        !matches!(self, Action::Guest { .. })
+    }
+}
+
+/// What host-side checks can reach.
+pub struct HostSide<'a> {
+    /// The ivshmem backing file, if the guest has one.
+    pub shm: Option<&'a SharedMemory>,
+    /// The run directory (for `{dir}`).
+    pub run_dir: &'a std::path::Path,
+    /// The host's doorbell peer, if the guest has ivshmem-doorbell.
+    pub doorbell: Option<&'a mut dyn Doorbell>,
+}
+
+/// The host's side of ivshmem-doorbell.
+pub trait Doorbell {
+    /// Rings the guest on `vector`.
+    fn ring_guest(&mut self, vector: u32) -> Result<(), String>;
+    /// Waits until the guest rings the host on `vector`.
+    fn wait_ring(&mut self, vector: u32, timeout: Duration) -> Result<(), String>;
 }
 
 /// A named check.
@@ -117,7 +161,8 @@ fn guest_verdict(out: &StepOutput, status: i32, expect: &Option<Expect>) -> Outc
 
 /// Runs one check. A console failure that leaves the guest unusable comes
 /// back as `Some(Abort)` so the caller reports the rest as not run.
-pub fn run_check(check: &Check, console: &mut Console, shm: Option<&SharedMemory>) -> (CheckResult, Option<Abort>) {
+pub fn run_check(check: &Check, console: &mut Console, side: &mut HostSide) -> (CheckResult, Option<Abort>) {
+    let shm = side.shm;
     let start = Instant::now();
     let result = |outcome, output: String, host_side| CheckResult {
         name: check.name.clone(),
@@ -191,58 +236,64 @@ pub fn run_check(check: &Check, console: &mut Console, shm: Option<&SharedMemory
             });
             (result(o, out, true), None)
         }
+        Action::HostBytes { offset, bytes } => {
+            let (o, out) = host(&|m| {
+                let found = m.read(*offset, bytes.len() as u64).map_err(|e| e.to_string())?;
+                if found == *bytes {
+                    Ok(format!("{} bytes at {offset:#x} as expected", bytes.len()))
+                } else {
+                    Err(format!("at {offset:#x}: expected {}, found {}", show_bytes(bytes), show_bytes(&found)))
+                }
+            });
+            (result(o, out, true), None)
+        }
+        Action::HostCommand { command, status, expect, timeout, cwd } => {
+            let line = command
+                .replace("{shm}", &shm.map(|m| m.path().display().to_string()).unwrap_or_default())
+                .replace("{dir}", &side.run_dir.display().to_string());
+            let (o, out) = match crate::hostcmd::run(&line, cwd, *timeout) {
+                Ok(done) => {
+                    let verdict = guest_verdict(
+                        &StepOutput { status: done.status, output: done.output.clone(), elapsed: Duration::ZERO },
+                        *status,
+                        expect,
+                    );
+                    (verdict, done.output)
+                }
+                Err(e) => (Outcome::Fail(e.to_string()), String::new()),
+            };
+            (result(o, out, true), None)
+        }
+        Action::HostRing { vector } => {
+            let r = match side.doorbell.as_deref_mut() {
+                None => Err("this guest has no ivshmem-doorbell (set [guest.ivshmem] doorbell = true)".to_string()),
+                Some(d) => d.ring_guest(*vector),
+            };
+            let (o, out) = match r {
+                Ok(()) => (Outcome::Pass, format!("rang vector {vector}")),
+                Err(e) => (Outcome::Fail(e.clone()), e),
+            };
+            (result(o, out, true), None)
+        }
+        Action::HostWaitRing { vector, timeout } => {
+            let r = match side.doorbell.as_deref_mut() {
+                None => Err("this guest has no ivshmem-doorbell (set [guest.ivshmem] doorbell = true)".to_string()),
+                Some(d) => d.wait_ring(*vector, *timeout),
+            };
+            let (o, out) = match r {
+                Ok(()) => (Outcome::Pass, format!("the guest rang vector {vector}")),
+                Err(e) => (Outcome::Fail(e.clone()), e),
+            };
+            (result(o, out, true), None)
+        }
     }
 }
 
-/// The reference module's own suite (the spine: shared pages both ways).
-pub fn reference_suite(seed_g2h: u32, seed_h2g: u32) -> Vec<Check> {
-    use rig_abi::{SHM_AREA_SIZE as LEN, SHM_G2H_OFFSET as G2H, SHM_H2G_OFFSET as H2G};
-    let guest = |name: &str, command: String, expect: Option<Expect>| Check {
-        name: name.into(),
-        action: Action::Guest { command, status: 0, expect, timeout: Duration::from_secs(30) },
-    };
-    let dev = rig_abi::SHM_DEV_NAME;
-    vec![
-        guest(
-            "ivshmem device is bound to rig_kmod",
-            format!("ls /sys/bus/pci/drivers/rig_kmod/ | grep -c ':' && stat -c '%a %F' /dev/{dev}"),
-            Some(Expect::Matches(
-                Regex::new(r"(?m)^1\n600 character special file$").unwrap_or_else(|_| unreachable!()),
-            )),
-        ),
-        Check {
-            name: "host reads the module's header in the shared pages".into(),
-            action: Action::HostHeader { state: rig_abi::STATE_PROBED },
-        },
-        guest(
-            "guest: RIG_IOC_SHM_INFO reports the region",
-            "rig-guest shm-info".to_string(),
-            Some(Expect::Contains("abi_version=1".into())),
-        ),
-        guest(
-            "guest writes a pattern through the /dev/rig_shm mapping",
-            format!("rig-guest shm-fill --seed {seed_g2h} --offset {G2H:#x} --len {LEN:#x}"),
-            None,
-        ),
-        Check {
-            name: "host sees the guest's pattern in the backing file (vm-memory)".into(),
-            action: Action::HostVerify { offset: G2H, len: LEN, seed: seed_g2h },
-        },
-        Check {
-            name: "host writes a pattern into the backing file (vm-memory)".into(),
-            action: Action::HostFill { offset: H2G, len: LEN, seed: seed_h2g },
-        },
-        guest(
-            "guest reads the host's pattern through the /dev/rig_shm mapping",
-            format!("rig-guest shm-verify --seed {seed_h2g} --offset {H2G:#x} --len {LEN:#x}"),
-            None,
-        ),
-        guest("rmmod rig_kmod unloads cleanly", "rmmod rig_kmod && ! test -e /dev/rig_shm".into(), None),
-        Check {
-            name: "host sees the module mark the region removed".into(),
-            action: Action::HostHeader { state: rig_abi::STATE_REMOVED },
-        },
-    ]
+fn show_bytes(b: &[u8]) -> String {
+    let hex: Vec<String> = b.iter().take(32).map(|x| format!("{x:02x}")).collect();
+    let text: String =
+        b.iter().take(32).map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '.' }).collect();
+    format!("{} ({text:?}){}", hex.join(" "), if b.len() > 32 { " ..." } else { "" })
 }
 
 #[cfg(test)]
@@ -265,21 +316,14 @@ mod tests {
     }
 
     #[test]
-    fn suite_checks_both_directions_from_the_host() {
-        let s = reference_suite(1, 2);
-        let host: Vec<_> = s.iter().filter(|c| !matches!(c.action, Action::Guest { .. })).collect();
-        assert!(host.iter().any(|c| matches!(c.action, Action::HostVerify { seed: 1, .. })));
-        assert!(host.iter().any(|c| matches!(c.action, Action::HostFill { seed: 2, .. })));
-    }
-
-    #[test]
     fn host_check_without_shm_fails_cleanly() {
         // The console is not touched by host checks; build one over a socketpair.
         let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = Console::attach(a, &dir.path().join("log"), Default::default()).expect("attach");
         let check = Check { name: "h".into(), action: Action::HostVerify { offset: 0, len: 1, seed: 0 } };
-        let (r, abort) = run_check(&check, &mut c, None);
+        let mut side = HostSide { shm: None, run_dir: dir.path(), doorbell: None };
+        let (r, abort) = run_check(&check, &mut c, &mut side);
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         assert!(abort.is_none());
     }

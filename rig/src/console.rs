@@ -197,7 +197,8 @@ impl Console {
             }
             self.arrivals.wait_past(seen, Duration::from_millis(50));
         }
-        ConsoleError::Crash { what: what.into(), excerpt: clean(&tail_of(&report, 4000)) }
+        // The head of the report says what happened; keep that.
+        ConsoleError::Crash { what: what.into(), excerpt: clean(&report.chars().take(4000).collect::<String>()) }
     }
 
     /// Waits for a literal string.
@@ -256,6 +257,21 @@ impl Console {
         };
         let status = re.captures(&matched).and_then(|c| c.get(1)).and_then(|m| m.as_str().parse().ok()).unwrap_or(-1);
         Ok(StepOutput { status, output: clean(&before), elapsed: start.elapsed() })
+    }
+
+    /// Takes whatever output has arrived so far (interactive use).
+    pub fn take_output(&mut self) -> String {
+        let mut s = String::new();
+        while let Some(c) = self.session.try_read() {
+            s.push(c);
+        }
+        s
+    }
+
+    /// Sleeps until more output arrives or `max` passes.
+    pub fn wait_output(&self, max: Duration) {
+        let seen = self.arrivals.current();
+        self.arrivals.wait_past(seen, max);
     }
 
     /// The last text seen (for reports).

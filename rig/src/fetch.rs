@@ -260,6 +260,97 @@ pub struct KernelTree {
     pub modules_dir: Option<PathBuf>,
     /// The kernel config.
     pub config: PathBuf,
+    /// Debian suite the packages came from (a chroot of it builds modules
+    /// when the host lacks the kernel's compiler).
+    pub suite: String,
+    /// Debian architecture of the packages.
+    pub arch: String,
+    /// The archive URI the packages were downloaded from.
+    pub archive_uri: String,
+    /// The cache the tree lives in (`<cache_dir>/kernels/<name>/root`).
+    pub cache_dir: PathBuf,
+}
+
+impl KernelTree {
+    /// `modules_dir/modules.dep` if the packages carry modules and it has
+    /// been generated (Debian ships none; [`fetch`] runs `depmod` when the
+    /// host has it, see [`ensure_modules_dep`]).
+    pub fn modules_dep(&self) -> Option<PathBuf> {
+        self.modules_dir.as_ref().map(|m| m.join("modules.dep")).filter(|p| p.is_file())
+    }
+
+    /// The in-tree module file for `name` (`vfio-pci` or `vfio_pci`), looked
+    /// up in `modules.dep`; `.ko`, `.ko.xz` and `.ko.zst` are all found.
+    pub fn in_tree_module(&self, name: &str) -> Option<PathBuf> {
+        let dir = self.modules_dir.as_ref()?;
+        let dep = fs::read_to_string(self.modules_dep()?).ok()?;
+        let path = module_from_dep(&dep, name)?;
+        Some(dir.join(path))
+    }
+}
+
+/// The path (relative to the modules directory) of module `name` in the
+/// text of a `modules.dep`; `-` and `_` are the same in module names.
+fn module_from_dep<'a>(dep: &'a str, name: &str) -> Option<&'a str> {
+    let want = name.replace('-', "_");
+    dep.lines().filter_map(|l| l.split_once(':')).map(|(path, _)| path.trim()).find(|path| {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        let stem = file.split(".ko").next().unwrap_or(file);
+        stem.replace('-', "_") == want
+    })
+}
+
+/// Debian ships no modules.dep: index the modules for loading in-tree ones,
+/// best effort (the caller holds the kernel's lock).
+fn index_modules(tree: &KernelTree) {
+    if tree.modules_dir.is_none() || tree.modules_dep().is_some() {
+        return;
+    }
+    match ensure_modules_dep(tree) {
+        Ok(_) => info!(kernel = %tree.name, "modules indexed (modules.dep)"),
+        Err(e @ FetchError::ToolMissing { .. }) => debug!(kernel = %tree.name, error = %e, "modules.dep not generated"),
+        Err(e) => warn!(kernel = %tree.name, error = %e, "modules.dep not generated"),
+    }
+}
+
+/// Generates `modules.dep` (and the other depmod indexes) in the tree's
+/// modules directory if it is missing, with the host's `depmod` (package
+/// `kmod`). Returns its path, or `None` when the packages carry no modules.
+///
+/// `depmod -b` looks in `<base>/lib/modules/<release>`; split packaging
+/// puts modules under `usr/lib/modules`, so a private base directory links
+/// to the real one.
+pub fn ensure_modules_dep(tree: &KernelTree) -> Result<Option<PathBuf>, FetchError> {
+    let Some(dir) = &tree.modules_dir else {
+        return Ok(None);
+    };
+    if let Some(dep) = tree.modules_dep() {
+        return Ok(Some(dep));
+    }
+    let depmod = find_program("depmod")
+        .or_else(|| ["/usr/sbin/depmod", "/sbin/depmod"].iter().map(PathBuf::from).find(|p| p.is_file()))
+        .ok_or(FetchError::ToolMissing {
+            tool: "depmod",
+            package: "kmod",
+            purpose: "index the kernel's own modules",
+        })?;
+    let base = tempfile::tempdir().map_err(io_err("create a temporary directory in", &std::env::temp_dir()))?;
+    let link_dir = base.path().join("lib/modules");
+    create_dir(&link_dir)?;
+    let link = link_dir.join(&tree.release);
+    std::os::unix::fs::symlink(dir, &link).map_err(io_err("create symlink", &link))?;
+    let mut cmd = Command::new(depmod);
+    cmd.arg("-b").arg(base.path()).arg(&tree.release);
+    let out = run(&mut cmd, "depmod")?;
+    if !out.status.success() {
+        return Err(FetchError::CommandFailed {
+            command: format!("depmod -b {} {}", base.path().display(), tree.release),
+            status: out.status.to_string(),
+            hint: "the modules may be damaged; fetch the kernel again with --refresh".into(),
+            output: tail_lines(&String::from_utf8_lossy(&out.stderr), ERROR_TAIL_LINES),
+        });
+    }
+    Ok(tree.modules_dep())
 }
 
 /// The cache directory: `$RIG_CACHE_DIR`, else `$XDG_CACHE_HOME/rig`, else
@@ -338,7 +429,9 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
                 warn!(kernel = %entry.name, "offline: ignoring refresh, using the cached tree");
             }
             info!(kernel = %entry.name, release = %stamp.release, "using cached kernel tree");
-            return Ok(stamp.tree(&kdir));
+            let tree = stamp.tree(&kdir);
+            index_modules(&tree);
+            return Ok(tree);
         }
     }
     if opts.offline {
@@ -408,6 +501,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
         extract(deb, &root)?;
     }
     let stamp = locate(entry, &plan, &apt.uri, &root)?;
+    index_modules(&stamp.tree(&kdir));
     write_stamp(&stamp_path, &stamp)?;
     info!(kernel = %entry.name, root = %root.display(), "kernel tree ready");
     Ok(stamp.tree(&kdir))
@@ -905,6 +999,10 @@ impl Stamp {
             headers_flavour: root.join(&self.headers_flavour),
             modules_dir: self.modules_dir.as_ref().map(|m| root.join(m)),
             config: root.join(&self.config),
+            suite: self.suite.clone(),
+            arch: self.arch.clone(),
+            archive_uri: self.archive_uri.clone(),
+            cache_dir: kdir.parent().and_then(Path::parent).map(Path::to_owned).unwrap_or_default(),
             root,
         }
     }
@@ -1491,6 +1589,21 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
         assert_eq!(tree.config, root.join(format!("usr/lib/modules/{r}/config")));
         assert_eq!(tree.modules_dir, Some(root.join(format!("usr/lib/modules/{r}"))));
         assert_eq!(tree.headers_common, root.join("usr/src/linux-headers-7.2.13+deb14-common"));
+        assert_eq!((tree.suite.as_str(), tree.arch.as_str()), ("sid", "amd64"));
+        assert_eq!(tree.archive_uri, "http://m.example/debian");
+        assert_eq!(tree.cache_dir, kdir.parent().unwrap().parent().unwrap());
+        // No modules.dep until depmod ran; then names resolve either spelling.
+        assert_eq!(tree.modules_dep(), None);
+        let mdir = root.join(format!("usr/lib/modules/{r}"));
+        fs::write(
+            mdir.join("modules.dep"),
+            "kernel/fs/x.ko.xz:\nkernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/x.ko.xz\n",
+        )
+        .unwrap();
+        assert_eq!(tree.modules_dep(), Some(mdir.join("modules.dep")));
+        assert_eq!(tree.in_tree_module("vfio_pci"), Some(mdir.join("kernel/drivers/vfio/pci/vfio-pci.ko.xz")));
+        assert_eq!(tree.in_tree_module("x"), Some(mdir.join("kernel/fs/x.ko.xz")));
+        assert_eq!(tree.in_tree_module("nope"), None);
 
         // No stamp yet: nothing cached.
         assert!(load_stamp(kdir, &e).is_none());

@@ -3,20 +3,33 @@
 //! The module source is copied into a separate build directory (the source
 //! tree stays clean) and built with
 //! `make -C <headers_common> O=<headers_flavour> M=<out_dir> CC=<cc> modules`,
-//! using the compiler the kernel was built with. The packaged headers are
-//! never modified. A hash of the inputs lets unchanged rebuilds be skipped.
+//! using the compiler the kernel was built with: on the host when the host
+//! has it (and can run the kernel's prebuilt kbuild tools), else in a
+//! debootstrap chroot of the kernel's own suite ([`crate::chroot`]). Compiler
+//! flags are never stripped to make another gcc pass. The packaged headers
+//! are never modified. A hash of the inputs lets unchanged rebuilds be
+//! skipped, and a lock on the build directory keeps concurrent runs for the
+//! same kernel from colliding.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tracing::{debug, info};
 
+use crate::chroot::{self, Bind, ChrootError, ChrootSpec};
 use crate::fetch::{find_program, hex, tail_lines, KernelTree};
+
+/// Environment variable choosing where modules are built: `auto` (the
+/// default: the host when it has the kernel's compiler, else a chroot),
+/// `host` or `chroot`.
+pub const BUILD_ENV_VAR: &str = "RIG_BUILD_ENV";
 
 /// File in the build directory holding the hash of the last good build.
 pub const BUILD_HASH_FILE: &str = ".rig-build-hash";
@@ -30,13 +43,51 @@ const RESERVED_VARS: &[&str] = &["M", "O", "KBUILD_EXTMOD", "KBUILD_OUTPUT"];
 /// Errors from building a module.
 #[derive(Debug, Error)]
 pub enum KbuildError {
-    /// The compiler the kernel was built with is not on this host.
-    #[error("kernel `{kernel}` was built with {needed}, which is not on this host: building modules for it needs a chroot of its Debian suite (not supported yet); install {needed} on the host, or use a kernel built by the host's gcc")]
+    /// The compiler the kernel was built with is not on this host (and
+    /// `RIG_BUILD_ENV=host` forbids the chroot).
+    #[error("kernel `{kernel}` was built with {needed}, which is not on this host: unset RIG_BUILD_ENV (or set it to `chroot`) to build in a chroot of its Debian suite, or install {needed} on the host")]
     CompilerUnavailable {
         /// Compiler command needed, e.g. `gcc-14`.
         needed: String,
         /// Catalog name of the kernel.
         kernel: String,
+    },
+    /// The host has the compiler but cannot run the kernel's prebuilt kbuild
+    /// tools (and `RIG_BUILD_ENV=host` forbids the chroot).
+    #[error("kernel `{kernel}`'s kbuild tools do not run on this host ({detail}): unset RIG_BUILD_ENV (or set it to `chroot`) to build in a chroot of its Debian suite")]
+    HostToolsUnusable {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// The loader's message.
+        detail: String,
+    },
+    /// `RIG_BUILD_ENV` has an unknown value.
+    #[error("RIG_BUILD_ENV=`{value}` is not one of auto, host, chroot")]
+    BadBuildEnv {
+        /// The value.
+        value: String,
+    },
+    /// The build chroot could not be made or entered.
+    #[error("kernel `{kernel}` needs a build chroot of `{suite}` (for {cc} and its kbuild tools): {source}")]
+    Chroot {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// The suite.
+        suite: String,
+        /// The compiler.
+        cc: String,
+        /// What went wrong.
+        #[source]
+        source: ChrootError,
+    },
+    /// Taking the build directory's lock failed.
+    #[error("cannot lock {}: {source}; keep the cache on a local filesystem that supports flock (set RIG_CACHE_DIR)", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: Errno,
     },
     /// The kernel config does not say which compiler built it.
     #[error("cannot tell which compiler built `{kernel}`: no usable CONFIG_CC_VERSION_TEXT in {}; the headers may be damaged, fetch the kernel again with --refresh", config.display())]
@@ -148,9 +199,7 @@ pub struct BuiltModule {
     pub log: String,
 }
 
-/// Where `make` runs. Only the host for now; a chroot of the kernel's
-/// suite (for kernels whose compiler the host lacks) is meant to slot in
-/// as another variant.
+/// Where `make` runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildEnv {
     /// Directly on this machine, with C compiler `cc` (e.g. `gcc-12`).
@@ -158,49 +207,179 @@ pub enum BuildEnv {
         /// The compiler command passed as `CC=`.
         cc: String,
     },
+    /// In a debootstrap chroot of the kernel's suite ([`crate::chroot`]).
+    Chroot {
+        /// The compiler command passed as `CC=` (and `HOSTCC=`).
+        cc: String,
+        /// Which chroot.
+        spec: ChrootSpec,
+    },
+}
+
+/// What `RIG_BUILD_ENV` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvChoice {
+    Auto,
+    Host,
+    Chroot,
+}
+
+impl EnvChoice {
+    fn from_env() -> Result<EnvChoice, KbuildError> {
+        match std::env::var(BUILD_ENV_VAR).unwrap_or_default().as_str() {
+            "" | "auto" => Ok(EnvChoice::Auto),
+            "host" => Ok(EnvChoice::Host),
+            "chroot" => Ok(EnvChoice::Chroot),
+            other => Err(KbuildError::BadBuildEnv { value: other.to_owned() }),
+        }
+    }
+}
+
+/// The compiler a kernel's config names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NeededCompiler {
+    /// gcc major version.
+    major: u32,
+    /// The command named in CONFIG_CC_VERSION_TEXT when it is a
+    /// versioned gcc (`x86_64-linux-gnu-gcc-14`), else `gcc-<major>`.
+    command: String,
 }
 
 impl BuildEnv {
     /// Picks where to build for `tree`: the host if it has the compiler the
-    /// kernel was built with (`CONFIG_CC_VERSION_TEXT`), else an error.
+    /// kernel was built with (`CONFIG_CC_VERSION_TEXT`) and can run the
+    /// kernel's prebuilt kbuild tools (modpost, objtool: newer suites need a
+    /// newer glibc), else a chroot of the kernel's suite. `RIG_BUILD_ENV`
+    /// (`auto`, `host`, `chroot`) overrides the choice. Creates nothing.
     pub fn for_tree(tree: &KernelTree) -> Result<BuildEnv, KbuildError> {
-        let config_path = tree.headers_flavour.join(".config");
-        let config = fs::read_to_string(&config_path).map_err(io_err("read", &config_path))?;
-        let unknown = || KbuildError::CompilerUnknown { kernel: tree.name.clone(), config: config_path.clone() };
-        let text = cc_version_text(&config).ok_or_else(unknown)?;
-        let major = match compiler_of(&text) {
-            Some(Compiler::Gcc(major)) => major,
-            Some(Compiler::Clang) => return Err(KbuildError::UnsupportedCompiler { kernel: tree.name.clone(), text }),
-            None => return Err(unknown()),
+        let need = needed_compiler(tree)?;
+        let choice = EnvChoice::from_env()?;
+        let chroot = || BuildEnv::Chroot {
+            cc: need.command.clone(),
+            spec: ChrootSpec::new(&tree.suite, &tree.arch, need.major, &tree.archive_uri),
         };
-        let versioned = format!("gcc-{major}");
-        let cc = choose_compiler(major, find_program(&versioned).is_some(), host_gcc_major())
-            .ok_or(KbuildError::CompilerUnavailable { needed: versioned, kernel: tree.name.clone() })?;
-        debug!(kernel = %tree.name, %text, %cc, "compiler chosen");
-        Ok(BuildEnv::Host { cc })
+        if choice == EnvChoice::Chroot {
+            return Ok(chroot());
+        }
+        let host_cc = choose_compiler(
+            need.major,
+            find_program(&need.command).is_some().then_some(need.command.as_str()),
+            find_program(&format!("gcc-{}", need.major)).is_some(),
+            host_gcc_major(),
+        );
+        let env = match (host_cc, choice) {
+            (Some(cc), _) => match host_runs_kbuild_tools(tree) {
+                Ok(()) => BuildEnv::Host { cc },
+                Err(detail) if choice == EnvChoice::Host => {
+                    return Err(KbuildError::HostToolsUnusable { kernel: tree.name.clone(), detail });
+                }
+                Err(detail) => {
+                    debug!(kernel = %tree.name, %detail, "host cannot run the kernel's kbuild tools");
+                    chroot()
+                }
+            },
+            (None, EnvChoice::Host) => {
+                return Err(KbuildError::CompilerUnavailable {
+                    needed: format!("gcc-{}", need.major),
+                    kernel: tree.name.clone(),
+                });
+            }
+            (None, _) => chroot(),
+        };
+        debug!(kernel = %tree.name, env = %env.describe(), "build environment chosen");
+        Ok(env)
     }
 
     /// The compiler command passed to make as `CC=`.
     pub fn cc(&self) -> &str {
         match self {
-            BuildEnv::Host { cc } => cc,
+            BuildEnv::Host { cc } | BuildEnv::Chroot { cc, .. } => cc,
         }
     }
 
-    fn make_command(&self) -> Command {
+    /// One line for the user: `host (gcc-12)`, `chroot trixie-gcc-14 (x86_64-linux-gnu-gcc-14)`.
+    pub fn describe(&self) -> String {
         match self {
-            BuildEnv::Host { .. } => Command::new("make"),
+            BuildEnv::Host { cc } => format!("host ({cc})"),
+            BuildEnv::Chroot { cc, spec } => format!("chroot {} ({cc})", spec.dir_name()),
+        }
+    }
+
+    /// What the build hash records about the environment.
+    fn hash_id(&self) -> String {
+        match self {
+            BuildEnv::Host { cc } => format!("host:{cc}"),
+            BuildEnv::Chroot { cc, spec } => format!("chroot:{}:{cc}", spec.dir_name()),
         }
     }
 }
 
+/// The compiler named by the kernel's `CONFIG_CC_VERSION_TEXT`.
+fn needed_compiler(tree: &KernelTree) -> Result<NeededCompiler, KbuildError> {
+    let config_path = tree.headers_flavour.join(".config");
+    let config = fs::read_to_string(&config_path).map_err(io_err("read", &config_path))?;
+    let unknown = || KbuildError::CompilerUnknown { kernel: tree.name.clone(), config: config_path.clone() };
+    let text = cc_version_text(&config).ok_or_else(unknown)?;
+    let major = match compiler_of(&text) {
+        Some(Compiler::Gcc(major)) => major,
+        Some(Compiler::Clang) => return Err(KbuildError::UnsupportedCompiler { kernel: tree.name.clone(), text }),
+        None => return Err(unknown()),
+    };
+    Ok(NeededCompiler { major, command: versioned_command(&text, major) })
+}
+
+/// `x86_64-linux-gnu-gcc-14` when the version text starts with a gcc-`major`
+/// command, else `gcc-<major>`.
+fn versioned_command(text: &str, major: u32) -> String {
+    let first = text.split_whitespace().next().unwrap_or_default();
+    let plain = format!("gcc-{major}");
+    let ok = first.ends_with(&plain)
+        && first.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && (first == plain || first.ends_with(&format!("-{plain}")));
+    if ok {
+        first.to_owned()
+    } else {
+        plain
+    }
+}
+
+/// Runs the kernel's prebuilt modpost and objtool (no arguments): `Err` with
+/// the loader's message when they need a newer glibc than the host's.
+fn host_runs_kbuild_tools(tree: &KernelTree) -> Result<(), String> {
+    let f = &tree.headers_flavour;
+    let candidates = [
+        [f.join("scripts/mod/modpost.real-lsb-64"), f.join("scripts/mod/modpost")],
+        [f.join("tools/objtool/objtool.real-x86"), f.join("tools/objtool/objtool")],
+    ];
+    for tool in candidates.iter().filter_map(|c| c.iter().find(|p| p.is_file())) {
+        let Ok(out) = Command::new(tool).stdin(std::process::Stdio::null()).output() else {
+            return Err(format!("{} cannot be run", tool.display()));
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if let Some(line) = stderr.lines().find(|l| is_loader_error(l)) {
+            return Err(line.trim().to_owned());
+        }
+    }
+    Ok(())
+}
+
+fn is_loader_error(line: &str) -> bool {
+    line.contains("version `GLIBC_") || line.contains("error while loading shared libraries")
+}
+
 /// Builds the module in `req.src_dir` for `tree`, or returns the previous
-/// build if its inputs have not changed.
+/// build if its inputs have not changed. Builds in a chroot of the kernel's
+/// suite (creating it once) when the host lacks the kernel's compiler.
+///
+/// Holds an exclusive lock on `<out_dir>.lock` throughout, so two runs for
+/// the same kernel and module wait for each other (the second finds the
+/// first's build up to date).
 pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule, KbuildError> {
     validate_request(req)?;
     let env = BuildEnv::for_tree(tree)?;
+    let _lock = lock_out_dir(&req.out_dir)?;
     let files = source_files(&req.src_dir, &req.out_dir)?;
-    let hash = build_hash(&req.src_dir, &files, tree, req, env.cc())?;
+    let hash = build_hash(&req.src_dir, &files, tree, req, &env.hash_id())?;
     let hash_file = req.out_dir.join(BUILD_HASH_FILE);
 
     if fs::read_to_string(&hash_file).is_ok_and(|h| h.trim() == hash) {
@@ -215,27 +394,63 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     // A failed or interrupted build must not look up to date.
     remove_if_exists(&hash_file)?;
     copy_sources(&req.src_dir, &req.out_dir, &files)?;
-    if find_program("make").is_none() {
-        return Err(KbuildError::MakeMissing);
-    }
 
-    let mut cmd = env.make_command();
-    cmd.arg("-C")
-        .arg(&tree.headers_common)
-        .arg(format!("O={}", tree.headers_flavour.display()))
-        .arg(format!("M={}", req.out_dir.display()))
-        .arg(format!("CC={}", env.cc()))
-        .arg(format!("-j{}", std::thread::available_parallelism().map_or(1, |n| n.get())));
+    let mut args = vec![
+        "-C".to_owned(),
+        tree.headers_common.display().to_string(),
+        format!("O={}", tree.headers_flavour.display()),
+        format!("M={}", req.out_dir.display()),
+        format!("CC={}", env.cc()),
+        format!("-j{}", std::thread::available_parallelism().map_or(1, |n| n.get())),
+    ];
     if req.extra_cflags_w1 {
-        cmd.arg("W=1");
+        args.push("W=1".to_owned());
     }
     for (k, v) in &req.make_vars {
-        cmd.arg(format!("{k}={v}"));
+        args.push(format!("{k}={v}"));
     }
-    cmd.arg("modules");
-    info!(kernel = %tree.name, cc = %env.cc(), out = %req.out_dir.display(), "building module");
+    args.push("modules".to_owned());
+
+    // Held (shared) while make runs, so the chroot is not replaced under it.
+    let mut _chroot = None;
+    let cmd = match &env {
+        BuildEnv::Host { .. } => {
+            if find_program("make").is_none() {
+                return Err(KbuildError::MakeMissing);
+            }
+            let mut cmd = Command::new("make");
+            cmd.args(&args);
+            cmd
+        }
+        BuildEnv::Chroot { cc, spec } => {
+            let chroot_err = |source| KbuildError::Chroot {
+                kernel: tree.name.clone(),
+                suite: spec.suite.clone(),
+                cc: cc.clone(),
+                source,
+            };
+            chroot::preflight(&spec.suite).map_err(chroot_err)?;
+            let started = Instant::now();
+            let c = chroot::ensure(spec, &tree.cache_dir).map_err(chroot_err)?;
+            if c.created {
+                info!(chroot = %c.root.display(), secs = started.elapsed().as_secs_f32(), "build chroot created");
+            }
+            if !c.has_program(cc) {
+                let missing = format!("the compiler `{cc}`");
+                return Err(chroot_err(ChrootError::Incomplete { root: c.root.clone(), missing }));
+            }
+            // Host programs kbuild may build must use the chroot's compiler too.
+            args.insert(args.len() - 1, format!("HOSTCC={cc}"));
+            let binds = [Bind::rw(&req.out_dir), Bind::ro(&tree.root)];
+            let cmd = c.command(&binds, "make", &args);
+            _chroot = Some(c);
+            cmd
+        }
+    };
+    info!(kernel = %tree.name, env = %env.describe(), out = %req.out_dir.display(), "building module");
     let started = Instant::now();
     let (status, log) = run_captured(cmd)?;
+    drop(_chroot);
     let log_path = req.out_dir.join("rig-build.log");
     fs::write(&log_path, &log).map_err(io_err("write", &log_path))?;
     if !status.success() {
@@ -251,6 +466,29 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     fs::write(&hash_file, format!("{hash}\n")).map_err(io_err("write", &hash_file))?;
     info!(kernel = %tree.name, modules = ko_files.len(), secs = started.elapsed().as_secs_f32(), "module built");
     Ok(BuiltModule { ko_files, vermagic, log })
+}
+
+/// Exclusive lock on `<out_dir>.lock` (next to the build directory).
+fn lock_out_dir(out_dir: &Path) -> Result<Flock<File>, KbuildError> {
+    let name = out_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "build".into());
+    let parent = out_dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+    let path = parent.join(format!("{name}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("open lock file", &path))?;
+    let lock_err = |source| KbuildError::Lock { path: path.clone(), source };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(l),
+        Err((file, Errno::EWOULDBLOCK)) => {
+            info!(lock = %path.display(), "another rig is building this module for this kernel; waiting for it");
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| lock_err(e))
+        }
+        Err((_, e)) => Err(lock_err(e)),
+    }
 }
 
 fn validate_request(req: &BuildRequest) -> Result<(), KbuildError> {
@@ -324,9 +562,17 @@ fn version_major(s: &str) -> Option<u32> {
     major.parse().ok()
 }
 
-/// `gcc-<major>` if present, else plain `gcc` if it is that major.
-fn choose_compiler(major: u32, versioned_on_path: bool, host_gcc_major: Option<u32>) -> Option<String> {
-    if versioned_on_path {
+/// The command the config names (`x86_64-linux-gnu-gcc-14`) if present,
+/// else `gcc-<major>` if present, else plain `gcc` if it is that major.
+fn choose_compiler(
+    major: u32,
+    named_on_path: Option<&str>,
+    versioned_on_path: bool,
+    host_gcc_major: Option<u32>,
+) -> Option<String> {
+    if let Some(named) = named_on_path {
+        Some(named.to_owned())
+    } else if versioned_on_path {
         Some(format!("gcc-{major}"))
     } else if host_gcc_major == Some(major) {
         Some("gcc".to_owned())
@@ -391,7 +637,7 @@ fn build_hash(
     files: &[PathBuf],
     tree: &KernelTree,
     req: &BuildRequest,
-    cc: &str,
+    env_id: &str,
 ) -> Result<String, KbuildError> {
     let mut contents = Vec::with_capacity(files.len());
     for f in files {
@@ -401,7 +647,7 @@ fn build_hash(
     let params = [
         ("release", tree.release.as_str()),
         ("package_version", tree.package_version.as_str()),
-        ("cc", cc),
+        ("env", env_id),
         ("w1", if req.extra_cflags_w1 { "1" } else { "0" }),
     ];
     Ok(hash_inputs(&contents, &params, &req.make_vars))
@@ -588,6 +834,10 @@ mod tests {
             headers_flavour: "/nonexistent/f".into(),
             modules_dir: None,
             config: "/nonexistent/config".into(),
+            suite: "bookworm".into(),
+            arch: "amd64".into(),
+            archive_uri: "http://m.example/debian".into(),
+            cache_dir: "/nonexistent".into(),
         }
     }
 
@@ -614,13 +864,61 @@ mod tests {
 
     #[test]
     fn compiler_choice() {
-        assert_eq!(choose_compiler(12, true, Some(12)).as_deref(), Some("gcc-12"));
-        assert_eq!(choose_compiler(12, false, Some(12)).as_deref(), Some("gcc"));
-        assert_eq!(choose_compiler(14, false, Some(12)), None);
-        assert_eq!(choose_compiler(14, false, None), None);
+        let named = Some("x86_64-linux-gnu-gcc-14");
+        assert_eq!(choose_compiler(14, named, true, Some(12)).as_deref(), named);
+        assert_eq!(choose_compiler(12, None, true, Some(12)).as_deref(), Some("gcc-12"));
+        assert_eq!(choose_compiler(12, None, false, Some(12)).as_deref(), Some("gcc"));
+        assert_eq!(choose_compiler(14, None, false, Some(12)), None);
+        assert_eq!(choose_compiler(14, None, false, None), None);
         assert_eq!(version_major("12\n"), Some(12));
         assert_eq!(version_major("12.2.0"), Some(12));
         assert_eq!(version_major("x"), None);
+    }
+
+    #[test]
+    fn versioned_command_from_text() {
+        assert_eq!(
+            versioned_command("x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0", 14),
+            "x86_64-linux-gnu-gcc-14"
+        );
+        assert_eq!(versioned_command("gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0", 12), "gcc-12");
+        // Unversioned `gcc` (bullseye) and odd names fall back to gcc-N.
+        assert_eq!(versioned_command("gcc (Debian 10.2.1-6) 10.2.1 20210110", 10), "gcc-10");
+        assert_eq!(versioned_command("mygcc-14 (x) 14.1", 14), "gcc-14");
+        assert_eq!(versioned_command("/opt/x-gcc-14 (x) 14.1", 14), "gcc-14");
+        assert_eq!(versioned_command("gcc-140 (x) 140.1", 14), "gcc-14");
+    }
+
+    #[test]
+    fn loader_errors_are_recognised() {
+        assert!(is_loader_error(
+            "/x/modpost.real-lsb-64: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38' not found (required by /x)"
+        ));
+        assert!(is_loader_error("objtool: error while loading shared libraries: libelf.so.1: cannot open"));
+        assert!(!is_loader_error("objtool: SRCARCH variable not defined"));
+    }
+
+    #[test]
+    fn build_env_descriptions() {
+        let host = BuildEnv::Host { cc: "gcc-12".into() };
+        let spec = ChrootSpec::new("trixie", "amd64", 14, "http://m.example/debian");
+        let chroot = BuildEnv::Chroot { cc: "x86_64-linux-gnu-gcc-14".into(), spec };
+        assert_eq!(host.describe(), "host (gcc-12)");
+        assert_eq!(chroot.describe(), "chroot trixie-gcc-14 (x86_64-linux-gnu-gcc-14)");
+        assert_eq!(chroot.cc(), "x86_64-linux-gnu-gcc-14");
+        assert_ne!(host.hash_id(), chroot.hash_id());
+    }
+
+    #[test]
+    fn out_dir_lock_is_exclusive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("build/6.1/guest-kmod");
+        let held = lock_out_dir(&out).unwrap();
+        assert!(tmp.path().join("build/6.1/guest-kmod.lock").is_file());
+        let file = OpenOptions::new().write(true).open(tmp.path().join("build/6.1/guest-kmod.lock")).unwrap();
+        assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err());
+        drop(held);
+        let _again = lock_out_dir(&out).unwrap();
     }
 
     #[test]
@@ -675,16 +973,16 @@ mod tests {
         let t = tree("6.1.0-50-cloud-amd64");
         let req =
             BuildRequest { src_dir: src.clone(), out_dir: out.clone(), make_vars: vec![], extra_cflags_w1: false };
-        let h1 = build_hash(&src, &files, &t, &req, "gcc-12").unwrap();
+        let h1 = build_hash(&src, &files, &t, &req, "host:gcc-12").unwrap();
         // Build products do not affect the hash...
         fs::write(src.join("main.o"), "changed").unwrap();
-        assert_eq!(h1, build_hash(&src, &source_files(&src, &out).unwrap(), &t, &req, "gcc-12").unwrap());
+        assert_eq!(h1, build_hash(&src, &source_files(&src, &out).unwrap(), &t, &req, "host:gcc-12").unwrap());
         // ...sources and W=1 do.
         fs::write(src.join("main.c"), "changed").unwrap();
-        let h2 = build_hash(&src, &files, &t, &req, "gcc-12").unwrap();
+        let h2 = build_hash(&src, &files, &t, &req, "host:gcc-12").unwrap();
         assert_ne!(h1, h2);
         let w1 = BuildRequest { extra_cflags_w1: true, ..req.clone() };
-        assert_ne!(h2, build_hash(&src, &files, &t, &w1, "gcc-12").unwrap());
+        assert_ne!(h2, build_hash(&src, &files, &t, &w1, "host:gcc-12").unwrap());
 
         copy_sources(&src, &out, &files).unwrap();
         assert_eq!(fs::read_to_string(out.join("include/uapi/x.h")).unwrap(), "include/uapi/x.h");

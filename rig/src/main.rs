@@ -3,8 +3,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rig::accel::AccelRequest;
+use rig::config::{ModulePlan, Plan};
+use rig::ktap::Ktap;
 use rig::run::{Event, RunError, RunOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -16,13 +18,15 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// Exit status: the rig itself could not run (missing tool, download, QEMU).
 const EXIT_RIG: u8 = 3;
+/// Exit status: interrupted by Ctrl-C or SIGTERM.
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
     name = "rig",
     version,
-    about = "Test rig for Linux kernel modules: boots a QEMU guest on a Debian kernel, loads the module, runs checks in the guest and on the shared pages from the host.",
-    after_help = "Exit status: 0 all checks passed, 1 a check failed, 2 usage error, 3 the rig could not run (missing tool, download failed, QEMU died)."
+    about = "Test rig for Linux kernel modules: boots a QEMU guest on a Debian kernel, loads the module, runs the test steps in the guest and checks the shared pages from the host.",
+    after_help = "Exit status: 0 all checks passed; 1 a check failed; 2 usage or configuration error; 3 the rig itself could not run (missing tool, download failed, QEMU died); 130 interrupted."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,8 +48,22 @@ enum AccelArg {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Boot a kernel, load the module and run the checks (TAP on stdout).
-    Run(RunArgs),
+    /// Boot the kernel(s), load the modules and run the test steps (KTAP on stdout).
+    Run {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Write JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Boot the configured guest and hand its console to the terminal (Ctrl-] leaves).
+    Shell {
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Download and unpack a kernel with its headers into the cache.
     Fetch {
         /// Catalog name (see `rig kernels`).
@@ -72,9 +90,12 @@ enum Cmd {
     },
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// Kernel from the catalog (default: the catalog's default, bookworm-6.1).
+    /// Test configuration (default: the reference module's guest-kmod/rig.toml).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Kernel from the catalog, or `all` (default: the config's kernels, else bookworm-6.1).
     #[arg(long, short)]
     kernel: Option<String>,
     /// Accelerator: auto picks KVM only when it can really run the guest.
@@ -92,30 +113,33 @@ struct RunArgs {
     /// Statically linked busybox for the guest.
     #[arg(long, default_value = "/bin/busybox")]
     busybox: PathBuf,
-    /// Module source directory (default: the reference module, guest-kmod/).
+    /// Build and load this module directory instead of the config's modules.
     #[arg(long)]
     module_dir: Option<PathBuf>,
     /// Statically linked guest programs (default: built by `make guest`).
     #[arg(long)]
     guest_bin: Option<PathBuf>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 256)]
-    memory: u32,
-    /// Guest vCPUs.
-    #[arg(long, default_value_t = 1)]
-    cpus: u32,
+    /// Guest memory in MiB (overrides the config).
+    #[arg(long)]
+    memory: Option<u32>,
+    /// Guest vCPUs (overrides the config).
+    #[arg(long)]
+    cpus: Option<u32>,
     /// QEMU CPU model (default: host under KVM, QEMU's default under TCG).
     #[arg(long)]
     cpu: Option<String>,
-    /// ivshmem size in MiB (a power of two, at least 1).
-    #[arg(long, default_value_t = 4)]
-    shm_mib: u64,
     /// Boot watchdog in seconds.
     #[arg(long, default_value_t = 120)]
     boot_timeout: u64,
+    /// Boot with oops=panic.
+    #[arg(long)]
+    oops_panic: bool,
+    /// Boot with panic_on_warn=1.
+    #[arg(long)]
+    panic_on_warn: bool,
 }
 
-/// The source tree the binary was built from: default module and guest programs.
+/// The source tree the binary was built from: default config and guest programs.
 fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -138,15 +162,63 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
 fn exit_code_for(e: &RunError) -> u8 {
     match e {
         RunError::Catalog(_) => EXIT_USAGE,
-        RunError::Interrupted => 130,
+        RunError::Interrupted => EXIT_INTERRUPTED,
         _ => EXIT_RIG,
     }
 }
 
-fn run_options(cli: &Cli, a: &RunArgs) -> RunOptions {
-    let root = project_root();
+/// A usage or configuration problem: exit 2.
+struct UsageError(String);
+
+/// Reads the config and applies the command-line overrides.
+fn load_plan(a: &RunArgs) -> Result<Plan, UsageError> {
+    let catalog = rig::catalog::Catalog::builtin().map_err(|e| UsageError(e.to_string()))?;
+    let path = a.config.clone().unwrap_or_else(|| project_root().join("guest-kmod/rig.toml"));
+    let mut plan = rig::config::load(&path, &catalog).map_err(|e| UsageError(e.to_string()))?;
+    if let Some(dir) = &a.module_dir {
+        if !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
+            return Err(UsageError(format!(
+                "--module-dir {}: no Kbuild or Makefile there; point it at a module source directory",
+                dir.display()
+            )));
+        }
+        let params = plan.modules.first().map(|m| m.params.clone()).unwrap_or_default();
+        plan.modules = vec![ModulePlan { dir: dir.clone(), make_vars: vec![], params, load: true }];
+    }
+    if let Some(m) = a.memory {
+        plan.guest.memory_mib = m;
+    }
+    if let Some(c) = a.cpus {
+        plan.guest.cpus = c;
+    }
+    if a.oops_panic {
+        plan.guest.cmdline.push("oops=panic".into());
+    }
+    if a.panic_on_warn {
+        plan.guest.cmdline.push("panic_on_warn=1".into());
+    }
+    Ok(plan)
+}
+
+/// The kernels to run: `--kernel` (or `all`), else the config's, else the default.
+fn kernels_for(a: &RunArgs, plan: &Plan) -> Result<Vec<String>, UsageError> {
+    let catalog = rig::catalog::Catalog::builtin().map_err(|e| UsageError(e.to_string()))?;
+    let names = match a.kernel.as_deref() {
+        Some("all") => catalog.entries().map(|e| e.name.clone()).collect(),
+        Some(k) => vec![k.to_string()],
+        None if !plan.kernels.is_empty() => plan.kernels.clone(),
+        None => vec![catalog.default_entry().name.clone()],
+    };
+    for n in &names {
+        catalog.get(n).map_err(|e| UsageError(e.to_string()))?;
+    }
+    Ok(names)
+}
+
+fn run_options(cli: &Cli, a: &RunArgs, plan: Plan) -> RunOptions {
     RunOptions {
-        kernel: a.kernel.clone().unwrap_or_default(),
+        kernel: String::new(),
+        plan,
         cache_dir: cache_dir(cli),
         archive_uri: cli.archive.clone(),
         offline: a.offline,
@@ -157,23 +229,140 @@ fn run_options(cli: &Cli, a: &RunArgs) -> RunOptions {
         },
         qemu: a.qemu.clone(),
         busybox: a.busybox.clone(),
-        module_dir: a.module_dir.clone().unwrap_or_else(|| root.join("guest-kmod")),
         guest_bin: a
             .guest_bin
             .clone()
-            .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-gnu/release/rig-guest")),
-        memory_mib: a.memory,
-        cpus: a.cpus,
+            .unwrap_or_else(|| project_root().join("target/x86_64-unknown-linux-gnu/release/rig-guest")),
         cpu_model: a.cpu.clone(),
-        shm_size: a.shm_mib.saturating_mul(1 << 20),
         boot_timeout: Duration::from_secs(a.boot_timeout),
         keep: a.keep,
     }
 }
 
-fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn cmd_run(cli: &Cli, a: &RunArgs, junit: Option<&Path>, json: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (plan, kernels) = match load_plan(a).and_then(|p| kernels_for(a, &p).map(|k| (p, k))) {
+        Ok(v) => v,
+        Err(UsageError(msg)) => {
+            eprintln!("rig: error: {msg}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
     let interrupt = install_signal_handlers()?;
-    let opts = rig::bench::BenchOptions { run: run_options(cli, a), boots, steps, out: out.to_path_buf() };
+    let base = run_options(cli, a, plan);
+    let (mut ktap, head) = Ktap::start(kernels.len());
+    println!("{head}");
+    let mut worst = 0u8;
+    let mut json_kernels = Vec::new();
+    let mut reports = Vec::new();
+    for name in &kernels {
+        let opts = RunOptions { kernel: name.clone(), ..base.clone() };
+        let mut planned = false;
+        let result = {
+            let ktap = &mut ktap;
+            let planned = &mut planned;
+            let mut emit = |e: Event| match e {
+                Event::Note(s) => eprintln!("rig: {s}"),
+                Event::Plan(groups) => {
+                    *planned = true;
+                    println!("{}", ktap.kernel_plan(name, &groups));
+                }
+                Event::Result { group, result } => println!("{}", ktap.result(group, &result)),
+            };
+            rig::run::run(&opts, interrupt.clone(), &mut emit)
+        };
+        match result {
+            Ok(report) => {
+                println!("{}", ktap.kernel_end(name, report.passed(), None));
+                println!("{}", rig::ktap::summary(&report.results));
+                let t = &report.timings;
+                eprintln!(
+                    "rig: {} on {}: fetch {:.1?}, build {:.1?}, initramfs {:.1?}, boot {:.2?}, checks {:.2?}, power-off {:.2?}, total {:.2?}",
+                    if report.passed() { "PASS" } else { "FAIL" },
+                    report.release,
+                    t.fetch,
+                    t.build,
+                    t.initramfs,
+                    t.boot,
+                    t.checks,
+                    t.shutdown,
+                    t.total
+                );
+                if report.kept {
+                    eprintln!("rig: run directory: {}", report.run_dir.display());
+                } else {
+                    eprintln!("rig: run directory {} removed (pass --keep to keep it)", report.run_dir.display());
+                }
+                if !report.passed() {
+                    worst = worst.max(EXIT_FAILED);
+                }
+                json_kernels.push(rig::report::kernel(&report));
+                reports.push(report);
+            }
+            Err(e) => {
+                if !planned {
+                    ktap.kernel_skipped_plan();
+                }
+                println!("{}", ktap.kernel_end(name, false, Some(&e.to_string())));
+                eprintln!("rig: error: {e}");
+                json_kernels.push(rig::report::kernel_error(name, &e.to_string()));
+                let code = exit_code_for(&e);
+                if code == EXIT_INTERRUPTED {
+                    return Ok(ExitCode::from(code));
+                }
+                worst = worst.max(code);
+            }
+        }
+    }
+    if let Some(path) = json {
+        let all = rig::report::RunJson { passed: worst == 0, kernels: json_kernels };
+        write_file(path, &(serde_json::to_string_pretty(&all)? + "\n"))?;
+    }
+    if let Some(path) = junit {
+        write_file(path, &rig::report::junit(&reports))?;
+    }
+    Ok(ExitCode::from(worst))
+}
+
+fn cmd_shell(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
+    let (plan, kernels) = match load_plan(a).and_then(|p| kernels_for(a, &p).map(|k| (p, k))) {
+        Ok(v) => v,
+        Err(UsageError(msg)) => {
+            eprintln!("rig: error: {msg}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let interrupt = install_signal_handlers()?;
+    let kernel = kernels.first().cloned().unwrap_or_default();
+    let opts = RunOptions { kernel, ..run_options(cli, a, plan) };
+    let mut emit = |e: Event| {
+        if let Event::Note(s) = e {
+            eprintln!("rig: {s}");
+        }
+    };
+    match rig::shell::shell(&opts, interrupt, &mut emit) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("rig: error: {e}");
+            Ok(ExitCode::from(exit_code_for(&e)))
+        }
+    }
+}
+
+fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &Path) -> anyhow::Result<ExitCode> {
+    let plan = match load_plan(a) {
+        Ok(p) => p,
+        Err(UsageError(msg)) => {
+            eprintln!("rig: error: {msg}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let interrupt = install_signal_handlers()?;
+    let run = RunOptions { kernel: a.kernel.clone().unwrap_or_default(), ..run_options(cli, a, plan) };
+    let opts = rig::bench::BenchOptions { run, boots, steps, out: out.to_path_buf() };
     let mut emit = |e: Event| {
         if let Event::Note(s) = e {
             eprintln!("rig: {s}");
@@ -183,8 +372,17 @@ fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &std::path
         Ok(r) => {
             println!(
                 "{} {} ({}, QEMU {}): boot rig {:.0} ms vs bare {:.0} ms (median of {}); step {:.1} ms vs console round trip {:.1} ms (median of {}); power-off {:.0} ms",
-                r.kernel, r.release, r.accel, r.qemu_version, r.rig_boot.median_ms, r.bare_boot.median_ms, r.rig_boot.n,
-                r.rig_step.median_ms, r.bare_console_round_trip.median_ms, r.rig_step.n, r.rig_poweroff.median_ms
+                r.kernel,
+                r.release,
+                r.accel,
+                r.qemu_version,
+                r.rig_boot.median_ms,
+                r.bare_boot.median_ms,
+                r.rig_boot.n,
+                r.rig_step.median_ms,
+                r.bare_console_round_trip.median_ms,
+                r.rig_step.n,
+                r.rig_poweroff.median_ms
             );
             println!("written to {}", out.display());
             Ok(ExitCode::SUCCESS)
@@ -192,64 +390,6 @@ fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &std::path
         Err(e) => {
             eprintln!("rig: error: {e}");
             Ok(ExitCode::from(exit_code_for(&e)))
-        }
-    }
-}
-
-fn cmd_run(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
-    let interrupt = install_signal_handlers()?;
-    let opts = run_options(cli, a);
-    println!("TAP version 13");
-    let mut n = 0usize;
-    let mut emit = |e: Event| match e {
-        Event::Note(s) => eprintln!("rig: {s}"),
-        Event::Result(r) => {
-            n += 1;
-            println!("{}", rig::tap::result_lines(n, &r));
-        }
-    };
-    match rig::run::run(&opts, interrupt, &mut emit) {
-        Ok(report) => {
-            println!("{}", rig::tap::footer(&report.results));
-            let t = &report.timings;
-            eprintln!(
-                "rig: {} on {}: fetch {:.1?}, build {:.1?}, initramfs {:.1?}, boot {:.2?}, checks {:.2?}, power-off {:.2?}, total {:.2?}",
-                if report.passed() { "PASS" } else { "FAIL" },
-                report.release,
-                t.fetch, t.build, t.initramfs, t.boot, t.checks, t.shutdown, t.total
-            );
-            if report.kept {
-                eprintln!("rig: run directory: {}", report.run_dir.display());
-            } else {
-                eprintln!("rig: run directory {} removed (pass --keep to keep it)", report.run_dir.display());
-            }
-            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
-        }
-        Err(e) => {
-            println!("Bail out! {}", e.to_string().lines().next().unwrap_or(""));
-            eprintln!("rig: error: {e}");
-            Ok(ExitCode::from(exit_code_for(&e)))
-        }
-    }
-}
-
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RIG_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let result = match &cli.command {
-        Cmd::Run(a) => cmd_run(&cli, a),
-        Cmd::Fetch { kernel, refresh } => cmd_fetch(&cli, kernel.as_deref(), *refresh),
-        Cmd::Kernels => cmd_kernels(),
-        Cmd::Bench { run, boots, steps, out } => cmd_bench(&cli, run, *boots, *steps, out),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("rig: error: {e:#}");
-            ExitCode::from(EXIT_RIG)
         }
     }
 }
@@ -292,4 +432,33 @@ fn cmd_kernels() -> anyhow::Result<ExitCode> {
         println!("{:<16} {:<20} {}{mark}", e.name, format!("{} {}", e.suite, e.flavour), e.description);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RIG_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match &cli.command {
+        Cmd::Run { run, junit, json } => cmd_run(&cli, run, junit.as_deref(), json.as_deref()),
+        Cmd::Shell { run } => cmd_shell(&cli, run),
+        Cmd::Fetch { kernel, refresh } => cmd_fetch(&cli, kernel.as_deref(), *refresh),
+        Cmd::Kernels => cmd_kernels(),
+        Cmd::Bench { run, boots, steps, out } => cmd_bench(&cli, run, *boots, *steps, out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rig: error: {e:#}");
+            ExitCode::from(EXIT_RIG)
+        }
+    }
 }

@@ -32,6 +32,21 @@ pub struct Ivshmem {
     pub size: u64,
 }
 
+/// The shared-memory PCI device (both are 1af4:1110 with the memory in BAR2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharedMemoryDevice {
+    /// ivshmem-plain over a memory-backend-file: memory only.
+    Plain(Ivshmem),
+    /// ivshmem-doorbell: memory and MSI-X doorbells, served over `socket`
+    /// by the rig's ivshmem server (which also hands QEMU the memory).
+    Doorbell {
+        /// The server's unix socket.
+        socket: PathBuf,
+        /// MSI-X vectors.
+        vectors: u32,
+    },
+}
+
 /// Where the guest's serial console is connected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SerialBackend {
@@ -65,7 +80,7 @@ pub struct QemuConfig {
     /// Unix socket for QMP (the rig asks it whether the guest is paused).
     pub qmp_socket: Option<PathBuf>,
     /// Optional ivshmem device.
-    pub ivshmem: Option<Ivshmem>,
+    pub ivshmem: Option<SharedMemoryDevice>,
     /// Arguments appended last (user extras, later devices).
     pub extra: Vec<String>,
 }
@@ -124,15 +139,23 @@ pub fn qmp_args(socket: &Path) -> Vec<String> {
     vec!["-qmp".into(), format!("unix:{},server=on,wait=off", socket.display())]
 }
 
-/// ivshmem-plain over a shared file mapping: what the guest writes to BAR2
-/// is in the file at once, and the reverse.
-pub fn ivshmem_args(shm: &Ivshmem) -> Vec<String> {
-    vec![
-        "-object".into(),
-        format!("memory-backend-file,id=shm0,mem-path={},size={},share=on", shm.mem_path.display(), shm.size),
-        "-device".into(),
-        "ivshmem-plain,memdev=shm0".into(),
-    ]
+/// ivshmem over a shared file mapping: what the guest writes to BAR2 is in
+/// the file at once, and the reverse.
+pub fn ivshmem_args(dev: &SharedMemoryDevice) -> Vec<String> {
+    match dev {
+        SharedMemoryDevice::Plain(shm) => vec![
+            "-object".into(),
+            format!("memory-backend-file,id=shm0,mem-path={},size={},share=on", shm.mem_path.display(), shm.size),
+            "-device".into(),
+            "ivshmem-plain,memdev=shm0".into(),
+        ],
+        SharedMemoryDevice::Doorbell { socket, vectors } => vec![
+            "-chardev".into(),
+            format!("socket,id=ivsh0,path={}", socket.display()),
+            "-device".into(),
+            format!("ivshmem-doorbell,chardev=ivsh0,vectors={vectors}"),
+        ],
+    }
 }
 
 /// The full argv (without the binary), composed in a fixed order.
@@ -234,7 +257,7 @@ mod tests {
             cmdline: default_cmdline("ttyS0"),
             console: SerialBackend::Socket("/run/x/console.sock".into()),
             qmp_socket: Some("/run/x/qmp.sock".into()),
-            ivshmem: Some(Ivshmem { mem_path: "/run/x/shm".into(), size: 4 << 20 }),
+            ivshmem: Some(SharedMemoryDevice::Plain(Ivshmem { mem_path: "/run/x/shm".into(), size: 4 << 20 })),
             extra: vec![],
         }
     }
@@ -284,6 +307,16 @@ mod tests {
         let v = argv(&c);
         assert!(!v.iter().any(|a| a.contains("ivshmem") || a == "-qmp" || a == "-chardev"));
         assert!(has_pair(&v, "-serial", "stdio"));
+    }
+
+    #[test]
+    fn doorbell_device_uses_the_server_socket() {
+        let mut c = config();
+        c.ivshmem = Some(SharedMemoryDevice::Doorbell { socket: "/run/x/ivshmem.sock".into(), vectors: 2 });
+        let v = argv(&c);
+        assert!(has_pair(&v, "-chardev", "socket,id=ivsh0,path=/run/x/ivshmem.sock"));
+        assert!(has_pair(&v, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2"));
+        assert!(!v.iter().any(|a| a.contains("memory-backend-file")));
     }
 
     #[test]

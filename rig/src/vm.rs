@@ -58,6 +58,8 @@ pub struct Boot {
     pub log: String,
     /// Time from spawn to the marker.
     pub elapsed: Duration,
+    /// Kernel crash reports (warnings, oopses) seen before the marker.
+    pub crashes: Vec<String>,
 }
 
 fn read_tail(path: &Path, max: usize) -> String {
@@ -120,10 +122,22 @@ impl Vm {
     /// the guest, so a paused or dead guest fails at once, not at the timeout.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<Boot, VmError> {
         let start = Instant::now();
+        let mut crashes = Vec::new();
+        let mut log = String::new();
         loop {
             let slice = timeout.saturating_sub(start.elapsed()).min(Duration::from_secs(1));
             match self.console.wait_str(READY_MARKER, slice) {
-                Ok(log) => return Ok(Boot { log, elapsed: start.elapsed() }),
+                Ok(before) => {
+                    log.push_str(&before);
+                    return Ok(Boot { log, elapsed: start.elapsed(), crashes });
+                }
+                // A warning during module init: note it and keep booting; a
+                // panic ends QEMU and shows up as Eof below.
+                Err(ConsoleError::Crash { excerpt, .. }) => {
+                    log.push_str(&excerpt);
+                    log.push('\n');
+                    crashes.push(excerpt);
+                }
                 Err(ConsoleError::Timeout { tail, .. }) => {
                     if let Some(e) = self.check_alive(&tail) {
                         return Err(e);
@@ -139,6 +153,7 @@ impl Vm {
                 }
                 Err(ConsoleError::Eof { tail, .. }) => {
                     let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    let tail = crashes.iter().map(|c| format!("{c}\n")).collect::<String>() + &tail;
                     return Err(VmError::Exited { status, stderr: read_tail(&self.stderr_path, 2000), tail });
                 }
                 Err(e) => return Err(e.into()),
@@ -181,6 +196,11 @@ impl Vm {
         }
         let _ = self.child.kill();
         self.child.wait().ok()
+    }
+
+    /// True while QEMU runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// QEMU's process id.

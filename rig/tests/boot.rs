@@ -29,21 +29,32 @@ fn pid_from(stderr: &str) -> Option<u32> {
 #[test]
 fn run_default_kernel_checks_shared_pages_both_ways() {
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = tempfile::tempdir().expect("tempdir");
     for attempt in ["first", "second right after"] {
-        let out = rig().args(["run", "--keep"]).output().expect("start rig");
+        let json = out_dir.path().join("results.json");
+        let junit = out_dir.path().join("results.xml");
+        let out =
+            rig().args(["run", "--keep", "--json"]).arg(&json).arg("--junit").arg(&junit).output().expect("start rig");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{attempt} run failed:\n{stdout}\n{stderr}");
+        assert!(stdout.starts_with("KTAP version 1\n1..1\n"), "{stdout}");
         for needle in [
-            "ok 1 - insmod rig_kmod.ko",
-            "- host reads the module's header in the shared pages [host]",
-            "- host sees the guest's pattern in the backing file (vm-memory) [host]",
-            "- guest reads the host's pattern through the /dev/rig_shm mapping",
-            "- host sees the module mark the region removed [host]",
+            "ok 1 insmod rig_kmod.ko",
+            " host reads the module's header in the shared pages [host]",
+            " host sees the guest's pattern in the backing file (vm-memory) [host]",
+            " guest reads the host's pattern through the /dev/rig_shm mapping",
+            " host sees the module mark the region removed [host]",
         ] {
             let line = stdout.lines().find(|l| l.contains(needle));
-            assert!(line.is_some_and(|l| l.starts_with("ok ")), "{needle} missing or failed:\n{stdout}");
+            assert!(line.is_some_and(|l| l.trim_start().starts_with("ok ")), "{needle} missing or failed:\n{stdout}");
         }
+        assert!(stdout.lines().any(|l| l == "ok 1 bookworm-6.1"), "{stdout}");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+        assert_eq!(v["passed"], true);
+        assert_eq!(v["kernels"][0]["kernel"], "bookworm-6.1");
+        let xml = std::fs::read_to_string(&junit).expect("junit");
+        assert!(xml.contains("<testsuite name=\"bookworm-6.1.boot\"") && !xml.contains("<failure"), "{xml}");
         assert!(!stdout.contains("not ok"), "{stdout}");
         assert!(stderr.contains("accelerator: "), "{stderr}");
         let pid = pid_from(&stderr).expect("rig reports QEMU's pid");

@@ -1,0 +1,88 @@
+//! Injected failures and their verdicts (issue: crash and hang detection).
+//! Each boots the default kernel under the rig with a small faulty module
+//! (tests/fixtures/faulty) and asserts the KTAP lines and the exit status.
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static ONE_GUEST: Mutex<()> = Mutex::new(());
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+fn run_fixture(name: &str, extra: &[&str]) -> Outcome {
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let config = format!("{}/tests/fixtures/inject/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let start = Instant::now();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_rig")).args(["run", "-c", &config]).args(extra).output().expect("run rig");
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: start.elapsed(),
+    }
+}
+
+fn line<'a>(o: &'a Outcome, needle: &str) -> &'a str {
+    o.stdout.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line with {needle:?}:\n{}", o.stdout))
+}
+
+#[test]
+fn kernel_crash_fails_the_step_and_skips_the_rest() {
+    let o = run_fixture("crash", &[]);
+    assert_eq!(o.code, Some(1), "{}\n{}", o.stdout, o.stderr);
+    assert!(line(&o, "sysrq crash").trim_start().starts_with("not ok 2"));
+    assert!(o.stdout.contains("Kernel panic") || o.stdout.contains("sysrq"), "{}", o.stdout);
+    assert!(line(&o, "echo after").contains("# SKIP not run: the guest kernel crashed"));
+    assert!(o.took < Duration::from_secs(60));
+}
+
+#[test]
+fn hung_steps_time_out_and_an_unresponsive_guest_ends_the_run() {
+    let o = run_fixture("hang", &[]);
+    assert_eq!(o.code, Some(1), "{}\n{}", o.stdout, o.stderr);
+    assert!(line(&o, "never returns").trim_start().starts_with("not ok 1"));
+    assert!(line(&o, "shell is back").trim_start().starts_with("ok 2"), "Ctrl-C must bring the shell back");
+    assert!(line(&o, "ignores Ctrl-C").trim_start().starts_with("not ok 3"));
+    assert!(line(&o, "echo after").contains("SKIP not run: the guest stopped answering"));
+    assert!(o.took < Duration::from_secs(60), "took {:?}", o.took);
+}
+
+#[test]
+fn warning_fails_its_step_but_the_guest_goes_on() {
+    let o = run_fixture("warn", &[]);
+    assert_eq!(o.code, Some(1), "{}\n{}", o.stdout, o.stderr);
+    assert!(line(&o, "trigger a warning").trim_start().starts_with("not ok 1"));
+    assert!(o.stdout.contains("WARNING") && o.stdout.contains("rig_faulty: warning on request"), "{}", o.stdout);
+    assert!(line(&o, "echo after").trim_start().starts_with("ok 2"));
+}
+
+#[test]
+fn panic_on_warn_turns_the_warning_into_a_crash() {
+    let o = run_fixture("warn", &["--panic-on-warn"]);
+    assert_eq!(o.code, Some(1), "{}\n{}", o.stdout, o.stderr);
+    assert!(line(&o, "echo after").contains("SKIP not run"), "{}", o.stdout);
+}
+
+#[test]
+fn failing_module_init_fails_the_insmod_check() {
+    let o = run_fixture("initfail", &[]);
+    assert_eq!(o.code, Some(1), "{}\n{}", o.stdout, o.stderr);
+    let l = line(&o, "insmod rig_faulty.ko");
+    assert!(l.trim_start().starts_with("not ok"), "{l}");
+    assert!(o.stdout.contains("Invalid argument"));
+    assert!(line(&o, "test -e /proc/rig_faulty").trim_start().starts_with("ok"));
+}
+
+#[test]
+fn config_errors_exit_2_with_file_line_and_key() {
+    let o = run_fixture("bad", &[]);
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("bad.toml:3") && o.stderr.contains("unknown field `cpu`"), "{}", o.stderr);
+}
