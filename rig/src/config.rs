@@ -318,11 +318,9 @@ impl Ctx<'_> {
 
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.dir.join(p)
-        }
+        let joined = if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) };
+        // Canonical when it exists, so messages and cache keys are stable.
+        std::fs::canonicalize(&joined).unwrap_or(joined)
     }
 }
 

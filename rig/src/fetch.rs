@@ -273,43 +273,10 @@ pub struct KernelTree {
 
 impl KernelTree {
     /// `modules_dir/modules.dep` if the packages carry modules and it has
-    /// been generated (Debian ships none; [`fetch`] runs `depmod` when the
-    /// host has it, see [`ensure_modules_dep`]).
+    /// been generated (Debian ships none: see [`ensure_modules_dep`];
+    /// [`crate::intree`] reads dependencies from each module instead).
     pub fn modules_dep(&self) -> Option<PathBuf> {
         self.modules_dir.as_ref().map(|m| m.join("modules.dep")).filter(|p| p.is_file())
-    }
-
-    /// The in-tree module file for `name` (`vfio-pci` or `vfio_pci`), looked
-    /// up in `modules.dep`; `.ko`, `.ko.xz` and `.ko.zst` are all found.
-    pub fn in_tree_module(&self, name: &str) -> Option<PathBuf> {
-        let dir = self.modules_dir.as_ref()?;
-        let dep = fs::read_to_string(self.modules_dep()?).ok()?;
-        let path = module_from_dep(&dep, name)?;
-        Some(dir.join(path))
-    }
-}
-
-/// The path (relative to the modules directory) of module `name` in the
-/// text of a `modules.dep`; `-` and `_` are the same in module names.
-fn module_from_dep<'a>(dep: &'a str, name: &str) -> Option<&'a str> {
-    let want = name.replace('-', "_");
-    dep.lines().filter_map(|l| l.split_once(':')).map(|(path, _)| path.trim()).find(|path| {
-        let file = path.rsplit('/').next().unwrap_or(path);
-        let stem = file.split(".ko").next().unwrap_or(file);
-        stem.replace('-', "_") == want
-    })
-}
-
-/// Debian ships no modules.dep: index the modules for loading in-tree ones,
-/// best effort (the caller holds the kernel's lock).
-fn index_modules(tree: &KernelTree) {
-    if tree.modules_dir.is_none() || tree.modules_dep().is_some() {
-        return;
-    }
-    match ensure_modules_dep(tree) {
-        Ok(_) => info!(kernel = %tree.name, "modules indexed (modules.dep)"),
-        Err(e @ FetchError::ToolMissing { .. }) => debug!(kernel = %tree.name, error = %e, "modules.dep not generated"),
-        Err(e) => warn!(kernel = %tree.name, error = %e, "modules.dep not generated"),
     }
 }
 
@@ -429,9 +396,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
                 warn!(kernel = %entry.name, "offline: ignoring refresh, using the cached tree");
             }
             info!(kernel = %entry.name, release = %stamp.release, "using cached kernel tree");
-            let tree = stamp.tree(&kdir);
-            index_modules(&tree);
-            return Ok(tree);
+            return Ok(stamp.tree(&kdir));
         }
     }
     if opts.offline {
@@ -501,7 +466,6 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
         extract(deb, &root)?;
     }
     let stamp = locate(entry, &plan, &apt.uri, &root)?;
-    index_modules(&stamp.tree(&kdir));
     write_stamp(&stamp_path, &stamp)?;
     info!(kernel = %entry.name, root = %root.display(), "kernel tree ready");
     Ok(stamp.tree(&kdir))
@@ -1592,18 +1556,11 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http:/
         assert_eq!((tree.suite.as_str(), tree.arch.as_str()), ("sid", "amd64"));
         assert_eq!(tree.archive_uri, "http://m.example/debian");
         assert_eq!(tree.cache_dir, kdir.parent().unwrap().parent().unwrap());
-        // No modules.dep until depmod ran; then names resolve either spelling.
+        // No modules.dep until depmod ran.
         assert_eq!(tree.modules_dep(), None);
         let mdir = root.join(format!("usr/lib/modules/{r}"));
-        fs::write(
-            mdir.join("modules.dep"),
-            "kernel/fs/x.ko.xz:\nkernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/x.ko.xz\n",
-        )
-        .unwrap();
+        fs::write(mdir.join("modules.dep"), "kernel/fs/x.ko.xz:\n").unwrap();
         assert_eq!(tree.modules_dep(), Some(mdir.join("modules.dep")));
-        assert_eq!(tree.in_tree_module("vfio_pci"), Some(mdir.join("kernel/drivers/vfio/pci/vfio-pci.ko.xz")));
-        assert_eq!(tree.in_tree_module("x"), Some(mdir.join("kernel/fs/x.ko.xz")));
-        assert_eq!(tree.in_tree_module("nope"), None);
 
         // No stamp yet: nothing cached.
         assert!(load_stamp(kdir, &e).is_none());

@@ -419,7 +419,8 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
                 return Err(KbuildError::MakeMissing);
             }
             let mut cmd = Command::new("make");
-            cmd.args(&args);
+            // Compiler messages in plain ASCII, as in the chroot.
+            cmd.args(&args).env("LC_ALL", "C").env_remove("LANGUAGE");
             cmd
         }
         BuildEnv::Chroot { cc, spec } => {

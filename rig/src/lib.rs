@@ -8,7 +8,9 @@
 //! of the ivshmem pages ([`shm`]), checks ([`checks`]) and TAP ([`tap`]).
 
 pub mod accel;
+pub mod apidiff;
 pub mod bench;
+pub mod boots;
 pub mod catalog;
 pub mod checks;
 pub mod chroot;
@@ -21,6 +23,7 @@ pub mod initramfs;
 pub mod intree;
 pub mod kbuild;
 pub mod ktap;
+pub mod matrix;
 pub mod qemu;
 pub mod qmp;
 pub mod report;

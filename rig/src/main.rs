@@ -12,6 +12,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod cmd_matrix;
+
 /// Exit status: a check failed.
 const EXIT_FAILED: u8 = 1;
 /// Exit status: bad usage or configuration.
@@ -88,6 +90,12 @@ enum Cmd {
         #[arg(long, default_value = "bench.json")]
         out: PathBuf,
     },
+    /// Run the suite on every kernel, several guests at once: a kernel x check table, KTAP and JUnit XML per kernel.
+    Matrix(cmd_matrix::MatrixArgs),
+    /// Boot each kernel's guest many times, several at once, and count the failed boots; writes JSON.
+    Boots(cmd_matrix::BootsArgs),
+    /// Build the module on every kernel with each compat item's 2.6-era form forced: an API x kernel table.
+    Apidiff(cmd_matrix::ApidiffArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -137,6 +145,42 @@ struct RunArgs {
     /// Boot with panic_on_warn=1.
     #[arg(long)]
     panic_on_warn: bool,
+}
+
+/// Shows long work: a spinner on a terminal, plain lines in CI logs.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    tty: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress { bar: None, tty: std::io::stderr().is_terminal() }
+    }
+
+    fn start(&mut self, what: &str) {
+        self.finish();
+        if self.tty {
+            let bar = indicatif::ProgressBar::new_spinner().with_message(what.to_string());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            self.bar = Some(bar);
+        } else {
+            eprintln!("rig: {what} ...");
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+
+    /// Prints a note (ending any spinner first).
+    fn note(&mut self, text: &str) {
+        self.finish();
+        eprintln!("rig: {text}");
+    }
 }
 
 /// The source tree the binary was built from: default config and guest programs.
@@ -261,19 +305,26 @@ fn cmd_run(cli: &Cli, a: &RunArgs, junit: Option<&Path>, json: Option<&Path>) ->
     for name in &kernels {
         let opts = RunOptions { kernel: name.clone(), ..base.clone() };
         let mut planned = false;
+        let mut progress = Progress::new();
         let result = {
             let ktap = &mut ktap;
             let planned = &mut planned;
+            let progress = &mut progress;
             let mut emit = |e: Event| match e {
-                Event::Note(s) => eprintln!("rig: {s}"),
+                Event::Note(s) => progress.note(&s),
+                Event::Progress(s) => progress.start(&s),
                 Event::Plan(groups) => {
                     *planned = true;
                     println!("{}", ktap.kernel_plan(name, &groups));
                 }
-                Event::Result { group, result } => println!("{}", ktap.result(group, &result)),
+                Event::Result { group, result } => {
+                    progress.finish();
+                    println!("{}", ktap.result(group, &result));
+                }
             };
             rig::run::run(&opts, interrupt.clone(), &mut emit)
         };
+        progress.finish();
         match result {
             Ok(report) => {
                 println!("{}", ktap.kernel_end(name, report.passed(), None));
@@ -338,10 +389,11 @@ fn cmd_shell(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
     let interrupt = install_signal_handlers()?;
     let kernel = kernels.first().cloned().unwrap_or_default();
     let opts = RunOptions { kernel, ..run_options(cli, a, plan) };
-    let mut emit = |e: Event| {
-        if let Event::Note(s) = e {
-            eprintln!("rig: {s}");
-        }
+    let mut progress = Progress::new();
+    let mut emit = |e: Event| match e {
+        Event::Note(s) => progress.note(&s),
+        Event::Progress(s) => progress.start(&s),
+        _ => {}
     };
     match rig::shell::shell(&opts, interrupt, &mut emit) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -363,10 +415,11 @@ fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &Path) -> 
     let interrupt = install_signal_handlers()?;
     let run = RunOptions { kernel: a.kernel.clone().unwrap_or_default(), ..run_options(cli, a, plan) };
     let opts = rig::bench::BenchOptions { run, boots, steps, out: out.to_path_buf() };
-    let mut emit = |e: Event| {
-        if let Event::Note(s) = e {
-            eprintln!("rig: {s}");
-        }
+    let mut progress = Progress::new();
+    let mut emit = |e: Event| match e {
+        Event::Note(s) => progress.note(&s),
+        Event::Progress(s) => progress.start(&s),
+        _ => {}
     };
     match rig::bench::bench(&opts, interrupt, &mut emit) {
         Ok(r) => {
@@ -453,6 +506,9 @@ fn main() -> ExitCode {
         Cmd::Fetch { kernel, refresh } => cmd_fetch(&cli, kernel.as_deref(), *refresh),
         Cmd::Kernels => cmd_kernels(),
         Cmd::Bench { run, boots, steps, out } => cmd_bench(&cli, run, *boots, *steps, out),
+        Cmd::Matrix(a) => cmd_matrix::matrix(&cli, a),
+        Cmd::Boots(a) => cmd_matrix::boots(&cli, a),
+        Cmd::Apidiff(a) => cmd_matrix::apidiff(&cli, a),
     };
     match result {
         Ok(code) => code,

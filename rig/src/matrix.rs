@@ -169,9 +169,9 @@ pub fn render_table(columns: &[Column]) -> String {
             }
         }
     }
-    let find = |c: &Column, group: &str, name: &str| {
+    fn find<'a>(c: &'a Column, group: &str, name: &str) -> Option<&'a CheckResult> {
         c.tests.iter().filter(|g| g.name == group).flat_map(|g| g.results.iter()).find(|r| r.name == name)
-    };
+    }
     let mut lines: Vec<(String, Vec<String>)> = rows
         .iter()
         .map(|(g, n)| (label(g, n), columns.iter().map(|c| cell(find(c, g, n)).to_owned()).collect()))
@@ -301,10 +301,8 @@ pub fn run_matrix(
             .collect(),
         table: &table,
     };
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| MatrixError::Output {
-        path: out.join("summary.json"),
-        source: std::io::Error::other(e),
-    })?;
+    let json = serde_json::to_string_pretty(&summary)
+        .map_err(|e| MatrixError::Output { path: out.join("summary.json"), source: std::io::Error::other(e) })?;
     write(&out.join("summary.json"), &(json + "\n"))?;
     Ok(report)
 }
@@ -435,7 +433,8 @@ mod tests {
 
     #[test]
     fn table_has_one_row_per_check_and_a_result_row() {
-        let boot = |o| TestResult { name: "boot".into(), results: vec![r("insmod m.ko", Outcome::Pass), r("shell", o)] };
+        let boot =
+            |o| TestResult { name: "boot".into(), results: vec![r("insmod m.ko", Outcome::Pass), r("shell", o)] };
         let t = |o| TestResult { name: "mmap".into(), results: vec![r("write\nmore", o)] };
         let cols = vec![
             col("bullseye-5.10", "PASS", vec![boot(Outcome::Pass), t(Outcome::Pass)]),
@@ -446,7 +445,9 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 6, "{table}");
         assert!(lines[0].starts_with("check") && lines[0].ends_with("bullseye-5.10  sid-7  trixie-6.12"), "{table}");
-        let cells = |l: &str| l.split("  ").map(str::trim).filter(|s| !s.is_empty()).skip(1).collect::<Vec<_>>();
+        fn cells(l: &str) -> Vec<&str> {
+            l.split("  ").map(str::trim).filter(|s| !s.is_empty()).skip(1).collect()
+        }
         assert_eq!(cells(lines[1]), ["PASS", "PASS", "-"]);
         assert!(lines[2].starts_with("shell "));
         assert_eq!(cells(lines[2]), ["PASS", "FAIL", "-"]);

@@ -57,6 +57,8 @@ pub struct RunOptions {
 pub enum Event {
     /// A one-line note for the user (accelerator choice, cache use, ...).
     Note(String),
+    /// Long work starts (download, chroot, build, boot); ends at the next note.
+    Progress(String),
     /// The groups about to run, with their number of checks.
     Plan(Vec<(String, usize)>),
     /// A finished check of group `group`.
@@ -244,6 +246,10 @@ fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
 pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) -> Result<Prepared, RunError> {
     preflight(opts, emit)?;
     let phase = Instant::now();
+    emit(Event::Progress(format!(
+        "fetching kernel {}",
+        if opts.kernel.is_empty() { "(default)" } else { &opts.kernel }
+    )));
     let tree = fetch_kernel(opts)?;
     t.fetch = phase.elapsed();
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
@@ -255,6 +261,7 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
             .map(|m| LoadedModule { file: format!("{}.ko", m.name), data: m.data, params: String::new(), load: true })
             .collect();
     for m in &opts.plan.modules {
+        emit(Event::Progress(format!("building {} for {}", m.dir.display(), tree.release)));
         let built = kbuild::build_module(
             &tree,
             &BuildRequest {
@@ -418,6 +425,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     };
 
     let phase = Instant::now();
+    (rec.emit)(Event::Progress(format!("booting {} under {}", tree.release, choice.accel.name())));
     let mut vm = match Vm::start(&cfg, run_dir.path(), interrupt.clone()) {
         Ok(vm) => vm,
         Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
