@@ -7,7 +7,7 @@ GUEST_BIN    := target/$(GUEST_TARGET)/release/rig-guest
 RIG          := target/release/rig
 RIG_ARGS     ?=
 
-.PHONY: all setup guest rig run test unit kmod clean
+.PHONY: all setup guest rig run test unit kmod clean matrix boots apidiff lint-workflows
 
 all: rig guest
 
@@ -28,8 +28,25 @@ run: setup guest rig
 	$(RIG) run $(RIG_ARGS)
 
 # README command 2: set up, then every test (unit, ABI, real boots under TCG/KVM).
-test: setup guest
+test: setup guest lint-workflows
 	$(CARGO) test --release --workspace
+
+# The kernel matrix (README "Kernel matrix"): the suite on every catalog
+# kernel, as many guests at once as there are CPUs; output in rig-matrix/.
+matrix: setup guest rig
+	$(RIG) matrix $(RIG_ARGS)
+
+# Boot reliability figures: 50 boots per kernel, two at a time (boots.json).
+boots: setup guest rig
+	$(RIG) boots --boots 50 --parallel 2 $(RIG_ARGS)
+
+# The 2.6-era API breaks by real builds; refreshes docs/api-changes.md's table.
+apidiff: setup rig
+	$(RIG) apidiff --write-doc docs/api-changes.md $(RIG_ARGS)
+
+# actionlint on .github/workflows (shellcheck on ci/*.sh when installed).
+lint-workflows:
+	bash ci/lint-workflows.sh
 
 clean:
 	$(CARGO) clean

@@ -11,6 +11,8 @@ command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# Archive signatures for fetches and build chroots (not preinstalled on Ubuntu).
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v file >/dev/null || need+=(file)
 command -v cpio >/dev/null || need+=(cpio)
 for pkg in libelf-dev bc flex bison libssl-dev; do

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * PCI driver for QEMU's ivshmem-plain device.
+ * PCI driver for QEMU's ivshmem device, plain or doorbell (same id).
  *
  * Probe maps BAR2, the memory shared with the host, and writes a
  * struct rig_shm_header at RIG_SHM_HEADER_OFFSET so the host can tell the
- * module ran, on which kernel, and how often it probed. Remove marks the
+ * module ran, on which kernel, and how often it probed. Then doorbell.c
+ * sets up interrupts when the device has them (ivshmem-doorbell), the
+ * pool moves into BAR2 and /dev/rig_shm gets the device. Remove marks the
  * header RIG_STATE_REMOVED and undoes probe in reverse.
  *
  * Only one device is supported: /dev/rig_shm exposes a single BAR.
@@ -12,6 +14,7 @@
 #include <linux/atomic.h>
 #include <linux/io.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -23,6 +26,50 @@
 
 /* Set while a device is bound; a second one is refused. */
 static atomic_t rig_pci_claimed = ATOMIC_INIT(0);
+
+/* The bound device's BAR2, for netlink.c and /dev/rig_mem. */
+static DEFINE_MUTEX(rig_pci_lock);
+static struct rig_dev *rig_pci_bound;
+static struct rig_region rig_pci_region = {
+	.name = "shm",
+	.kind = "ivshmem",
+};
+
+/* BAR2 of the bound device: false when there is none. */
+bool rig_pci_shm_region(phys_addr_t *phys, resource_size_t *size)
+{
+	bool bound;
+
+	mutex_lock(&rig_pci_lock);
+	bound = rig_pci_bound;
+	if (bound) {
+		*phys = rig_pci_bound->shm_phys;
+		*size = rig_pci_bound->shm_size;
+	}
+	mutex_unlock(&rig_pci_lock);
+
+	return bound;
+}
+
+static void rig_pci_publish(struct rig_dev *rdev)
+{
+	mutex_lock(&rig_pci_lock);
+	rig_pci_bound = rdev;
+	mutex_unlock(&rig_pci_lock);
+
+	rig_pci_region.phys = rdev->shm_phys;
+	rig_pci_region.size = rdev->shm_size;
+	rig_region_add(&rig_pci_region);
+}
+
+static void rig_pci_unpublish(void)
+{
+	rig_region_del(&rig_pci_region);
+
+	mutex_lock(&rig_pci_lock);
+	rig_pci_bound = NULL;
+	mutex_unlock(&rig_pci_lock);
+}
 
 static struct rig_shm_header *rig_header(struct rig_dev *rdev)
 {
@@ -90,7 +137,7 @@ static int rig_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		goto err_disable_device;
 	}
 
-	/* BAR0 (registers) is not used; claim only the shared memory. */
+	/* BAR0 (registers) is doorbell.c's, and only with a doorbell. */
 	ret = pci_request_region(pdev, RIG_SHM_BAR, KBUILD_MODNAME);
 	if (ret) {
 		dev_err(&pdev->dev, "cannot claim BAR%d: %d\n", RIG_SHM_BAR, ret);
@@ -112,11 +159,28 @@ static int rig_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 	rig_header_write_probed(rdev);
 	pci_set_drvdata(pdev, rdev);
-	rig_shm_dev_attach(rdev);
 
-	dev_info(&pdev->dev, "shared memory %pR\n", &pdev->resource[RIG_SHM_BAR]);
+	ret = rig_doorbell_probe(rdev);
+	if (ret)
+		goto err_header_removed;
+
+	ret = rig_pool_attach(rdev);
+	if (ret)
+		goto err_doorbell_remove;
+
+	rig_shm_dev_attach(rdev);
+	rig_pci_publish(rdev);
+
+	dev_info(&pdev->dev, "shared memory %pR, %s\n",
+		 &pdev->resource[RIG_SHM_BAR],
+		 rdev->doorbell ? "doorbell" : "plain (no doorbell)");
 	return 0;
 
+err_doorbell_remove:
+	rig_doorbell_remove(rdev);
+err_header_removed:
+	rig_header_write_removed(rdev);
+	memunmap(rdev->shm);
 err_release_region:
 	pci_release_region(pdev, RIG_SHM_BAR);
 err_disable_device:
@@ -140,7 +204,10 @@ static void rig_pci_remove(struct pci_dev *pdev)
 	 * They keep reaching the shared memory (pci_disable_device() leaves
 	 * decoding on), and their file keeps the module loaded until munmap().
 	 */
+	rig_pci_unpublish();
 	rig_shm_dev_detach(rdev);
+	rig_pool_detach(rdev);
+	rig_doorbell_remove(rdev);
 
 	rig_header_write_removed(rdev);
 	memunmap(rdev->shm);

@@ -6,11 +6,17 @@
 #ifndef _RIG_KMOD_H
 #define _RIG_KMOD_H
 
+#include <linux/atomic.h>
+#include <linux/list.h>
 #include <linux/pci.h>
+#include <linux/seq_file.h>
 #include <linux/types.h>
 
 /* The ivshmem BAR that holds the shared memory. */
 #define RIG_SHM_BAR	2
+/* ivshmem-doorbell: BAR0 registers, BAR1 the MSI-X table. */
+#define RIG_REGS_BAR	0
+#define RIG_MSIX_BAR	1
 
 /* One bound ivshmem device; owned by ivshmem_pci.c. */
 struct rig_dev {
@@ -18,16 +24,115 @@ struct rig_dev {
 	void *shm;			/* kernel mapping of BAR2 */
 	resource_size_t shm_phys;	/* BAR2 physical address */
 	resource_size_t shm_size;	/* BAR2 length */
+	/* Set by doorbell.c; plain ivshmem: doorbell false, RIG_PEER_NONE. */
+	bool doorbell;
+	u32 own_peer;			/* IVPosition */
 };
+
+/* Counters shown in /proc/rig_kmod/stats; owned by procfs.c. */
+struct rig_stats {
+	atomic_long_t netlink_requests;
+	atomic_long_t netlink_denied;
+	atomic_long_t mem_mmaps;
+	atomic_long_t mmaps;
+	atomic_long_t faults;
+	atomic_long_t sigbus;
+	atomic_long_t sockopt_sets;
+	atomic_long_t sockopt_gets;
+	atomic_long_t sockopt_errors;
+	atomic_long_t rw_reads;
+	atomic_long_t rw_writes;
+	atomic_long_t ioctls;
+	atomic_long_t ioctl_errors;
+	atomic_long_t kfile_writes;
+	atomic_long_t kfile_reads;
+};
+
+extern struct rig_stats rig_stats;
+
+#define rig_count(field)	atomic_long_inc(&rig_stats.field)
+
+/* A memory region listed in /proc/rig_kmod/regions. */
+struct rig_region {
+	struct list_head node;
+	const char *name;
+	const char *kind;		/* "kmalloc", "ivshmem", ... */
+	phys_addr_t phys;		/* 0: not physically contiguous */
+	size_t size;
+};
+
+/* main.c */
+extern char *rig_kfile_path;
+extern unsigned long rig_reserved_phys;
+extern unsigned long rig_reserved_size;
+extern int rig_host_peer;
+
+/* procfs.c */
+int rig_procfs_init(void);
+void rig_procfs_exit(void);
+struct proc_dir_entry *rig_proc_dir(void);
+void rig_region_add(struct rig_region *region);
+void rig_region_del(struct rig_region *region);
 
 /* ivshmem_pci.c */
 int rig_pci_register(void);
 void rig_pci_unregister(void);
+bool rig_pci_shm_region(phys_addr_t *phys, resource_size_t *size);
 
 /* shm_dev.c */
 int rig_shm_dev_create(void);
 void rig_shm_dev_destroy(void);
 void rig_shm_dev_attach(struct rig_dev *rdev);
 void rig_shm_dev_detach(struct rig_dev *rdev);
+
+/* netlink.c (also /dev/rig_mem) */
+int rig_netlink_init(void);
+void rig_netlink_exit(void);
+
+/* mmap_dev.c */
+int rig_mmap_dev_init(void);
+void rig_mmap_dev_exit(void);
+
+/* fault_dev.c */
+int rig_fault_dev_init(void);
+void rig_fault_dev_exit(void);
+
+/* sockopt.c */
+int rig_sockopt_init(void);
+void rig_sockopt_exit(void);
+
+/* chardev_rw.c */
+int rig_rw_dev_init(void);
+void rig_rw_dev_exit(void);
+
+/* ioctl.c */
+int rig_ioctl_dev_init(void);
+void rig_ioctl_dev_exit(void);
+
+/* kfile.c */
+int rig_kfile_init(void);
+void rig_kfile_exit(void);
+void rig_kfile_show(struct seq_file *m);
+
+/* reserved.c */
+int rig_reserved_init(void);
+void rig_reserved_exit(void);
+void rig_reserved_show(struct seq_file *m);
+
+/* pool.c */
+int rig_pool_init(void);
+void rig_pool_exit(void);
+int rig_pool_attach(struct rig_dev *rdev);
+void rig_pool_detach(struct rig_dev *rdev);
+void rig_pool_kick(void);
+void rig_pool_show(struct seq_file *m);
+u32 rig_pool_host_peer(void);
+
+/* doorbell.c */
+int rig_doorbell_init(void);
+void rig_doorbell_exit(void);
+int rig_doorbell_probe(struct rig_dev *rdev);
+void rig_doorbell_remove(struct rig_dev *rdev);
+void rig_doorbell_show(struct seq_file *m);
 
 #endif /* _RIG_KMOD_H */

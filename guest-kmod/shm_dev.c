@@ -71,7 +71,7 @@ static int rig_shm_mmap(struct file *file, struct vm_area_struct *vma)
 	 * type the kernel mapped the BAR with (see ivshmem_pci.c); x86 PAT
 	 * would refuse a conflicting one.
 	 */
-	rig_vm_flags_set(vma, VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
+	rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
 	ret = io_remap_pfn_range(vma, vma->vm_start,
 				 (rig_shm_rdev->shm_phys >> PAGE_SHIFT) +
 				 vma->vm_pgoff,
@@ -106,13 +106,14 @@ static long rig_shm_ioctl(struct file *file, unsigned int cmd,
 	return 0;
 }
 
+RIG_DEFINE_IOCTL(rig_shm)
+
 /* .owner pins the module while a file (or a mapping of it) is open. */
 static const struct file_operations rig_shm_fops = {
 	.owner		= THIS_MODULE,
 	.open		= rig_shm_open,
 	.mmap		= rig_shm_mmap,
-	.unlocked_ioctl	= rig_shm_ioctl,
-	.compat_ioctl	= compat_ptr_ioctl,
+	RIG_FOPS_IOCTL(rig_shm),
 };
 
 /* Root only, set here rather than by a udev rule or mknod. */

@@ -65,6 +65,40 @@ impl Region {
     }
 }
 
+/// `--name value` options, each optional; numbers decimal or 0x hex.
+#[derive(Debug, Default)]
+pub struct Opts(Vec<(String, String)>);
+
+impl Opts {
+    /// Parses `args`, accepting only the option names in `allowed`.
+    pub fn parse(args: &[String], allowed: &[&str]) -> Result<Opts, Failure> {
+        let mut out = Vec::new();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            if !allowed.contains(&flag.as_str()) {
+                return Err(Failure::Usage(format!("unknown option `{flag}`")));
+            }
+            let value = it.next().ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+            out.push((flag.clone(), value.clone()));
+        }
+        Ok(Opts(out))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A number option, or `default`.
+    pub fn num(&self, name: &str, default: u64) -> Result<u64, Failure> {
+        self.get(name).map_or(Ok(default), parse_num)
+    }
+
+    /// A string option, or `default`.
+    pub fn text(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +111,17 @@ mod tests {
     fn parses_region() {
         let r = Region::parse(&strings(&["--seed", "5", "--offset", "0x1000", "--len", "16"]));
         assert_eq!(r.ok(), Some(Region { seed: 5, offset: 0x1000, len: 16 }));
+    }
+
+    #[test]
+    fn parses_opts() {
+        let o = Opts::parse(&strings(&["--count", "0x10", "--expect", "plain"]), &["--count", "--expect"]);
+        let o = o.ok().unwrap_or_default();
+        assert_eq!(o.num("--count", 1).ok(), Some(16));
+        assert_eq!(o.num("--seed", 7).ok(), Some(7));
+        assert_eq!(o.text("--expect", "doorbell"), "plain");
+        assert!(matches!(Opts::parse(&strings(&["--bogus", "1"]), &["--count"]), Err(Failure::Usage(_))));
+        assert!(matches!(Opts::parse(&strings(&["--count"]), &["--count"]), Err(Failure::Usage(_))));
     }
 
     #[test]

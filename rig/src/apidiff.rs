@@ -231,6 +231,12 @@ pub fn first_error(log: &str, out_dir: &Path) -> String {
     log.lines().rev().find(|l| l.contains("***")).map(|l| l.trim().to_owned()).unwrap_or_else(|| "make failed".into())
 }
 
+/// A first error and the kernels that gave it.
+type ErrorKernels = (String, Vec<String>);
+
+/// A build job: kernel index, and `None` for the baseline or an item index.
+type Job = (usize, Option<usize>);
+
 /// What an item's version says about a kernel: `true` = the old form should fail.
 pub fn expect_fail(item: &CompatItem, kernel: Version) -> bool {
     kernel >= item.version
@@ -299,11 +305,11 @@ impl ApidiffReport {
     }
 
     /// Distinct first errors per item, with the kernels that gave them.
-    fn errors_by_item(&self) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+    fn errors_by_item(&self) -> Vec<(String, Vec<ErrorKernels>)> {
         self.rows
             .iter()
             .map(|(item, cells)| {
-                let mut errors: Vec<(String, Vec<String>)> = Vec::new();
+                let mut errors: Vec<ErrorKernels> = Vec::new();
                 for (k, v) in self.kernels.iter().zip(cells) {
                     if let Verdict::Fails { error } = v {
                         match errors.iter_mut().find(|(e, _)| e == error) {
@@ -395,8 +401,74 @@ pub fn replace_section(doc: &str, section: &str) -> String {
     }
 }
 
-/// Compares the doc's generated section with fresh results: the verdict of
-/// every item on every kernel must match. Returns the differences.
+/// The cells of a Markdown table row, split on unescaped `|`, trimmed, with
+/// `\|` unescaped and surrounding backticks removed.
+fn row_cells(line: &str) -> Vec<String> {
+    let body = line.trim().strip_prefix('|').unwrap_or(line.trim());
+    let body = body.strip_suffix('|').unwrap_or(body);
+    let mut cells = vec![String::new()];
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                cells.last_mut().unwrap_or_else(|| unreachable!()).push('|');
+                chars.next();
+            }
+            '|' => cells.push(String::new()),
+            c => cells.last_mut().unwrap_or_else(|| unreachable!()).push(c),
+        }
+    }
+    cells.iter().map(|c| c.trim().trim_matches('`').trim().to_owned()).collect()
+}
+
+/// Checks the doc's hand-written table of shims (a table whose header has an
+/// `item` and a `kernel version` column) against the compat.h markers: the
+/// same items, and each with the marker's version. Returns the differences;
+/// none when the doc has no such table.
+pub fn check_shim_table(doc: &str, items: &[CompatItem]) -> Vec<String> {
+    let lines: Vec<&str> = doc.lines().collect();
+    let Some(h) = lines.iter().position(|l| {
+        let c = row_cells(l);
+        l.trim_start().starts_with('|')
+            && c.first().is_some_and(|f| f == "item")
+            && c.iter().any(|x| x == "kernel version")
+    }) else {
+        return vec![];
+    };
+    let header = row_cells(lines[h]);
+    let col = header.iter().position(|x| x == "kernel version").unwrap_or(0);
+    let rows: Vec<Vec<String>> =
+        lines[h + 1..].iter().take_while(|l| l.trim_start().starts_with('|')).skip(1).map(|l| row_cells(l)).collect();
+    let mut diffs = Vec::new();
+    for item in items {
+        match rows.iter().find(|r| r.first() == Some(&item.name)) {
+            None => {
+                diffs.push(format!("`{}` (compat.h line {}) is missing from the table of shims", item.name, item.line))
+            }
+            Some(r) => {
+                let v = r.get(col).map(String::as_str).unwrap_or_default();
+                if parse_version(v) != Some(item.version) {
+                    diffs.push(format!(
+                        "`{}`: the table of shims says version `{v}`, compat.h says `{}`",
+                        item.name, item.since
+                    ));
+                }
+            }
+        }
+    }
+    for r in &rows {
+        let name = r.first().cloned().unwrap_or_default();
+        if !items.iter().any(|i| i.name == name) {
+            diffs.push(format!("`{name}` is in the table of shims but has no rig-compat marker in compat.h"));
+        }
+    }
+    diffs
+}
+
+/// Compares the doc with fresh results: the verdict of every item on every
+/// kernel in the generated section must match, and the hand-written table
+/// of shims must have the markers' items and versions (which the builds
+/// confirmed, see [`ApidiffReport::disagreements`]). Returns the differences.
 pub fn check_doc(doc_path: &Path, report: &ApidiffReport) -> Result<Vec<String>, ApidiffError> {
     let doc = std::fs::read_to_string(doc_path).map_err(|source| ApidiffError::Io {
         action: "read",
@@ -429,6 +501,8 @@ pub fn check_doc(doc_path: &Path, report: &ApidiffReport) -> Result<Vec<String>,
             diffs.push(format!("`{label}` is in the doc but not in compat.h"));
         }
     }
+    let items: Vec<CompatItem> = report.rows.iter().map(|(i, _)| i.clone()).collect();
+    diffs.extend(check_shim_table(&doc, &items));
     Ok(diffs)
 }
 
@@ -475,13 +549,13 @@ pub fn run_apidiff(
         .unwrap_or_default();
 
     // Jobs: (kernel index, None = baseline | Some(item index)); baselines first.
-    let mut queue: VecDeque<(usize, Option<usize>)> = (0..trees.len()).map(|k| (k, None)).collect();
+    let mut queue: VecDeque<Job> = (0..trees.len()).map(|k| (k, None)).collect();
     for i in 0..items.len() {
         queue.extend((0..trees.len()).map(|k| (k, Some(i))));
     }
     let total = queue.len();
     let queue = Mutex::new(queue);
-    let results: Mutex<Vec<((usize, Option<usize>), Verdict)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(Job, Verdict)>> = Mutex::new(Vec::new());
     let envs: Mutex<Vec<Option<String>>> = Mutex::new(vec![None; trees.len()]);
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.max(1) {
@@ -519,7 +593,7 @@ pub fn run_apidiff(
     }
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     let envs = envs.into_inner().unwrap_or_else(|e| e.into_inner());
-    let get = |key: (usize, Option<usize>)| {
+    let get = |key: Job| {
         results
             .iter()
             .find(|(k, _)| *k == key)
@@ -714,6 +788,39 @@ make[2]: *** [x] Error 1
         let d = wrong.disagreements();
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(d[0].contains("still builds on bookworm-6.1"), "{d:?}");
+    }
+
+    #[test]
+    fn shim_table_against_markers() {
+        let doc = "\
+| item | 2.6 form | modern form | kernel version | file(s) |
+|---|---|---|---|---|
+| `access_ok` | `access_ok(VERIFY_READ, p, n)` | `access_ok(p, n)` | 5.0 | ioctl.c |
+| `vm_reserved` | `vma->vm_flags \\|= VM_RESERVED` | `VM_DONTEXPAND \\| VM_DONTDUMP` | 3.7 | a.c |
+| `extra` | x | y | 1.0 | b.c |
+
+text
+";
+        assert_eq!(row_cells("| `a \\| b` | c |"), ["a | b", "c"]);
+        let items = [item("access_ok", "5.0"), item("vm_reserved", "3.8"), item("no_llseek", "6.12")];
+        let d = check_shim_table(doc, &items);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[0].contains("`vm_reserved`: the table of shims says version `3.7`, compat.h says `3.8`"), "{d:?}");
+        assert!(d[1].contains("`no_llseek`") && d[1].contains("missing"), "{d:?}");
+        assert!(d[2].contains("`extra`") && d[2].contains("no rig-compat marker"), "{d:?}");
+        assert!(check_shim_table("no table here\n", &items).is_empty());
+    }
+
+    #[test]
+    fn the_real_doc_agrees_with_compat_h() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let (Ok(doc), Ok(items)) =
+            (std::fs::read_to_string(root.join("docs/api-changes.md")), module_items(&root.join("guest-kmod")))
+        else {
+            return;
+        };
+        let d = check_shim_table(&doc, &items);
+        assert!(d.is_empty(), "{d:?}");
     }
 
     #[test]

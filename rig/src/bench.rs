@@ -132,7 +132,7 @@ fn plain(opts: &BenchOptions) -> RunOptions {
 }
 
 fn boot_error(source: VmError, dir: &tempfile::TempDir) -> RunError {
-    RunError::Boot { source, run_dir: dir.path().to_path_buf() }
+    RunError::Boot { source: Box::new(source), run_dir: dir.path().to_path_buf() }
 }
 
 /// One rig guest: boot time, step times, power-off time.
@@ -168,7 +168,7 @@ fn bare_sample(opts: &BenchOptions, p: &Prepared, accel: qemu::Accel) -> Result<
     cfg.console = SerialBackend::Stdio;
     cfg.qmp_socket = None;
     let spawn_err = |source| RunError::Boot {
-        source: VmError::Spawn { binary: cfg.binary.display().to_string(), source },
+        source: Box::new(VmError::Spawn { binary: cfg.binary.display().to_string(), source }),
         run_dir: private.path().to_path_buf(),
     };
     let start = Instant::now();
@@ -225,11 +225,11 @@ fn bare_sample(opts: &BenchOptions, p: &Prepared, accel: qemu::Accel) -> Result<
     let _ = child.wait();
     if !ready {
         return Err(RunError::Boot {
-            source: VmError::BootTimeout {
+            source: Box::new(VmError::BootTimeout {
                 waited: timeout,
                 tail: String::from_utf8_lossy(&seen).into_owned(),
                 hint: String::new(),
-            },
+            }),
             run_dir: private.path().to_path_buf(),
         });
     }

@@ -51,6 +51,11 @@ pub enum Action {
     HostVerify { offset: u64, len: u64, seed: u32 },
     /// The host checks exact bytes (or a string) at an offset.
     HostBytes { offset: u64, bytes: Vec<u8> },
+    /// The host writes bytes at an offset (e.g. a buffer, then a ring index).
+    HostWrite { offset: u64, bytes: Vec<u8> },
+    /// The host produces buffers into the reference module's host ring
+    /// (`rig_abi::host::produce`: payloads, headers, then a store-release of `prod`).
+    HostProduce { count: u32, len: u32, seed: u32 },
     /// A host command; `{shm}` is the backing file, `{dir}` the run directory.
     HostCommand {
         /// Shell command line (run with `sh -c`).
@@ -247,6 +252,29 @@ pub fn run_check(check: &Check, console: &mut Console, side: &mut HostSide) -> (
             });
             (result(o, out, true), None)
         }
+        Action::HostWrite { offset, bytes } => {
+            let (o, out) = host(&|m| {
+                m.write(*offset, bytes).map_err(|e| e.to_string())?;
+                // Later steps (a ring index, a doorbell) must not pass this write.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                Ok(format!("wrote {} bytes at {offset:#x}", bytes.len()))
+            });
+            (result(o, out, true), None)
+        }
+        Action::HostProduce { count, len, seed } => {
+            let (o, out) = host(&|m| {
+                let p = rig_abi::host::produce(m.memory(), rig_abi_host_peer(), *count, *len, *seed)
+                    .map_err(|e| format!("{e:?}"))?;
+                Ok(format!(
+                    "published seq {}..={} (prod {}), for guest peer {}",
+                    p.first_seq,
+                    p.first_seq + u64::from(p.count) - 1,
+                    p.prod,
+                    p.guest_peer
+                ))
+            });
+            (result(o, out, true), None)
+        }
         Action::HostCommand { command, status, expect, timeout, cwd } => {
             let line = command
                 .replace("{shm}", &shm.map(|m| m.path().display().to_string()).unwrap_or_default())
@@ -287,6 +315,11 @@ pub fn run_check(check: &Check, console: &mut Console, side: &mut HostSide) -> (
             (result(o, out, true), None)
         }
     }
+}
+
+/// The host's doorbell peer ID as the ring protocol records it.
+fn rig_abi_host_peer() -> u32 {
+    crate::doorbell::HOST_PEER_ID as u32
 }
 
 fn show_bytes(b: &[u8]) -> String {

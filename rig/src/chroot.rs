@@ -23,6 +23,10 @@
 //! Nothing is mounted on the host and the host's packages are never touched.
 //! All of this needs root; when not root, rig uses `sudo -n`.
 
+// Errors carry the tail of a build or debootstrap log: large, but only on
+// the cold path, once per run.
+#![allow(clippy::result_large_err)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -45,8 +49,9 @@ const ERROR_TAIL_LINES: usize = 25;
 
 /// Packages every build chroot gets besides the compiler: make, the C
 /// library headers, libelf (objtool), pahole (BTF of modules), kmod (depmod,
-/// modinfo) and xz (compressed modules).
-pub const BASE_PACKAGES: &[&str] = &["make", "libc6-dev", "libelf-dev", "dwarves", "kmod", "xz-utils"];
+/// modinfo), xz (compressed modules) and perl (kernel-doc, run by `W=1`
+/// builds from 6.12 on; minbase has only perl-base).
+pub const BASE_PACKAGES: &[&str] = &["make", "libc6-dev", "libelf-dev", "dwarves", "kmod", "xz-utils", "perl"];
 
 /// `PATH` inside the chroot.
 const CHROOT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
@@ -676,12 +681,12 @@ mod tests {
         let s = spec();
         assert_eq!(s.dir_name(), "trixie-gcc-14");
         assert_eq!(s.archive_uri, "http://mirror.example/debian");
-        assert_eq!(s.packages(), ["make", "gcc-14", "libc6-dev", "libelf-dev", "dwarves", "kmod", "xz-utils"]);
+        assert_eq!(s.packages(), ["make", "gcc-14", "libc6-dev", "libelf-dev", "dwarves", "kmod", "xz-utils", "perl"]);
         let arm = ChrootSpec { arch: "arm64".into(), ..s.clone() };
         assert_eq!(arm.dir_name(), "trixie-arm64-gcc-14");
         let args = s.debootstrap_args(Path::new("/c/.trixie-gcc-14.tmp"));
         assert_eq!(args[0], "--variant=minbase");
-        assert!(args.contains(&"--include=make,gcc-14,libc6-dev,libelf-dev,dwarves,kmod,xz-utils".to_string()));
+        assert!(args.contains(&"--include=make,gcc-14,libc6-dev,libelf-dev,dwarves,kmod,xz-utils,perl".to_string()));
         assert!(args.contains(&format!("--keyring={DEBIAN_KEYRING}")));
         assert_eq!(&args[args.len() - 3..], ["trixie", "/c/.trixie-gcc-14.tmp", "http://mirror.example/debian"]);
     }

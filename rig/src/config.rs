@@ -179,8 +179,20 @@ pub struct HostSpec {
     pub expect_bytes: Option<BytesSpec>,
     pub expect_string: Option<StringSpec>,
     pub header: Option<HeaderSpec>,
+    pub write_bytes: Option<BytesSpec>,
+    pub produce: Option<ProduceSpec>,
+    pub write_string: Option<StringSpec>,
     pub command: Option<String>,
     pub doorbell: Option<DoorbellSpec>,
+}
+
+/// `host.produce`: the host puts buffers into the reference module's ring.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceSpec {
+    pub count: u32,
+    pub len: u32,
+    pub seed: u32,
 }
 
 /// `host.doorbell`: the host peer as producer through ivshmem-doorbell.
@@ -498,6 +510,9 @@ fn host_action(
         hs.expect_bytes.is_some(),
         hs.expect_string.is_some(),
         hs.header.is_some(),
+        hs.write_bytes.is_some(),
+        hs.produce.is_some(),
+        hs.write_string.is_some(),
         hs.command.is_some(),
         hs.doorbell.is_some(),
     ];
@@ -505,7 +520,7 @@ fn host_action(
         return Err(cx.invalid(
             span,
             &format!("{key}.host"),
-            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, header, command, doorbell",
+            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell",
         ));
     }
     if hs.command.is_none() && !has_shm {
@@ -529,6 +544,20 @@ fn host_action(
         (
             format!("host: string at {:#x} is {:?}", s.offset, s.string),
             Action::HostBytes { offset: s.offset, bytes: s.string.as_bytes().to_vec() },
+        )
+    } else if let Some(b) = &hs.write_bytes {
+        let bytes =
+            parse_hex(&b.hex).map_err(|m| cx.invalid(span.clone(), &format!("{key}.host.write_bytes.hex"), m))?;
+        (format!("host: write {} at {:#x}", b.hex, b.offset), Action::HostWrite { offset: b.offset, bytes })
+    } else if let Some(p) = &hs.produce {
+        (
+            format!("host: produce {} buffers of {} bytes into the ring", p.count, p.len),
+            Action::HostProduce { count: p.count, len: p.len, seed: p.seed },
+        )
+    } else if let Some(w) = &hs.write_string {
+        (
+            format!("host: write {:?} at {:#x}", w.string, w.offset),
+            Action::HostWrite { offset: w.offset, bytes: w.string.as_bytes().to_vec() },
         )
     } else if let Some(hd) = &hs.header {
         (format!("host: module header state {}", hd.state), Action::HostHeader { state: hd.state })
@@ -561,7 +590,7 @@ fn host_action(
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     let digits = digits.trim_start_matches("0x");
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return Err(format!("`{s}` is not an even number of hex digits"));
     }
     (0..digits.len())

@@ -71,7 +71,12 @@ echo "RIG-BOOTED $(uname -r)"
         r#"echo {ready}
 export PS1='rig# '
 # setsid+cttyhack give the shell a controlling tty, so Ctrl-C reaches a step.
-exec setsid cttyhack sh
+# Not exec'd: the shell must not be PID 1, or its exit (after a background
+# job ends, say) panics the kernel. If it exits, a new one takes the console.
+while :; do
+    setsid cttyhack sh
+    echo RIG-SHELL-RESPAWN
+done
 "#,
         ready = crate::console::READY_MARKER
     ));

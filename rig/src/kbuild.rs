@@ -11,6 +11,10 @@
 //! skipped, and a lock on the build directory keeps concurrent runs for the
 //! same kernel from colliding.
 
+// Errors carry the tail of a build or debootstrap log: large, but only on
+// the cold path, once per run.
+#![allow(clippy::result_large_err)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -197,6 +201,9 @@ pub struct BuiltModule {
     pub vermagic: String,
     /// make's combined output; empty-ish when the build was up to date.
     pub log: String,
+    /// Where it was built ([`BuildEnv::describe`]): `host (gcc-12)`,
+    /// `chroot trixie-gcc-14 (x86_64-linux-gnu-gcc-14)`.
+    pub env: String,
 }
 
 /// Where `make` runs.
@@ -386,7 +393,12 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
         if let Ok(ko_files) = built_modules(&req.out_dir) {
             if let Ok(vermagic) = check_vermagic(&ko_files, tree, &hash_file) {
                 info!(kernel = %tree.name, out = %req.out_dir.display(), "module is up to date");
-                return Ok(BuiltModule { ko_files, vermagic, log: format!("up to date (build hash {hash})\n") });
+                return Ok(BuiltModule {
+                    ko_files,
+                    vermagic,
+                    log: format!("up to date (build hash {hash})\n"),
+                    env: env.describe(),
+                });
             }
         }
     }
@@ -419,8 +431,11 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
                 return Err(KbuildError::MakeMissing);
             }
             let mut cmd = Command::new("make");
-            // Compiler messages in plain ASCII, as in the chroot.
-            cmd.args(&args).env("LC_ALL", "C").env_remove("LANGUAGE");
+            // Compiler messages in plain ASCII, as in the chroot. The
+            // kernel's Makefile unexports LC_ALL, so LANG and the LC_
+            // categories gcc reads are set too.
+            cmd.args(&args).env("LC_ALL", "C").env("LANG", "C").env_remove("LC_CTYPE").env_remove("LC_MESSAGES");
+            cmd.env_remove("LANGUAGE");
             cmd
         }
         BuildEnv::Chroot { cc, spec } => {
@@ -466,7 +481,7 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     let vermagic = check_vermagic(&ko_files, tree, &hash_file)?;
     fs::write(&hash_file, format!("{hash}\n")).map_err(io_err("write", &hash_file))?;
     info!(kernel = %tree.name, modules = ko_files.len(), secs = started.elapsed().as_secs_f32(), "module built");
-    Ok(BuiltModule { ko_files, vermagic, log })
+    Ok(BuiltModule { ko_files, vermagic, log, env: env.describe() })
 }
 
 /// Exclusive lock on `<out_dir>.lock` (next to the build directory).

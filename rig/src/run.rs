@@ -126,8 +126,9 @@ pub enum RunError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// Boxed: a build error carries the compiler's output.
     #[error(transparent)]
-    Kbuild(#[from] KbuildError),
+    Kbuild(Box<KbuildError>),
     #[error(transparent)]
     Intree(#[from] IntreeError),
     #[error(transparent)]
@@ -140,7 +141,7 @@ pub enum RunError {
     Doorbell(#[from] DoorbellError),
     /// The guest never became usable (the console log is in the run dir).
     #[error("{source}\n(run directory kept: {run_dir})")]
-    Boot { source: VmError, run_dir: PathBuf },
+    Boot { source: Box<VmError>, run_dir: PathBuf },
     /// A file the run needs is missing.
     #[error("{what} not found at {path}: {fix}")]
     Missing { what: String, path: PathBuf, fix: String },
@@ -150,6 +151,12 @@ pub enum RunError {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted; QEMU stopped and temporary files removed")]
     Interrupted,
+}
+
+impl From<KbuildError> for RunError {
+    fn from(e: KbuildError) -> Self {
+        RunError::Kbuild(Box::new(e))
+    }
 }
 
 fn require(path: &Path, what: &str, fix: &str) -> Result<Vec<u8>, RunError> {
@@ -429,7 +436,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let mut vm = match Vm::start(&cfg, run_dir.path(), interrupt.clone()) {
         Ok(vm) => vm,
         Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
-        Err(source) => return Err(RunError::Boot { source, run_dir: run_dir.keep() }),
+        Err(source) => return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() }),
     };
     (rec.emit)(Event::Note(format!(
         "QEMU pid {} started; console and QEMU command line in {}",
@@ -441,7 +448,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
         Err(source) => {
             drop(vm);
-            return Err(RunError::Boot { source, run_dir: run_dir.keep() });
+            return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() });
         }
     };
     t.boot = phase.elapsed();
@@ -509,7 +516,6 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     vm.shutdown(if aborted.is_some() { Duration::from_millis(500) } else { Duration::from_secs(5) });
     drop(vm);
     t.shutdown = phase.elapsed();
-    drop(side);
     drop(server);
     drop(shm);
     drop(private);

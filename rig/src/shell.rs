@@ -63,8 +63,10 @@ pub fn shell(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut
         }
         _ => None,
     };
-    let boot_err =
-        |source: VmError, dir: &tempfile::TempDir| RunError::Boot { source, run_dir: dir.path().to_path_buf() };
+    let boot_err = |source: VmError, dir: &tempfile::TempDir| RunError::Boot {
+        source: Box::new(source),
+        run_dir: dir.path().to_path_buf(),
+    };
     let mut vm = Vm::start(&cfg, run_dir.path(), interrupt.clone()).map_err(|e| boot_err(e, &run_dir))?;
     vm.wait_ready(opts.boot_timeout).map_err(|e| boot_err(e, &run_dir))?;
     if let Some(m) = &shm {

@@ -54,6 +54,11 @@ impl SharedMemory {
         Ok(SharedMemory { path: path.to_path_buf(), size, mem })
     }
 
+    /// The mapping, for protocol code written against vm-memory's `Bytes`.
+    pub fn memory(&self) -> &GuestMemoryMmap<()> {
+        &self.mem
+    }
+
     /// Path of the backing file.
     pub fn path(&self) -> &Path {
         &self.path

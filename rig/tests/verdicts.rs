@@ -86,3 +86,10 @@ fn config_errors_exit_2_with_file_line_and_key() {
     assert_eq!(o.code, Some(2));
     assert!(o.stderr.contains("bad.toml:3") && o.stderr.contains("unknown field `cpu`"), "{}", o.stderr);
 }
+
+#[test]
+fn background_jobs_do_not_end_the_console() {
+    let o = run_fixture("background", &[]);
+    assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+    assert!(!o.stdout.contains("not ok"), "{}", o.stdout);
+}

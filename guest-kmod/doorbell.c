@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * 11. ivshmem-doorbell: interrupts between the guest and the host.
+ *
+ * QEMU's ivshmem-doorbell is the same PCI device (1af4:1110) as
+ * ivshmem-plain, plus BAR0 registers and MSI-X vectors (table in BAR1),
+ * served by an ivshmem server that hands out eventfds to its peers (QEMU
+ * docs/specs/ivshmem-spec.rst). The module tells the two apart by the
+ * MSI-X capability; a plain device stays plain here, and everything else
+ * works the same on both.
+ *
+ * With a doorbell the module requests every vector (up to
+ * RIG_DB_MAX_VECTORS). An interrupt on RIG_DB_VEC_PRODUCED means the
+ * host produced into its ring (uapi header): it wakes the pool's waiters
+ * (pool.c), who then queue the new buffers. Every vector is counted, and
+ * /dev/rig_doorbell lets userspace
+ *
+ *   RIG_IOC_DB_INFO  learn its own peer id (IVPosition), the vectors,
+ *                    the counts and the host's peer id (the host_peer
+ *                    parameter, else what the host wrote into the ring)
+ *   RIG_IOC_DB_RING  ring a peer: (peer << 16) | vector into Doorbell
+ *   RIG_IOC_DB_WAIT  sleep until a vector's count moves, with a timeout
+ *
+ * RING and WAIT fail with -EOPNOTSUPP on a plain device, -ENODEV without
+ * any.
+ */
+#include <linux/atomic.h>
+#include <linux/interrupt.h>
+#include <linux/io.h>
+#include <linux/jiffies.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/pci.h>
+#include <linux/uaccess.h>
+#include <linux/wait.h>
+
+#include "uapi/rig_kmod.h"
+
+#include "compat.h"
+#include "rig_kmod.h"
+
+/* BAR0 registers (ivshmem-spec.rst). */
+#define RIG_REG_INTRMASK	0x00	/* INTx only, unused with MSI-X */
+#define RIG_REG_INTRSTATUS	0x04	/* INTx only, unused with MSI-X */
+#define RIG_REG_IVPOSITION	0x08	/* our peer id */
+#define RIG_REG_DOORBELL	0x0c	/* (peer << 16) | vector */
+
+struct rig_db_vec {
+	u32 vector;
+	char name[24];			/* shown in /proc/interrupts */
+};
+
+static struct {
+	struct rig_dev *rdev;		/* NULL: no doorbell; rig_db_lock */
+	void __iomem *regs;
+	struct rig_hring *hring;
+	u32 nvec;
+	struct rig_db_vec vec[RIG_DB_MAX_VECTORS];
+	atomic64_t irqs[RIG_DB_MAX_VECTORS];
+	atomic64_t rings;
+	const char *mode;		/* for /proc/rig_kmod/stats */
+} rig_db = { .mode = "no device" };
+
+static DEFINE_MUTEX(rig_db_lock);
+/* RIG_IOC_DB_WAIT sleepers. */
+static DECLARE_WAIT_QUEUE_HEAD(rig_db_wq);
+
+static irqreturn_t rig_db_irq(int irq, void *data)
+{
+	struct rig_db_vec *v = data;
+
+	atomic64_inc(&rig_db.irqs[v->vector]);
+	if (v->vector == RIG_DB_VEC_PRODUCED) {
+		/* Only this handler writes it; the host may read it. */
+		WRITE_ONCE(rig_db.hring->irqs, READ_ONCE(rig_db.hring->irqs) + 1);
+		rig_pool_kick();
+	}
+	wake_up_interruptible_all(&rig_db_wq);
+	return IRQ_HANDLED;
+}
+
+/* ---- /dev/rig_doorbell ------------------------------------------------- */
+
+/* Why there is no doorbell to use; rig_db_lock held. */
+static int rig_db_absent(void)
+{
+	resource_size_t size;
+	phys_addr_t phys;
+
+	return rig_pci_shm_region(&phys, &size) ? -EOPNOTSUPP : -ENODEV;
+}
+
+static int rig_db_ring(const struct rig_db_ring *r)
+{
+	int ret = 0;
+
+	if (r->peer > 0xffff || r->vector > 0xffff)
+		return -EINVAL;
+
+	mutex_lock(&rig_db_lock);
+	if (!rig_db.rdev) {
+		ret = rig_db_absent();
+	} else {
+		iowrite32(r->peer << 16 | r->vector,
+			  rig_db.regs + RIG_REG_DOORBELL);
+		atomic64_inc(&rig_db.rings);
+	}
+	mutex_unlock(&rig_db_lock);
+	return ret;
+}
+
+static void rig_db_info(struct rig_db_info *info)
+{
+	u32 i;
+
+	memset(info, 0, sizeof(*info));
+	mutex_lock(&rig_db_lock);
+	info->doorbell = !!rig_db.rdev;
+	info->own_peer = rig_db.rdev ? rig_db.rdev->own_peer : RIG_PEER_NONE;
+	info->vectors = rig_db.rdev ? rig_db.nvec : 0;
+	mutex_unlock(&rig_db_lock);
+
+	info->host_peer = rig_host_peer >= 0 ? rig_host_peer :
+			  rig_pool_host_peer();
+	for (i = 0; i < RIG_DB_MAX_VECTORS; i++)
+		info->irqs[i] = atomic64_read(&rig_db.irqs[i]);
+	info->rings = atomic64_read(&rig_db.rings);
+}
+
+static int rig_db_wait(struct rig_db_wait *w)
+{
+	long left;
+	int ret;
+
+	if (w->vector >= RIG_DB_MAX_VECTORS)
+		return -EINVAL;
+
+	mutex_lock(&rig_db_lock);
+	if (!rig_db.rdev)
+		ret = rig_db_absent();
+	else
+		ret = w->vector < rig_db.nvec ? 0 : -EINVAL;
+	mutex_unlock(&rig_db_lock);
+	if (ret)
+		return ret;
+
+	left = wait_event_interruptible_timeout(rig_db_wq,
+		atomic64_read(&rig_db.irqs[w->vector]) != w->count ||
+		!READ_ONCE(rig_db.rdev),
+		msecs_to_jiffies(w->timeout_ms));
+	if (left < 0)
+		return left;	/* -ERESTARTSYS */
+
+	w->count = atomic64_read(&rig_db.irqs[w->vector]);
+	return left ? 0 : -ETIMEDOUT;
+}
+
+static long rig_db_ioctl(struct file *file, unsigned int cmd,
+			 unsigned long arg)
+{
+	void __user *argp = (void __user *)arg;
+	struct rig_db_info info;
+	struct rig_db_ring ring;
+	struct rig_db_wait wait;
+	int ret;
+
+	switch (cmd) {
+	case RIG_IOC_DB_INFO:
+		rig_db_info(&info);
+		return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;
+
+	case RIG_IOC_DB_RING:
+		if (copy_from_user(&ring, argp, sizeof(ring)))
+			return -EFAULT;
+		return rig_db_ring(&ring);
+
+	case RIG_IOC_DB_WAIT:
+		if (copy_from_user(&wait, argp, sizeof(wait)))
+			return -EFAULT;
+		ret = rig_db_wait(&wait);
+		/* The count goes back on a timeout too. */
+		if ((!ret || ret == -ETIMEDOUT) &&
+		    copy_to_user(argp, &wait, sizeof(wait)))
+			return -EFAULT;
+		return ret;
+
+	default:
+		return -ENOTTY;
+	}
+}
+
+RIG_DEFINE_IOCTL(rig_db)
+
+static int rig_db_open(struct inode *inode, struct file *file)
+{
+	return nonseekable_open(inode, file);
+}
+
+static const struct file_operations rig_db_fops = {
+	.owner	= THIS_MODULE,
+	.open	= rig_db_open,
+	.llseek	= RIG_NO_LLSEEK,
+	RIG_FOPS_IOCTL(rig_db),
+};
+
+static struct miscdevice rig_db_dev = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= RIG_DB_DEV_NAME,
+	.fops	= &rig_db_fops,
+	.mode	= 0600,
+};
+
+/* ---- probe and remove, called by ivshmem_pci.c ------------------------- */
+
+static void rig_db_free_irqs(struct pci_dev *pdev, u32 count)
+{
+	while (count--)
+		free_irq(pci_irq_vector(pdev, count), &rig_db.vec[count]);
+}
+
+/* Sets up the vectors; on failure the device is used as a plain one. */
+static int rig_db_setup(struct rig_dev *rdev)
+{
+	struct pci_dev *pdev = rdev->pdev;
+	void __iomem *regs;
+	int nvec, ret;
+	u32 i;
+
+	ret = pci_request_region(pdev, RIG_REGS_BAR, KBUILD_MODNAME);
+	if (ret)
+		return ret;
+
+	regs = pci_iomap(pdev, RIG_REGS_BAR, 0);
+	if (!regs) {
+		ret = -ENOMEM;
+		goto err_release_region;
+	}
+
+	nvec = pci_msix_vec_count(pdev);
+	if (nvec <= 0) {
+		ret = nvec ? nvec : -ENODEV;
+		goto err_unmap;
+	}
+	nvec = min(nvec, RIG_DB_MAX_VECTORS);
+
+	/* MSI-X messages are memory writes by the device. */
+	pci_set_master(pdev);
+	ret = pci_alloc_irq_vectors(pdev, nvec, nvec, PCI_IRQ_MSIX);
+	if (ret < 0)
+		goto err_clear_master;
+
+	rig_db.regs = regs;
+	rig_db.hring = rdev->shm + RIG_HRING_OFFSET;
+	rig_db.nvec = nvec;
+	for (i = 0; i < RIG_DB_MAX_VECTORS; i++)
+		atomic64_set(&rig_db.irqs[i], 0);
+
+	for (i = 0; i < nvec; i++) {
+		struct rig_db_vec *v = &rig_db.vec[i];
+
+		v->vector = i;
+		snprintf(v->name, sizeof(v->name), "%s-db%u", KBUILD_MODNAME, i);
+		ret = request_irq(pci_irq_vector(pdev, i), rig_db_irq, 0,
+				  v->name, v);
+		if (ret) {
+			rig_db_free_irqs(pdev, i);
+			goto err_free_vectors;
+		}
+	}
+
+	rdev->doorbell = true;
+	rdev->own_peer = ioread32(regs + RIG_REG_IVPOSITION);
+
+	mutex_lock(&rig_db_lock);
+	rig_db.rdev = rdev;
+	rig_db.mode = "doorbell";
+	mutex_unlock(&rig_db_lock);
+	return 0;
+
+err_free_vectors:
+	pci_free_irq_vectors(pdev);
+err_clear_master:
+	pci_clear_master(pdev);
+err_unmap:
+	pci_iounmap(pdev, regs);
+err_release_region:
+	pci_release_region(pdev, RIG_REGS_BAR);
+	return ret;
+}
+
+int rig_doorbell_probe(struct rig_dev *rdev)
+{
+	struct pci_dev *pdev = rdev->pdev;
+	int ret;
+
+	rdev->doorbell = false;
+	rdev->own_peer = RIG_PEER_NONE;
+
+	/* ivshmem-plain has no MSI-X capability and no BAR1. */
+	if (!pdev->msix_cap || !pci_resource_len(pdev, RIG_MSIX_BAR)) {
+		rig_db.mode = "plain";
+		return 0;
+	}
+
+	ret = rig_db_setup(rdev);
+	if (ret) {
+		dev_warn(&pdev->dev, "doorbell setup failed (%d), using the shared memory only\n",
+			 ret);
+		rig_db.mode = "plain: doorbell setup failed";
+		return 0;
+	}
+
+	dev_info(&pdev->dev, "doorbell: peer id %u, %u MSI-X vectors\n",
+		 rdev->own_peer, rig_db.nvec);
+	return 0;
+}
+
+void rig_doorbell_remove(struct rig_dev *rdev)
+{
+	struct pci_dev *pdev = rdev->pdev;
+
+	if (!rdev->doorbell) {
+		rig_db.mode = "no device";
+		return;
+	}
+
+	mutex_lock(&rig_db_lock);
+	rig_db.rdev = NULL;
+	rig_db.mode = "no device";
+	mutex_unlock(&rig_db_lock);
+	/* RIG_IOC_DB_WAIT sleepers see rdev gone. */
+	wake_up_interruptible_all(&rig_db_wq);
+
+	rig_db_free_irqs(pdev, rig_db.nvec);
+	pci_free_irq_vectors(pdev);
+	pci_clear_master(pdev);
+	pci_iounmap(pdev, rig_db.regs);
+	pci_release_region(pdev, RIG_REGS_BAR);
+	rig_db.regs = NULL;
+	rig_db.hring = NULL;
+	rdev->doorbell = false;
+}
+
+void rig_doorbell_show(struct seq_file *m)
+{
+	u32 i;
+
+	mutex_lock(&rig_db_lock);
+	seq_printf(m, "%-16s %s\n", "doorbell", rig_db.mode);
+	if (rig_db.rdev) {
+		seq_printf(m, "%-16s %u\n", "doorbell_peer",
+			   rig_db.rdev->own_peer);
+		seq_printf(m, "%-16s %u\n", "doorbell_vectors", rig_db.nvec);
+		seq_printf(m, "%-16s", "doorbell_irqs");
+		for (i = 0; i < rig_db.nvec; i++)
+			seq_printf(m, " %lld",
+				   (long long)atomic64_read(&rig_db.irqs[i]));
+		seq_putc(m, '\n');
+		seq_printf(m, "%-16s %lld\n", "doorbell_rings",
+			   (long long)atomic64_read(&rig_db.rings));
+	}
+	mutex_unlock(&rig_db_lock);
+}
+
+int rig_doorbell_init(void)
+{
+	return misc_register(&rig_db_dev);
+}
+
+void rig_doorbell_exit(void)
+{
+	misc_deregister(&rig_db_dev);
+}

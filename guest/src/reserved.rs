@@ -1,0 +1,54 @@
+//! 9. Memory reserved at boot (memmap=SIZE$START).
+//!
+//! The range the module got as parameters is claimed in /proc/iomem, is
+//! not System RAM, and /dev/rig_reserved maps it with the checks of
+//! mmap-kmalloc (greeting, pattern through two mappings and read()).
+
+use crate::args::{Failure, Opts};
+use crate::mmap::{check_buffer, Buffer};
+use crate::report::Report;
+use crate::sys::{module_param, read_text, stats};
+
+pub fn run(args: &[String]) -> Result<(), Failure> {
+    let opts = Opts::parse(args, &["--seed"])?;
+    let seed = opts.num("--seed", 0x72657376)? as u32;
+    let mut r = Report::new("reserved");
+    let phys: u64 = module_param("reserved_phys").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let size: u64 = module_param("reserved_size").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let cmdline = read_text("/proc/cmdline").unwrap_or_default();
+    r.note(format!("reserved_phys={phys:#x} reserved_size={size:#x}; cmdline: {}", cmdline.trim()));
+    let state = stats().ok().and_then(|s| s.into_iter().find(|(k, _)| k == "reserved")).map(|(_, v)| v);
+    if !r.eq("the module mapped the range (stats: reserved)", Some("mapped".to_string()), state) {
+        return r.abort(
+            "nothing to check without the range: boot with memmap=SIZE$START and pass reserved_phys/reserved_size",
+        );
+    }
+    r.check(
+        cmdline.contains("memmap="),
+        "the kernel was booted with memmap=",
+        "memmap= on /proc/cmdline",
+        cmdline.trim(),
+    );
+
+    let iomem = read_text("/proc/iomem").unwrap_or_default();
+    let ours = iomem.lines().find(|l| l.contains("rig_kmod reserved")).map(|l| l.trim().to_string());
+    let want = format!("{:08x}-{:08x} : rig_kmod reserved", phys, phys + size - 1);
+    r.eq("/proc/iomem shows the range claimed by the module", Some(want), ours);
+    let ram = iomem.lines().filter(|l| l.contains("System RAM")).any(|l| {
+        let range = l.trim().split(' ').next().unwrap_or("");
+        let mut it = range.split('-').filter_map(|x| u64::from_str_radix(x, 16).ok());
+        matches!((it.next(), it.next()), (Some(a), Some(b)) if a < phys + size && phys <= b)
+    });
+    r.eq("no System RAM overlaps it", false, ram);
+
+    let b = Buffer {
+        dev: rig_abi::dev::RESERVED,
+        kind: rig_abi::REGION_RESERVED,
+        size: Some(size),
+        greeting: rig_abi::RESERVED_GREETING,
+    };
+    if let Some(info) = check_buffer(&mut r, &b, seed) {
+        r.eq("RIG_IOC_REGION_INFO reports the range of the parameters", phys, info.phys);
+    }
+    r.finish()
+}
