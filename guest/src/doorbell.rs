@@ -242,14 +242,17 @@ fn hring_consume(count: u32, timeout: Duration, ready: &dyn Fn()) -> Result<(), 
         (false, Some(t)) => r.note(format!("poll() slept {} ms until the host's buffers came", t.as_millis())),
         _ => r.note("the host's buffers were there before the first poll(): no sleep to wake"),
     }
-    let after = db_info(&db).unwrap_or_default();
-    let v = DB_VEC_PRODUCED as usize;
+    // poll() also looks at prod, so the buffers can be seen before the host
+    // rings (it publishes first, then rings): wait for the interrupt itself.
+    let v = DB_VEC_PRODUCED;
+    let got = wait(&db, v, before.irqs[v as usize], 10_000);
     r.check(
-        after.irqs[v] > before.irqs[v],
+        matches!(got, Ok(n) if n > before.irqs[v as usize]),
         format!("the host's doorbell arrived on vector {v}"),
-        format!("more than {} interrupts", before.irqs[v]),
-        after.irqs[v],
+        format!("more than {} interrupts", before.irqs[v as usize]),
+        format!("{got:?}"),
     );
+    let after = db_info(&db).unwrap_or_default();
     if let Ok(p) = pool_info(&pool) {
         r.eq("the pool counted them consumed", pool_before.host_consumed + seqs.len() as u64, p.host_consumed);
     }
