@@ -278,7 +278,13 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
                 extra_cflags_w1: false,
             },
         )?;
-        emit(Event::Note(format!("built {} against {} ({})", m.dir.display(), tree.release, built.vermagic)));
+        emit(Event::Note(format!(
+            "built {} against {} in {} ({})",
+            m.dir.display(),
+            tree.release,
+            built.env,
+            built.vermagic
+        )));
         for ko in &built.ko_files {
             let file = ko.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module.ko".into());
             modules.push(LoadedModule {
