@@ -72,6 +72,8 @@ pub struct BenchReport {
     pub bare_boot: Stats,
     /// Raw console round trip (`echo` over QEMU's stdio, no rexpect).
     pub bare_console_round_trip: Stats,
+    /// Raw round trip over the rig's own transport (the unix socket), no rexpect.
+    pub socket_console_round_trip: Stats,
     /// One rig step (`true` through rexpect, with its end marker and status).
     pub rig_step: Stats,
     /// Power-off to QEMU exit, rig.
@@ -91,17 +93,19 @@ pub fn bench(
     let (major, minor, micro) = qemu::version(&opts.run.qemu)?;
 
     let (mut rig_boot, mut rig_step, mut poweroff) = (vec![], vec![], vec![]);
-    let (mut bare_boot, mut bare_rtt) = (vec![], vec![]);
+    let (mut bare_boot, mut bare_rtt, mut socket_rtt) = (vec![], vec![], vec![]);
     for i in 0..opts.boots {
         let (boot, steps, off) = rig_sample(opts, &p, choice.accel, interrupt.clone())?;
         emit(Event::Note(format!("rig boot {}: {boot:.2?}", i + 1)));
         rig_boot.push(boot);
         rig_step.extend(steps);
         poweroff.push(off);
-        let (boot, rtts) = bare_sample(opts, &p, choice.accel)?;
+        let (boot, rtts) = bare_sample(opts, &p, choice.accel, RawConsole::Stdio)?;
         emit(Event::Note(format!("bare boot {}: {boot:.2?}", i + 1)));
         bare_boot.push(boot);
         bare_rtt.extend(rtts);
+        let (_, rtts) = bare_sample(opts, &p, choice.accel, RawConsole::Socket)?;
+        socket_rtt.extend(rtts);
     }
     let report = BenchReport {
         kernel: p.tree.name.clone(),
@@ -111,6 +115,7 @@ pub fn bench(
         rig_boot: Stats::of(&rig_boot),
         bare_boot: Stats::of(&bare_boot),
         bare_console_round_trip: Stats::of(&bare_rtt),
+        socket_console_round_trip: Stats::of(&socket_rtt),
         rig_step: Stats::of(&rig_step),
         rig_poweroff: Stats::of(&poweroff),
     };
@@ -160,16 +165,37 @@ fn rig_sample(
     Ok((boot, steps, off.elapsed()))
 }
 
-/// Bare QEMU with the serial line on stdio: boot time and raw round trips.
-fn bare_sample(opts: &BenchOptions, p: &Prepared, accel: qemu::Accel) -> Result<(Duration, Vec<Duration>), RunError> {
+/// How a bare sample talks to the console: QEMU's stdio, or the same unix
+/// socket the rig uses but read raw (no rexpect), for a like-for-like round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RawConsole {
+    Stdio,
+    Socket,
+}
+
+/// QEMU with a raw console: boot time and raw `echo` round trips.
+fn bare_sample(
+    opts: &BenchOptions,
+    p: &Prepared,
+    accel: qemu::Accel,
+    how: RawConsole,
+) -> Result<(Duration, Vec<Duration>), RunError> {
     let private = run::private_dir("rig-bare-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
     let mut cfg = run::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
-    cfg.console = SerialBackend::Stdio;
     cfg.qmp_socket = None;
+    let socket = private.path().join("raw-console.sock");
+    cfg.console = match how {
+        RawConsole::Stdio => SerialBackend::Stdio,
+        RawConsole::Socket => SerialBackend::Socket(socket.clone()),
+    };
     let spawn_err = |source| RunError::Boot {
         source: Box::new(VmError::Spawn { binary: cfg.binary.display().to_string(), source }),
         run_dir: private.path().to_path_buf(),
+    };
+    let listener = match how {
+        RawConsole::Socket => Some(std::os::unix::net::UnixListener::bind(&socket).map_err(spawn_err)?),
+        RawConsole::Stdio => None,
     };
     let start = Instant::now();
     let mut child = Command::new(&cfg.binary)
@@ -179,11 +205,21 @@ fn bare_sample(opts: &BenchOptions, p: &Prepared, accel: qemu::Accel) -> Result<
         .stderr(Stdio::null())
         .spawn()
         .map_err(spawn_err)?;
+    let (mut reader, mut writer): (Box<dyn Read + Send>, Box<dyn Write>) = match &listener {
+        Some(l) => {
+            let (stream, _) = l.accept().map_err(spawn_err)?;
+            (Box::new(stream.try_clone().map_err(spawn_err)?), Box::new(stream))
+        }
+        None => {
+            let out = child.stdout.take().ok_or_else(|| spawn_err(std::io::Error::other("no stdout")))?;
+            let inp = child.stdin.take().ok_or_else(|| spawn_err(std::io::Error::other("no stdin")))?;
+            (Box::new(out), Box::new(inp))
+        }
+    };
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let mut stdout = child.stdout.take().ok_or_else(|| spawn_err(std::io::Error::other("no stdout")))?;
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
+        while let Ok(n) = reader.read(&mut buf) {
             if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                 break;
             }
@@ -208,17 +244,23 @@ fn bare_sample(opts: &BenchOptions, p: &Prepared, accel: qemu::Accel) -> Result<
     let ready = wait_for(READY_MARKER.as_bytes(), &mut seen);
     let boot = start.elapsed();
     let mut rtts = Vec::new();
-    if ready {
-        if let Some(stdin) = child.stdin.as_mut() {
-            for i in 0..opts.steps {
-                let t = Instant::now();
-                let _ = writeln!(stdin, "echo R{i}Q").and_then(|_| stdin.flush());
-                // The tty echoes `echo R3Q`; the answer is the line `R3Q` on its own.
-                if !wait_for(format!("\nR{i}Q\r").as_bytes(), &mut seen) {
-                    break;
-                }
-                rtts.push(t.elapsed());
+    // Like the rig: no tty echo and the same one-byte prompts.
+    let shell_ready = ready
+        && writeln!(writer, "stty -echo; PS1=\"$(printf '\\036')\"; PS2=\"$PS1\"; echo ECHO''OFF")
+            .and_then(|_| writer.flush())
+            .is_ok()
+        && wait_for(b"ECHOOFF\r\n", &mut seen);
+    if shell_ready {
+        // The very text a rig step sends (console.rs), so the difference
+        // from `rig_step` is the rig's own overhead.
+        for i in 0..opts.steps {
+            let t = Instant::now();
+            let step = format!("{{ true\n}} </dev/null; printf '\\n<RIG-END:%s:%s>\\n' {i} $?\n");
+            let _ = writer.write_all(step.as_bytes()).and_then(|_| writer.flush());
+            if !wait_for(format!("<RIG-END:{i}:0>\r\n").as_bytes(), &mut seen) {
+                break;
             }
+            rtts.push(t.elapsed());
         }
     }
     let _ = child.kill();

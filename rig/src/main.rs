@@ -424,7 +424,7 @@ fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &Path) -> 
     match rig::bench::bench(&opts, interrupt, &mut emit) {
         Ok(r) => {
             println!(
-                "{} {} ({}, QEMU {}): boot rig {:.0} ms vs bare {:.0} ms (median of {}); step {:.1} ms vs console round trip {:.1} ms (median of {}); power-off {:.0} ms",
+                "{} {} ({}, QEMU {}): boot rig {:.0} ms vs bare {:.0} ms (median of {}); step {:.1} ms vs raw round trip {:.1} ms on the same socket, {:.1} ms on stdio (median of {}); power-off {:.0} ms",
                 r.kernel,
                 r.release,
                 r.accel,
@@ -433,6 +433,7 @@ fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &Path) -> 
                 r.bare_boot.median_ms,
                 r.rig_boot.n,
                 r.rig_step.median_ms,
+                r.socket_console_round_trip.median_ms,
                 r.bare_console_round_trip.median_ms,
                 r.rig_step.n,
                 r.rig_poweroff.median_ms
