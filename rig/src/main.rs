@@ -283,18 +283,23 @@ fn run_options(cli: &Cli, a: &RunArgs, plan: Plan) -> RunOptions {
     }
 }
 
+/// The plan and its kernels, or `None` after printing the usage error.
+fn plan_and_kernels(a: &RunArgs) -> Option<(Plan, Vec<String>)> {
+    match load_plan(a).and_then(|p| kernels_for(a, &p).map(|k| (p, k))) {
+        Ok(v) => Some(v),
+        Err(UsageError(msg)) => {
+            eprintln!("rig: error: {msg}");
+            None
+        }
+    }
+}
+
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn cmd_run(cli: &Cli, a: &RunArgs, junit: Option<&Path>, json: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (plan, kernels) = match load_plan(a).and_then(|p| kernels_for(a, &p).map(|k| (p, k))) {
-        Ok(v) => v,
-        Err(UsageError(msg)) => {
-            eprintln!("rig: error: {msg}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-    };
+    let Some((plan, kernels)) = plan_and_kernels(a) else { return Ok(ExitCode::from(EXIT_USAGE)) };
     let interrupt = install_signal_handlers()?;
     let base = run_options(cli, a, plan);
     let (mut ktap, head) = Ktap::start(kernels.len());
@@ -379,13 +384,7 @@ fn cmd_run(cli: &Cli, a: &RunArgs, junit: Option<&Path>, json: Option<&Path>) ->
 }
 
 fn cmd_shell(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
-    let (plan, kernels) = match load_plan(a).and_then(|p| kernels_for(a, &p).map(|k| (p, k))) {
-        Ok(v) => v,
-        Err(UsageError(msg)) => {
-            eprintln!("rig: error: {msg}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-    };
+    let Some((plan, kernels)) = plan_and_kernels(a) else { return Ok(ExitCode::from(EXIT_USAGE)) };
     let interrupt = install_signal_handlers()?;
     let kernel = kernels.first().cloned().unwrap_or_default();
     let opts = RunOptions { kernel, ..run_options(cli, a, plan) };
