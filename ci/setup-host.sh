@@ -15,7 +15,7 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v file >/dev/null || need+=(file)
 command -v cpio >/dev/null || need+=(cpio)
-for pkg in libelf-dev bc flex bison libssl-dev; do
+for pkg in libelf-dev bc flex bison libssl-dev dwarves; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 

@@ -4,6 +4,7 @@
 //! entry names a suite and a flavour, never an ABI version: the concrete
 //! package versions are resolved at fetch time (see `crate::fetch`).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -49,7 +50,7 @@ pub enum CatalogError {
         value: String,
     },
     /// `get` was asked for a name the catalog does not have.
-    #[error("unknown kernel `{name}`: known kernels are {known}; to use another Debian suite or flavour, add a [[kernel]] entry to images/kernels.toml")]
+    #[error("unknown kernel `{name}`: known kernels are {known}; or name any Debian kernel as SUITE/FLAVOUR (e.g. bookworm-backports/cloud-amd64), or add a [[kernel]] entry to images/kernels.toml")]
     Unknown {
         /// The requested name.
         name: String,
@@ -137,6 +138,25 @@ impl KernelEntry {
     }
 }
 
+/// `SUITE/FLAVOUR` as an entry (`None` when `name` has no slash).
+fn adhoc_entry(name: &str) -> Result<Option<KernelEntry>, CatalogError> {
+    let Some((suite, flavour)) = name.split_once('/') else { return Ok(None) };
+    let entry = KernelEntry {
+        // The cache directory: one per suite and flavour.
+        name: format!("{suite}_{flavour}"),
+        suite: suite.to_owned(),
+        flavour: flavour.to_owned(),
+        // sid splits the kernel packages; the released suites do not (yet).
+        packaging: if matches!(suite, "sid" | "unstable") { Packaging::Split } else { Packaging::Classic },
+        arch: default_arch(),
+        description: format!("Debian {suite} kernel, {flavour} flavour (named on the command line)"),
+        console: "ttyS0".to_owned(),
+        cmdline: vec![],
+    };
+    entry.validate()?;
+    Ok(Some(entry))
+}
+
 /// Names become directory names and apt arguments: keep them boring.
 fn is_safe_token(s: &str) -> bool {
     !s.is_empty()
@@ -189,11 +209,18 @@ impl Catalog {
     }
 
     /// Looks up an entry by name; the error lists the known names.
-    pub fn get(&self, name: &str) -> Result<&KernelEntry, CatalogError> {
-        self.entries
-            .iter()
-            .find(|e| e.name == name)
-            .ok_or_else(|| CatalogError::Unknown { name: name.to_owned(), known: known_names(&self.entries) })
+    ///
+    /// Besides the catalog's names, `SUITE/FLAVOUR` names any Debian kernel
+    /// (`bookworm-backports/cloud-amd64`, `trixie/amd64`): resolved like the
+    /// catalog's entries, through the suite's metapackages.
+    pub fn get(&self, name: &str) -> Result<Cow<'_, KernelEntry>, CatalogError> {
+        if let Some(e) = self.entries.iter().find(|e| e.name == name) {
+            return Ok(Cow::Borrowed(e));
+        }
+        if let Some(e) = adhoc_entry(name)? {
+            return Ok(Cow::Owned(e));
+        }
+        Err(CatalogError::Unknown { name: name.to_owned(), known: known_names(&self.entries) })
     }
 
     /// The entry used when no kernel is named.
@@ -264,6 +291,17 @@ console = "ttyS0"
         let text = ONE.replace("console = \"ttyS0\"", "console = \"ttyS1\"\ncmdline = [\"quiet\", \"nokaslr\"]");
         let cat = Catalog::parse(&text).unwrap();
         assert_eq!(cat.default_entry().cmdline_args(), ["console=ttyS1", "quiet", "nokaslr"]);
+    }
+
+    #[test]
+    fn suite_slash_flavour_names_any_debian_kernel() {
+        let cat = Catalog::builtin().expect("catalog");
+        let e = cat.get("bookworm-backports/cloud-amd64").expect("ad-hoc");
+        assert_eq!((e.suite.as_str(), e.flavour.as_str()), ("bookworm-backports", "cloud-amd64"));
+        assert_eq!(e.packaging, Packaging::Classic);
+        assert_eq!(e.name, "bookworm-backports_cloud-amd64");
+        assert_eq!(cat.get("sid/amd64").expect("sid").packaging, Packaging::Split);
+        assert!(cat.get("../x/y").is_err());
     }
 
     #[test]

@@ -450,7 +450,7 @@ fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &Path) -> 
 fn cmd_fetch(cli: &Cli, kernel: Option<&str>, refresh: bool) -> anyhow::Result<ExitCode> {
     let catalog = rig::catalog::Catalog::builtin()?;
     let entry = match kernel {
-        None => catalog.default_entry(),
+        None => std::borrow::Cow::Borrowed(catalog.default_entry()),
         Some(k) => match catalog.get(k) {
             Ok(e) => e,
             Err(e) => {
@@ -465,7 +465,7 @@ fn cmd_fetch(cli: &Cli, kernel: Option<&str>, refresh: bool) -> anyhow::Result<E
         refresh,
         offline: false,
     };
-    match rig::fetch::fetch(entry, &opts) {
+    match rig::fetch::fetch(&entry, &opts) {
         Ok(tree) => {
             println!("{} {} {} {}", tree.name, tree.release, tree.package_version, tree.root.display());
             Ok(ExitCode::SUCCESS)

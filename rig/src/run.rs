@@ -200,14 +200,18 @@ pub fn preflight(opts: &RunOptions, emit: &mut dyn FnMut(Event)) -> Result<(), R
 /// Fetches the kernel named in `opts` (or the default one).
 pub fn fetch_kernel(opts: &RunOptions) -> Result<KernelTree, RunError> {
     let catalog = Catalog::builtin()?;
-    let entry = if opts.kernel.is_empty() { catalog.default_entry() } else { catalog.get(&opts.kernel)? };
+    let entry = if opts.kernel.is_empty() {
+        std::borrow::Cow::Borrowed(catalog.default_entry())
+    } else {
+        catalog.get(&opts.kernel)?
+    };
     let fo = FetchOptions {
         cache_dir: opts.cache_dir.clone(),
         archive_uri: opts.archive_uri.clone(),
         refresh: false,
         offline: opts.offline,
     };
-    Ok(fetch::fetch(entry, &fo)?)
+    Ok(fetch::fetch(&entry, &fo)?)
 }
 
 /// A module built for the kernel, with how to load it.
