@@ -149,3 +149,54 @@ fn empty_cache_without_network_says_so() {
     assert!(err.contains("127.0.0.1:9") && err.to_lowercase().contains("network"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn shell_hands_the_console_to_the_terminal() {
+    use std::io::{Read, Write};
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = std::fs::File::from(pty.slave);
+    let config = format!("{}/../examples/hello/rig.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut child = rig()
+        .args(["shell", "-c", &config])
+        .stdin(slave.try_clone().expect("clone"))
+        .stdout(slave.try_clone().expect("clone"))
+        .stderr(slave)
+        .spawn()
+        .expect("start rig shell");
+    let mut master = std::fs::File::from(pty.master);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut reader = master.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_for = |needle: &str, secs: u64| {
+        let until = Instant::now() + Duration::from_secs(secs);
+        while !seen.contains(needle) {
+            let left = until.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {needle:?} in:\n{seen}");
+            if let Ok(chunk) = rx.recv_timeout(left) {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+    };
+    wait_for("Ctrl-] leaves", 120);
+    master.write_all(b"cat /dev/hello_counter\n").expect("type");
+    wait_for("hello 1", 20);
+    master.write_all(b"\x1d").expect("Ctrl-]");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "rig shell did not leave on Ctrl-]");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+}
