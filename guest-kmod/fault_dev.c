@@ -65,16 +65,10 @@ static int rig_fault_mmap(struct file *file, struct vm_area_struct *vma)
 static long rig_fault_ioctl(struct file *file, unsigned int cmd,
 			    unsigned long arg)
 {
-	struct rig_region_info info = {
-		.size = RIG_FAULT_PAGES * PAGE_SIZE,
-		.kind = RIG_REGION_FAULT,
-	};
-
 	if (cmd != RIG_IOC_REGION_INFO)
 		return -ENOTTY;
-	if (copy_to_user((void __user *)arg, &info, sizeof(info)))
-		return -EFAULT;
-	return 0;
+	return rig_region_info_reply(arg, 0, RIG_FAULT_PAGES * PAGE_SIZE,
+				     RIG_REGION_FAULT);
 }
 
 RIG_DEFINE_IOCTL(rig_fault)

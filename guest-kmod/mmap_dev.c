@@ -96,19 +96,13 @@ static long rig_buf_ioctl(struct file *file, unsigned int cmd,
 			  unsigned long arg)
 {
 	struct rig_buf_dev *d = rig_buf_dev(file);
-	struct rig_region_info info = {
-		.size = d->size,
-		.kind = d->kind,
-	};
 
 	if (cmd != RIG_IOC_REGION_INFO)
 		return -ENOTTY;
-
-	if (!d->vmalloced)
-		info.phys = virt_to_phys(d->buf);
-	if (copy_to_user((void __user *)arg, &info, sizeof(info)))
-		return -EFAULT;
-	return 0;
+	/* vmalloc'd pages have no single physical start: report 0. */
+	return rig_region_info_reply(arg,
+				     d->vmalloced ? 0 : virt_to_phys(d->buf),
+				     d->size, d->kind);
 }
 
 RIG_DEFINE_IOCTL(rig_buf)

@@ -16,6 +16,7 @@
 #include <linux/mutex.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
+#include <linux/uaccess.h>
 
 #include "uapi/rig_kmod.h"
 
@@ -42,6 +43,20 @@ void rig_region_del(struct rig_region *region)
 	mutex_lock(&rig_regions_lock);
 	list_del(&region->node);
 	mutex_unlock(&rig_regions_lock);
+}
+
+/* Answers RIG_IOC_REGION_INFO for one of the mappable regions. */
+long rig_region_info_reply(unsigned long arg, u64 phys, u64 size, u32 kind)
+{
+	struct rig_region_info info = {
+		.phys = phys,
+		.size = size,
+		.kind = kind,
+	};
+
+	if (copy_to_user((void __user *)arg, &info, sizeof(info)))
+		return -EFAULT;
+	return 0;
 }
 
 struct proc_dir_entry *rig_proc_dir(void)

@@ -67,19 +67,12 @@ static int rig_resv_mmap(struct file *file, struct vm_area_struct *vma)
 static long rig_resv_ioctl(struct file *file, unsigned int cmd,
 			   unsigned long arg)
 {
-	struct rig_region_info info = {
-		.phys = rig_reserved_phys,
-		.size = rig_reserved_size,
-		.kind = RIG_REGION_RESERVED,
-	};
-
 	if (cmd != RIG_IOC_REGION_INFO)
 		return -ENOTTY;
 	if (!rig_resv_mem)
 		return -ENODEV;
-	if (copy_to_user((void __user *)arg, &info, sizeof(info)))
-		return -EFAULT;
-	return 0;
+	return rig_region_info_reply(arg, rig_reserved_phys, rig_reserved_size,
+				     RIG_REGION_RESERVED);
 }
 
 RIG_DEFINE_IOCTL(rig_resv)

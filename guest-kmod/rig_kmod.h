@@ -73,6 +73,7 @@ void rig_procfs_exit(void);
 struct proc_dir_entry *rig_proc_dir(void);
 void rig_region_add(struct rig_region *region);
 void rig_region_del(struct rig_region *region);
+long rig_region_info_reply(unsigned long arg, u64 phys, u64 size, u32 kind);
 
 /* ivshmem_pci.c */
 int rig_pci_register(void);
