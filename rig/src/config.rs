@@ -479,16 +479,10 @@ fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, has_shm: bool) -> Result<Che
             Action::Guest { command: cmd.clone(), status: st.status.unwrap_or(0), expect, timeout },
         ),
         (None, Some(h)) => {
-            let (name, action) = host_action(cx, h, span.clone(), key, has_shm, st.status.unwrap_or(0), timeout)?;
-            if expect.is_some() && !matches!(action, Action::HostCommand { .. }) {
+            if expect.is_some() && h.command.is_none() {
                 return Err(cx.invalid(span, key, "`expect` applies to `run` and `host.command` steps only"));
             }
-            let action = match action {
-                Action::HostCommand { command, status, timeout, cwd, .. } => {
-                    Action::HostCommand { command, status, expect, timeout, cwd }
-                }
-                other => other,
-            };
+            let (name, action) = host_action(cx, h, span, key, has_shm, (st.status.unwrap_or(0), expect, timeout))?;
             (st.name.clone().unwrap_or(name), action)
         }
     };
@@ -501,8 +495,8 @@ fn host_action(
     span: std::ops::Range<usize>,
     key: &str,
     has_shm: bool,
-    status: i32,
-    timeout: Duration,
+    // What a `host.command` is held to: status, output, time.
+    (status, expect, timeout): (i32, Option<Expect>, Duration),
 ) -> Result<(String, Action), ConfigError> {
     let kinds = [
         hs.verify_pattern.is_some(),
@@ -562,10 +556,7 @@ fn host_action(
     } else if let Some(hd) = &hs.header {
         (format!("host: module header state {}", hd.state), Action::HostHeader { state: hd.state })
     } else if let Some(c) = &hs.command {
-        (
-            format!("host: {c}"),
-            Action::HostCommand { command: c.clone(), status, expect: None, timeout, cwd: cx.dir.clone() },
-        )
+        (format!("host: {c}"), Action::HostCommand { command: c.clone(), status, expect, timeout, cwd: cx.dir.clone() })
     } else if let Some(d) = &hs.doorbell {
         if d.ring_vector.is_none() == d.wait_vector.is_none() {
             return Err(cx.invalid(

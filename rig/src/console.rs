@@ -127,8 +127,6 @@ pub struct Console {
     interrupt: Arc<AtomicBool>,
     crash: Regex,
     steps: u64,
-    /// Kept from the last wait, for error messages.
-    tail: String,
 }
 
 /// Nap when nothing new arrived; bounds how late an interrupt is noticed.
@@ -148,7 +146,7 @@ impl Console {
         // Zero timeout: every exp() is one look; waiting is done here.
         let session = StreamSession::new(reader, stream, Options::new().timeout_ms(Some(0)));
         let crash = Regex::new(CRASH_PATTERN).map_err(|e| ConsoleError::Expect(e.to_string()))?;
-        Ok(Console { session, arrivals, interrupt, crash, steps: 0, tail: String::new() })
+        Ok(Console { session, arrivals, interrupt, crash, steps: 0 })
     }
 
     /// Waits for `re`; returns (text before, matched text).
@@ -162,7 +160,6 @@ impl Console {
                     if self.crash.is_match(&matched) && !re.is_match(&matched) {
                         return Err(self.collect_crash(what, before, matched));
                     }
-                    self.tail = tail_of(&format!("{before}{matched}"), 2000);
                     return Ok((before, matched));
                 }
                 Err(rexpect::error::Error::Timeout { got, .. }) => {
@@ -238,7 +235,7 @@ impl Console {
         self.session.send_control('c').map_err(|e| ConsoleError::Expect(e.to_string()))
     }
 
-    /// Makes the shell scriptable: no echo, no prompt, no continuation prompt.
+    /// Makes the shell scriptable: no echo, one-byte prompts.
     /// Waits for the shell to confirm with a marker.
     pub fn prepare_shell(&mut self, timeout: Duration) -> Result<(), ConsoleError> {
         // The prompts are one PROMPT_CHAR, which `clean` drops: busybox's
@@ -288,11 +285,6 @@ impl Console {
     pub fn wait_output(&self, max: Duration) {
         let seen = self.arrivals.current();
         self.arrivals.wait_past(seen, max);
-    }
-
-    /// The last text seen (for reports).
-    pub fn tail(&self) -> &str {
-        &self.tail
     }
 }
 

@@ -176,6 +176,15 @@ impl Progress {
         }
     }
 
+    /// Shows notes and progress; results are the caller's to print.
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Note(s) => self.note(&s),
+            Event::Progress(s) => self.start(&s),
+            Event::Plan(_) | Event::Result { .. } => {}
+        }
+    }
+
     /// Prints a note (ending any spinner first).
     fn note(&mut self, text: &str) {
         self.finish();
@@ -389,11 +398,7 @@ fn cmd_shell(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
     let kernel = kernels.first().cloned().unwrap_or_default();
     let opts = RunOptions { kernel, ..run_options(cli, a, plan) };
     let mut progress = Progress::new();
-    let mut emit = |e: Event| match e {
-        Event::Note(s) => progress.note(&s),
-        Event::Progress(s) => progress.start(&s),
-        _ => {}
-    };
+    let mut emit = |e: Event| progress.event(e);
     match rig::shell::shell(&opts, interrupt, &mut emit) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
@@ -415,11 +420,7 @@ fn cmd_bench(cli: &Cli, a: &RunArgs, boots: usize, steps: usize, out: &Path) -> 
     let run = RunOptions { kernel: a.kernel.clone().unwrap_or_default(), ..run_options(cli, a, plan) };
     let opts = rig::bench::BenchOptions { run, boots, steps, out: out.to_path_buf() };
     let mut progress = Progress::new();
-    let mut emit = |e: Event| match e {
-        Event::Note(s) => progress.note(&s),
-        Event::Progress(s) => progress.start(&s),
-        _ => {}
-    };
+    let mut emit = |e: Event| progress.event(e);
     match rig::bench::bench(&opts, interrupt, &mut emit) {
         Ok(r) => {
             println!(

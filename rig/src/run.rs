@@ -357,6 +357,42 @@ pub fn guest_config(
 /// The boot check that fails when the kernel warned or oopsed before the shell.
 pub const BOOT_CLEAN: &str = "no kernel warning or oops during boot";
 
+/// What one guest needs on the host before QEMU starts. Fields drop in
+/// order: the server, then the memory, then the private directory.
+pub struct HostSetup {
+    /// The ivshmem server, when the guest has ivshmem-doorbell.
+    pub server: Option<DoorbellServer>,
+    /// The ivshmem backing file, mapped.
+    pub shm: Option<SharedMemory>,
+    /// QEMU's configuration.
+    pub cfg: QemuConfig,
+    /// The accelerator and why.
+    pub choice: accel::AccelChoice,
+    /// 0700 directory of the sockets and the backing file.
+    pub private: tempfile::TempDir,
+}
+
+/// Private directory, shared memory, accelerator (announced), QEMU
+/// configuration and, for ivshmem-doorbell, the server (it must listen
+/// before QEMU starts).
+pub fn host_setup(opts: &RunOptions, p: &Prepared, emit: &mut dyn FnMut(Event)) -> Result<HostSetup, RunError> {
+    let private = private_dir("rig-")?;
+    let shm = match opts.plan.guest.shm {
+        Some(s) => Some(SharedMemory::create(&private.path().join("ivshmem"), s.size)?),
+        None => None,
+    };
+    let choice = accel::decide(opts.accel, &accel::probe());
+    emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
+    let cfg = guest_config(opts, p, choice.accel, private.path(), shm.as_ref())?;
+    let server = match (&cfg.ivshmem, &shm) {
+        (Some(qemu::SharedMemoryDevice::Doorbell { socket, vectors }), Some(m)) => {
+            Some(DoorbellServer::start(socket, m.path(), *vectors)?)
+        }
+        _ => None,
+    };
+    Ok(HostSetup { server, shm, cfg, choice, private })
+}
+
 /// The groups of a run: boot (one check per loaded module, then the shell),
 /// setup, the tests, teardown.
 pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
@@ -417,22 +453,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     stop()?;
     let tree = &prepared.tree;
 
-    let private = private_dir("rig-")?;
     let run_dir = private_dir("rig-run-")?;
-    let shm = match opts.plan.guest.shm {
-        Some(s) => Some(SharedMemory::create(&private.path().join("ivshmem"), s.size)?),
-        None => None,
-    };
-    let choice = accel::decide(opts.accel, &accel::probe());
-    emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
-    let cfg = guest_config(opts, &prepared, choice.accel, private.path(), shm.as_ref())?;
-    // The doorbell server must listen before QEMU starts.
-    let mut server = match (&cfg.ivshmem, &shm) {
-        (Some(qemu::SharedMemoryDevice::Doorbell { socket, vectors }), Some(m)) => {
-            Some(DoorbellServer::start(socket, m.path(), *vectors)?)
-        }
-        _ => None,
-    };
+    let HostSetup { mut server, shm, cfg, choice, private } = host_setup(opts, &prepared, emit)?;
 
     let group_list = groups(&opts.plan, &prepared);
     emit(Event::Plan(group_list.iter().map(|(n, c)| (n.clone(), c.len())).collect()));

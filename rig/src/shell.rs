@@ -1,11 +1,7 @@
 //! `rig shell`: the same guest `rig run` boots, with its console handed to
 //! the person at the terminal (for debugging a failing step). Ctrl-] leaves.
 
-use crate::accel;
-use crate::doorbell::DoorbellServer;
-use crate::qemu;
 use crate::run::{self, Event, RunError, RunOptions, Timings};
-use crate::shm::SharedMemory;
 use crate::vm::{Vm, VmError};
 use nix::sys::termios::{self, SetArg, Termios};
 use std::io::{Read, Write};
@@ -48,28 +44,16 @@ impl Drop for RawTerminal {
 pub fn shell(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(Event)) -> Result<(), RunError> {
     let mut t = Timings::default();
     let prepared = run::prepare(opts, &mut t, emit)?;
-    let private = run::private_dir("rig-")?;
     let run_dir = run::private_dir("rig-shell-")?;
-    let shm = match opts.plan.guest.shm {
-        Some(s) => Some(SharedMemory::create(&private.path().join("ivshmem"), s.size)?),
-        None => None,
-    };
-    let choice = accel::decide(opts.accel, &accel::probe());
-    emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
-    let cfg = run::guest_config(opts, &prepared, choice.accel, private.path(), shm.as_ref())?;
-    let _server = match (&cfg.ivshmem, &shm) {
-        (Some(qemu::SharedMemoryDevice::Doorbell { socket, vectors }), Some(m)) => {
-            Some(DoorbellServer::start(socket, m.path(), *vectors)?)
-        }
-        _ => None,
-    };
+    let host = run::host_setup(opts, &prepared, emit)?;
+    let (cfg, shm) = (&host.cfg, &host.shm);
     let boot_err = |source: VmError, dir: &tempfile::TempDir| RunError::Boot {
         source: Box::new(source),
         run_dir: dir.path().to_path_buf(),
     };
-    let mut vm = Vm::start(&cfg, run_dir.path(), interrupt.clone()).map_err(|e| boot_err(e, &run_dir))?;
+    let mut vm = Vm::start(cfg, run_dir.path(), interrupt.clone()).map_err(|e| boot_err(e, &run_dir))?;
     vm.wait_ready(opts.boot_timeout).map_err(|e| boot_err(e, &run_dir))?;
-    if let Some(m) = &shm {
+    if let Some(m) = shm {
         emit(Event::Note(format!("shared memory on the host: {}", m.path().display())));
     }
     emit(Event::Note("guest ready: the console is yours; Ctrl-] leaves".into()));

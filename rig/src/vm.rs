@@ -47,7 +47,6 @@ pub struct Vm {
     pub console: Console,
     qmp_socket: Option<PathBuf>,
     stderr_path: PathBuf,
-    interrupt: Arc<AtomicBool>,
     accel: qemu::Accel,
 }
 
@@ -115,7 +114,7 @@ impl Vm {
                 return Err(e.into());
             }
         };
-        Ok(Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, interrupt, accel: cfg.accel })
+        Ok(Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, accel: cfg.accel })
     }
 
     /// Waits for the ready marker; checks every second that QEMU still runs
@@ -206,11 +205,6 @@ impl Vm {
     /// QEMU's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Whether the user asked to stop.
-    pub fn interrupted(&self) -> bool {
-        self.interrupt.load(Ordering::Relaxed)
     }
 }
 
