@@ -38,6 +38,11 @@ if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
                 "$uri" | $sudo tee "$src" >/dev/null
         fi
         backports=yes
+        # QEMU comes from backports only: the stable one conflicts with a
+        # backports qemu-utils that may already be installed.
+        kept=()
+        for pkg in "${need[@]}"; do [ "$pkg" = qemu-system-x86 ] || kept+=("$pkg"); done
+        need=("${kept[@]}")
     fi
 fi
 
