@@ -1,33 +1,23 @@
 //! The rig: boots QEMU guests on Debian kernels, loads a module, drives the
-//! guest over its serial console and checks the shared pages from the host.
+//! guest over its serial console and checks from the host what the device saw.
 //!
-//! One module per job: the kernel catalog ([`catalog`]), downloads
-//! ([`fetch`]), module builds ([`kbuild`]), the guest image ([`initramfs`]),
-//! the QEMU command line ([`qemu`]), the accelerator choice ([`accel`]),
-//! the guest process ([`vm`]) and its console ([`console`]), the host's view
-//! of the ivshmem pages ([`shm`]), checks ([`checks`]) and TAP ([`tap`]).
+//! One folder per stage; data flows one way (docs/architecture.md):
+//! [`plan`] (rig.toml) -> [`kernel`] (catalog, fetch) -> [`build`] (modules)
+//! -> [`image`] (initramfs) -> [`vm`] (QEMU) -> [`guest`] (console protocol)
+//! -> [`host`] (shared memory, doorbell, host commands) -> [`exec`] (the run
+//! recipe and its steps) -> [`results`] (KTAP, JUnit, JSON). [`suites`] runs
+//! many of those (matrix, boots, bench, apidiff). [`support`] holds the small
+//! helpers every stage may use. The binary (`main.rs`, `cli/`) is the only
+//! place that prints and picks exit codes.
 
-pub mod accel;
-pub mod apidiff;
-pub mod bench;
-pub mod boots;
-pub mod catalog;
-pub mod checks;
-pub mod chroot;
-pub mod config;
-pub mod console;
-pub mod doorbell;
-pub mod fetch;
-pub mod hostcmd;
-pub mod initramfs;
-pub mod intree;
-pub mod kbuild;
-pub mod ktap;
-pub mod matrix;
-pub mod qemu;
-pub mod qmp;
-pub mod report;
-pub mod run;
-pub mod shell;
-pub mod shm;
+pub mod build;
+pub mod exec;
+pub mod guest;
+pub mod host;
+pub mod image;
+pub mod kernel;
+pub mod plan;
+pub mod results;
+pub mod suites;
+pub mod support;
 pub mod vm;

@@ -1,0 +1,47 @@
+//! `rig kernels` and `rig fetch`: the catalog and the cache of kernels.
+
+use super::{GlobalArgs, EXIT_RIG};
+use rig::kernel::catalog::Catalog;
+
+#[derive(clap::Args)]
+pub struct FetchCmd {
+    /// Catalog name (see `rig kernels`) or SUITE/FLAVOUR.
+    pub kernel: Option<String>,
+    /// Re-resolve the version even if a kernel is cached.
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+pub fn fetch(g: &GlobalArgs, cmd: &FetchCmd) -> anyhow::Result<u8> {
+    let catalog = Catalog::builtin()?;
+    let entry = match catalog.entry_or_default(cmd.kernel.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return super::UsageError(e.to_string()).report(),
+    };
+    let opts = rig::kernel::fetch::FetchOptions {
+        cache_dir: g.cache_dir(),
+        archive_uri: g.archive.clone(),
+        refresh: cmd.refresh,
+        offline: false,
+    };
+    match rig::kernel::fetch::fetch(&entry, &opts) {
+        Ok(tree) => {
+            println!("{} {} {} {}", tree.name, tree.release, tree.package_version, tree.root.display());
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("rig: error: {e}");
+            Ok(EXIT_RIG)
+        }
+    }
+}
+
+pub fn list() -> anyhow::Result<u8> {
+    let catalog = Catalog::builtin()?;
+    let default = catalog.default_entry().name.clone();
+    for e in catalog.entries() {
+        let mark = if e.name == default { " (default)" } else { "" };
+        println!("{:<16} {:<20} {}{mark}", e.name, format!("{} {}", e.suite, e.flavour), e.description);
+    }
+    Ok(0)
+}

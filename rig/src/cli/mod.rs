@@ -1,0 +1,214 @@
+//! The command line's shared parts: the global and `rig run` arguments, how
+//! they become a [`Plan`] and [`RunOptions`], signals, and exit codes. One
+//! file per subcommand beside it; [`ui`] renders every engine event.
+
+pub mod apidiff;
+pub mod bench;
+pub mod boots;
+pub mod kernels;
+pub mod matrix;
+pub mod run;
+pub mod shell;
+pub mod ui;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use rig::exec::run::{RunError, RunOptions};
+use rig::kernel::catalog::Catalog;
+use rig::plan::config::ModulePlan;
+use rig::plan::Plan;
+use rig::vm::accel::AccelRequest;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit status: a check failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: the rig itself could not run (missing tool, download, QEMU).
+pub const EXIT_RIG: u8 = 3;
+/// Exit status: interrupted by Ctrl-C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Options every subcommand takes.
+#[derive(clap::Args)]
+pub struct GlobalArgs {
+    /// Cache for kernels, builds and images [env: RIG_CACHE_DIR] (default: $XDG_CACHE_HOME/rig).
+    #[arg(long, global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Debian archive URI [env: RIG_DEBIAN_ARCHIVE] (default: the system's apt sources).
+    #[arg(long, global = true, env = "RIG_DEBIAN_ARCHIVE")]
+    pub archive: Option<String>,
+}
+
+impl GlobalArgs {
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(rig::kernel::fetch::default_cache_dir)
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// What `rig run` and every command that boots guests take.
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// Test configuration (default: the reference module's guest-kmod/rig.toml).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Kernel from the catalog, or `all` (default: the config's kernels, else bookworm-6.1).
+    #[arg(long, short)]
+    pub kernel: Option<String>,
+    /// Accelerator: auto picks KVM only when it can really run the guest.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: AccelArg,
+    /// Keep the run directory even when all checks pass.
+    #[arg(long)]
+    pub keep: bool,
+    /// Never use the network (the kernel must be cached).
+    #[arg(long)]
+    pub offline: bool,
+    /// QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// Statically linked busybox for the guest.
+    #[arg(long, default_value = "/bin/busybox")]
+    pub busybox: PathBuf,
+    /// Build and load this module directory instead of the config's modules.
+    #[arg(long)]
+    pub module_dir: Option<PathBuf>,
+    /// Statically linked guest programs (default: built by `make guest`).
+    #[arg(long)]
+    pub guest_bin: Option<PathBuf>,
+    /// Guest memory in MiB (overrides the config).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Guest vCPUs (overrides the config).
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// QEMU CPU model (default: host under KVM, QEMU's default under TCG).
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Boot watchdog in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub boot_timeout: u64,
+    /// Boot with oops=panic.
+    #[arg(long)]
+    pub oops_panic: bool,
+    /// Boot with panic_on_warn=1.
+    #[arg(long)]
+    pub panic_on_warn: bool,
+}
+
+/// The source tree the binary was built from: default config and guest programs.
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal ends the rig at once (QEMU dies with it: PDEATHSIG).
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, flag.clone()).context("installing signal handlers")?;
+    }
+    Ok(flag)
+}
+
+pub fn exit_code_for(e: &RunError) -> u8 {
+    match e {
+        RunError::Catalog(_) => EXIT_USAGE,
+        RunError::Interrupted => EXIT_INTERRUPTED,
+        _ => EXIT_RIG,
+    }
+}
+
+/// A usage or configuration problem: exit 2.
+pub struct UsageError(pub String);
+
+impl UsageError {
+    /// Prints it and gives exit status 2.
+    pub fn report(self) -> anyhow::Result<u8> {
+        eprintln!("rig: error: {}", self.0);
+        Ok(EXIT_USAGE)
+    }
+}
+
+fn usage(e: impl std::fmt::Display) -> UsageError {
+    UsageError(e.to_string())
+}
+
+/// Reads the config and applies the command-line overrides.
+pub fn load_plan(a: &RunArgs) -> Result<Plan, UsageError> {
+    let catalog = Catalog::builtin().map_err(usage)?;
+    let path = a.config.clone().unwrap_or_else(|| project_root().join("guest-kmod/rig.toml"));
+    let mut plan = rig::plan::config::load(&path, &catalog).map_err(usage)?;
+    if let Some(dir) = &a.module_dir {
+        if !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
+            return Err(UsageError(format!(
+                "--module-dir {}: no Kbuild or Makefile there; point it at a module source directory",
+                dir.display()
+            )));
+        }
+        let params = plan.modules.first().map(|m| m.params.clone()).unwrap_or_default();
+        plan.modules = vec![ModulePlan { dir: dir.clone(), make_vars: vec![], params, load: true }];
+    }
+    if let Some(m) = a.memory {
+        plan.guest.memory_mib = m;
+    }
+    if let Some(c) = a.cpus {
+        plan.guest.cpus = c;
+    }
+    if a.oops_panic {
+        plan.guest.cmdline.push("oops=panic".into());
+    }
+    if a.panic_on_warn {
+        plan.guest.cmdline.push("panic_on_warn=1".into());
+    }
+    Ok(plan)
+}
+
+/// The plan and the kernels `--kernel` names (else the config's, else the default).
+pub fn plan_and_kernels(a: &RunArgs) -> Result<(Plan, Vec<String>), UsageError> {
+    let plan = load_plan(a)?;
+    let catalog = Catalog::builtin().map_err(usage)?;
+    let names = catalog.select(a.kernel.as_deref(), &plan.kernels).map_err(usage)?;
+    Ok((plan, names))
+}
+
+/// The engine's options for `a` and `plan`; `kernel` is set per run.
+pub fn run_options(g: &GlobalArgs, a: &RunArgs, plan: Plan) -> RunOptions {
+    RunOptions {
+        kernel: String::new(),
+        plan,
+        cache_dir: g.cache_dir(),
+        archive_uri: g.archive.clone(),
+        offline: a.offline,
+        accel: match a.accel {
+            AccelArg::Auto => AccelRequest::Auto,
+            AccelArg::Kvm => AccelRequest::Kvm,
+            AccelArg::Tcg => AccelRequest::Tcg,
+        },
+        qemu: a.qemu.clone(),
+        busybox: a.busybox.clone(),
+        guest_bin: a
+            .guest_bin
+            .clone()
+            .unwrap_or_else(|| project_root().join("target/x86_64-unknown-linux-gnu/release/rig-guest")),
+        cpu_model: a.cpu.clone(),
+        boot_timeout: Duration::from_secs(a.boot_timeout),
+        keep: a.keep,
+    }
+}
+
+/// Guests or builds at once by default: the number of CPUs.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,107 @@
+//! `rig run`: one run per kernel, KTAP on stdout as results arrive, then
+//! JSON and JUnit files if asked.
+
+use super::ui::Ui;
+use super::{exit_code_for, install_signal_handlers, plan_and_kernels, run_options, GlobalArgs, RunArgs};
+use super::{EXIT_FAILED, EXIT_INTERRUPTED};
+use anyhow::Context;
+use rig::exec::run::{Event, RunOptions};
+use rig::results::ktap::Ktap;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct RunCmd {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Write JUnit XML here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
+    let (plan, kernels) = match plan_and_kernels(&cmd.run) {
+        Ok(v) => v,
+        Err(e) => return e.report(),
+    };
+    let interrupt = install_signal_handlers()?;
+    let base = run_options(g, &cmd.run, plan);
+    let (mut ktap, head) = Ktap::start(kernels.len());
+    println!("{head}");
+    let mut worst = 0u8;
+    let mut json_kernels = Vec::new();
+    let mut reports = Vec::new();
+    for name in &kernels {
+        let opts = RunOptions { kernel: name.clone(), ..base.clone() };
+        let mut planned = false;
+        let mut ui = Ui::new();
+        let result = {
+            let mut emit = |e: Event| match ui.event(e) {
+                Some(Event::Plan(groups)) => {
+                    planned = true;
+                    println!("{}", ktap.kernel_plan(name, &groups));
+                }
+                Some(Event::Result { group, result }) => println!("{}", ktap.result(group, &result)),
+                _ => {}
+            };
+            rig::exec::run::run(&opts, interrupt.clone(), &mut emit)
+        };
+        ui.finish();
+        match result {
+            Ok(report) => {
+                println!("{}", ktap.kernel_end(name, report.passed(), None));
+                println!("{}", rig::results::ktap::summary(&report.results));
+                let t = &report.timings;
+                ui.note(&format!(
+                    "{} on {}: fetch {:.1?}, build {:.1?}, initramfs {:.1?}, boot {:.2?}, checks {:.2?}, power-off {:.2?}, total {:.2?}",
+                    if report.passed() { "PASS" } else { "FAIL" },
+                    report.release,
+                    t.fetch,
+                    t.build,
+                    t.initramfs,
+                    t.boot,
+                    t.checks,
+                    t.shutdown,
+                    t.total
+                ));
+                if report.kept {
+                    ui.note(&format!("run directory: {}", report.run_dir.display()));
+                } else {
+                    ui.note(&format!("run directory {} removed (pass --keep to keep it)", report.run_dir.display()));
+                }
+                if !report.passed() {
+                    worst = worst.max(EXIT_FAILED);
+                }
+                json_kernels.push(rig::results::report::kernel(&report));
+                reports.push(report);
+            }
+            Err(e) => {
+                if !planned {
+                    ktap.kernel_skipped_plan();
+                }
+                println!("{}", ktap.kernel_end(name, false, Some(&e.to_string())));
+                ui.error(&e.to_string());
+                json_kernels.push(rig::results::report::kernel_error(name, &e.to_string()));
+                let code = exit_code_for(&e);
+                if code == EXIT_INTERRUPTED {
+                    return Ok(code);
+                }
+                worst = worst.max(code);
+            }
+        }
+    }
+    if let Some(path) = &cmd.json {
+        let all = rig::results::report::RunJson { passed: worst == 0, kernels: json_kernels };
+        write_file(path, &(serde_json::to_string_pretty(&all)? + "\n"))?;
+    }
+    if let Some(path) = &cmd.junit {
+        write_file(path, &rig::results::report::junit(&reports))?;
+    }
+    Ok(worst)
+}

@@ -1,0 +1,7 @@
+//! Executing a plan: the linear recipe of `rig run` (prepare, host set-up,
+//! boot, steps, power off), one step at a time, and the interactive shell.
+//! Uses every stage below it; nothing below imports from here.
+
+pub mod run;
+pub mod shell;
+pub mod step;

@@ -1,0 +1,718 @@
+//! `rig.toml`: what to build, what goes into the guest, and the test steps
+//! (see docs/config.md). Parsed with serde (`deny_unknown_fields`), then
+//! validated into a [`Plan`]; every error names the file, the line and the
+//! key, before anything boots.
+
+use crate::kernel::catalog::Catalog;
+use crate::plan::step::{Action, Check, Expect};
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A configuration problem, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// TOML syntax, an unknown key or a wrong type.
+    #[error("{path}:{line}: {message}")]
+    Parse { path: PathBuf, line: usize, message: String },
+    /// A value that parses but cannot work.
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid { path: PathBuf, line: usize, key: String, message: String },
+}
+
+/// `kernels = "all"` or a list of names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KernelsSpec {
+    /// `"all"` or `"default"` or one name.
+    One(String),
+    /// Several names.
+    Many(Vec<String>),
+}
+
+/// `[[module]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleSpec {
+    /// Source directory (Kbuild or Makefile).
+    pub path: Spanned<String>,
+    /// Extra make variables.
+    #[serde(default)]
+    pub make: BTreeMap<String, String>,
+    /// insmod parameters.
+    #[serde(default)]
+    pub params: String,
+    /// Load at boot (default true).
+    #[serde(default = "yes")]
+    pub load: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `guest.files` entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Host path.
+    pub src: Spanned<String>,
+    /// Guest path (absolute).
+    pub dest: Spanned<String>,
+    /// Octal permission bits, default "0644" ("0755" for ELF executables).
+    pub mode: Option<Spanned<String>>,
+}
+
+/// `[guest.ivshmem]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IvshmemSpec {
+    /// Size in MiB; 0 means no device.
+    #[serde(default = "default_shm_mib")]
+    pub size_mib: Spanned<u64>,
+    /// ivshmem-doorbell served by the rig instead of ivshmem-plain.
+    #[serde(default)]
+    pub doorbell: bool,
+    /// Doorbell MSI-X vectors.
+    #[serde(default = "default_vectors")]
+    pub vectors: u32,
+}
+
+fn default_shm_mib() -> Spanned<u64> {
+    Spanned::new(0..0, 4)
+}
+fn default_vectors() -> u32 {
+    2
+}
+
+/// `[guest]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSpec {
+    /// RAM in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mib: u32,
+    /// vCPUs.
+    #[serde(default = "default_cpus")]
+    pub cpus: u32,
+    /// Kernel command-line extras.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+    /// Boot with `oops=panic`.
+    #[serde(default)]
+    pub oops_panic: bool,
+    /// Boot with `panic_on_warn=1`.
+    #[serde(default)]
+    pub panic_on_warn: bool,
+    /// Files to copy into the guest.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Shared memory; default 4 MiB ivshmem-plain.
+    pub ivshmem: Option<IvshmemSpec>,
+}
+
+fn default_memory() -> u32 {
+    256
+}
+fn default_cpus() -> u32 {
+    1
+}
+
+impl Default for GuestSpec {
+    fn default() -> Self {
+        GuestSpec {
+            memory_mib: default_memory(),
+            cpus: default_cpus(),
+            cmdline: vec![],
+            oops_panic: false,
+            panic_on_warn: false,
+            files: vec![],
+            ivshmem: None,
+        }
+    }
+}
+
+/// `host.verify_pattern` / `host.fill_pattern`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternSpec {
+    pub offset: u64,
+    pub len: u64,
+    pub seed: u32,
+}
+
+/// `host.expect_bytes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BytesSpec {
+    pub offset: u64,
+    pub hex: String,
+}
+
+/// `host.expect_string`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringSpec {
+    pub offset: u64,
+    pub string: String,
+}
+
+/// `host.header`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSpec {
+    pub state: u32,
+}
+
+/// `host = { ... }`: exactly one kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub verify_pattern: Option<PatternSpec>,
+    pub fill_pattern: Option<PatternSpec>,
+    pub expect_bytes: Option<BytesSpec>,
+    pub expect_string: Option<StringSpec>,
+    pub header: Option<HeaderSpec>,
+    pub write_bytes: Option<BytesSpec>,
+    pub produce: Option<ProduceSpec>,
+    pub write_string: Option<StringSpec>,
+    pub command: Option<String>,
+    pub doorbell: Option<DoorbellSpec>,
+}
+
+/// `host.produce`: the host puts buffers into the reference module's ring.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceSpec {
+    pub count: u32,
+    pub len: u32,
+    pub seed: u32,
+}
+
+/// `host.doorbell`: the host peer as producer through ivshmem-doorbell.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorbellSpec {
+    /// Ring the guest on this vector.
+    pub ring_vector: Option<u32>,
+    /// Wait for the guest to ring the host on this vector.
+    pub wait_vector: Option<u32>,
+    /// Timeout in seconds for `wait_vector`.
+    pub timeout: Option<u64>,
+}
+
+/// A step: `run` (guest) or `host`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: Option<String>,
+    pub run: Option<String>,
+    pub host: Option<HostSpec>,
+    pub status: Option<i32>,
+    pub expect: Option<String>,
+    pub expect_regex: Option<Spanned<String>>,
+    pub timeout: Option<u64>,
+}
+
+/// `[[test]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    pub name: String,
+    #[serde(default)]
+    pub step: Vec<Spanned<StepSpec>>,
+}
+
+/// The whole file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub kernels: Option<Spanned<KernelsSpec>>,
+    #[serde(default)]
+    pub module: Vec<ModuleSpec>,
+    #[serde(default)]
+    pub intree: Vec<String>,
+    #[serde(default)]
+    pub guest: GuestSpec,
+    #[serde(default)]
+    pub setup: Vec<Spanned<StepSpec>>,
+    #[serde(default)]
+    pub teardown: Vec<Spanned<StepSpec>>,
+    #[serde(default)]
+    pub test: Vec<TestSpec>,
+}
+
+/// A module to build and maybe load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModulePlan {
+    pub dir: PathBuf,
+    pub make_vars: Vec<(String, String)>,
+    pub params: String,
+    pub load: bool,
+}
+
+/// A file for the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePlan {
+    pub src: PathBuf,
+    pub dest: String,
+    pub mode: Option<u32>,
+}
+
+/// Shared memory of the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShmPlan {
+    pub size: u64,
+    pub doorbell: bool,
+    pub vectors: u32,
+}
+
+/// Guest settings after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPlan {
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub cmdline: Vec<String>,
+    pub files: Vec<FilePlan>,
+    pub shm: Option<ShmPlan>,
+}
+
+/// A named group of checks.
+#[derive(Debug, Clone)]
+pub struct TestGroup {
+    pub name: String,
+    pub checks: Vec<Check>,
+}
+
+/// A validated configuration: what `rig run -c` executes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where the file was (relative paths resolve against its directory).
+    pub source: PathBuf,
+    /// Catalog names; empty means the default kernel.
+    pub kernels: Vec<String>,
+    pub modules: Vec<ModulePlan>,
+    pub intree: Vec<String>,
+    pub guest: GuestPlan,
+    pub setup: Vec<Check>,
+    pub teardown: Vec<Check>,
+    pub tests: Vec<TestGroup>,
+}
+
+/// Default per-step timeout.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len())).map(|s| s.matches('\n').count() + 1).unwrap_or(1)
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: line_of(self.text, span.start),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        let joined = if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) };
+        // Canonical when it exists, so messages and cache keys are stable.
+        std::fs::canonicalize(&joined).unwrap_or(joined)
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path, catalog: &Catalog) -> Result<Plan, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse(path, &text, catalog)
+}
+
+/// Parses and validates config text (as if read from `path`).
+pub fn parse(path: &Path, text: &str, catalog: &Catalog) -> Result<Plan, ConfigError> {
+    let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        message: e.message().to_string(),
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let cx = Ctx { path, text, dir };
+    validate(&cx, file, catalog)
+}
+
+fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigError> {
+    let kernels = match &f.kernels {
+        None => vec![],
+        Some(k) => {
+            let words = match k.get_ref() {
+                KernelsSpec::One(s) if s == "default" => vec![],
+                KernelsSpec::One(s) => vec![s.clone()],
+                KernelsSpec::Many(v) => v.clone(),
+            };
+            if words.is_empty() {
+                vec![]
+            } else {
+                catalog.select(Some(&words.join(",")), &[]).map_err(|e| cx.invalid(k.span(), "kernels", e.to_string()))?
+            }
+        }
+    };
+
+    let mut modules = Vec::new();
+    for (i, m) in f.module.iter().enumerate() {
+        let dir = cx.resolve(m.path.get_ref());
+        let key = format!("module[{i}].path");
+        if !dir.is_dir() {
+            return Err(cx.invalid(m.path.span(), &key, format!("directory {} does not exist", dir.display())));
+        }
+        if !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
+            return Err(cx.invalid(m.path.span(), &key, format!("{} has no Kbuild or Makefile", dir.display())));
+        }
+        modules.push(ModulePlan {
+            dir,
+            make_vars: m.make.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            params: m.params.clone(),
+            load: m.load,
+        });
+    }
+
+    let g = &f.guest;
+    let mut cmdline = g.cmdline.clone();
+    if g.oops_panic {
+        cmdline.push("oops=panic".into());
+    }
+    if g.panic_on_warn {
+        cmdline.push("panic_on_warn=1".into());
+    }
+    let mut files = Vec::new();
+    for (i, fs) in g.files.iter().enumerate() {
+        let src = cx.resolve(fs.src.get_ref());
+        if !src.is_file() {
+            return Err(cx.invalid(
+                fs.src.span(),
+                &format!("guest.files[{i}].src"),
+                format!("file {} does not exist", src.display()),
+            ));
+        }
+        if !fs.dest.get_ref().starts_with('/') {
+            return Err(cx.invalid(
+                fs.dest.span(),
+                &format!("guest.files[{i}].dest"),
+                "must be an absolute guest path",
+            ));
+        }
+        let mode = match &fs.mode {
+            None => None,
+            Some(m) => Some(u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8).map_err(|_| {
+                cx.invalid(
+                    m.span(),
+                    &format!("guest.files[{i}].mode"),
+                    format!("`{}` is not an octal mode like \"0755\"", m.get_ref()),
+                )
+            })?),
+        };
+        files.push(FilePlan { src, dest: fs.dest.get_ref().clone(), mode });
+    }
+    let shm = match &g.ivshmem {
+        None => Some(ShmPlan { size: 4 << 20, doorbell: false, vectors: default_vectors() }),
+        Some(s) if *s.size_mib.get_ref() == 0 => None,
+        Some(s) => {
+            let mib = *s.size_mib.get_ref();
+            if !mib.is_power_of_two() {
+                return Err(cx.invalid(
+                    s.size_mib.span(),
+                    "guest.ivshmem.size_mib",
+                    "must be a power of two (1, 2, 4, ...)",
+                ));
+            }
+            Some(ShmPlan { size: mib << 20, doorbell: s.doorbell, vectors: s.vectors })
+        }
+    };
+    let guest = GuestPlan { memory_mib: g.memory_mib, cpus: g.cpus, cmdline, files, shm };
+
+    let steps = |list: &[Spanned<StepSpec>], key: &str| -> Result<Vec<Check>, ConfigError> {
+        list.iter().enumerate().map(|(i, s)| step(cx, s, &format!("{key}[{i}]"), guest.shm.is_some())).collect()
+    };
+    let setup = steps(&f.setup, "setup")?;
+    let teardown = steps(&f.teardown, "teardown")?;
+    let mut tests = Vec::new();
+    for (i, t) in f.test.iter().enumerate() {
+        tests.push(TestGroup { name: t.name.clone(), checks: steps(&t.step, &format!("test[{i}].step"))? });
+    }
+    Ok(Plan { source: cx.path.to_path_buf(), kernels, modules, intree: f.intree, guest, setup, teardown, tests })
+}
+
+fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, has_shm: bool) -> Result<Check, ConfigError> {
+    let span = s.span();
+    let st = s.get_ref();
+    let timeout = st.timeout.map(Duration::from_secs).unwrap_or(DEFAULT_STEP_TIMEOUT);
+    let expect = match (&st.expect, &st.expect_regex) {
+        (Some(_), Some(_)) => return Err(cx.invalid(span, key, "give `expect` or `expect_regex`, not both")),
+        (Some(sub), None) => Some(Expect::Contains(sub.clone())),
+        (None, Some(re)) => Some(Expect::Matches(
+            Regex::new(&format!("(?m){}", re.get_ref()))
+                .map_err(|e| cx.invalid(re.span(), &format!("{key}.expect_regex"), e.to_string()))?,
+        )),
+        (None, None) => None,
+    };
+    let (name, action) = match (&st.run, &st.host) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(cx.invalid(span, key, "a step has exactly one of `run` (guest command) or `host` (host check)"))
+        }
+        (Some(cmd), None) => (
+            st.name.clone().unwrap_or_else(|| cmd.clone()),
+            Action::Guest { command: cmd.clone(), status: st.status.unwrap_or(0), expect, timeout },
+        ),
+        (None, Some(h)) => {
+            if expect.is_some() && h.command.is_none() {
+                return Err(cx.invalid(span, key, "`expect` applies to `run` and `host.command` steps only"));
+            }
+            let (name, action) = host_action(cx, h, span, key, has_shm, (st.status.unwrap_or(0), expect, timeout))?;
+            (st.name.clone().unwrap_or(name), action)
+        }
+    };
+    Ok(Check { name, action })
+}
+
+fn host_action(
+    cx: &Ctx,
+    hs: &HostSpec,
+    span: std::ops::Range<usize>,
+    key: &str,
+    has_shm: bool,
+    // What a `host.command` is held to: status, output, time.
+    (status, expect, timeout): (i32, Option<Expect>, Duration),
+) -> Result<(String, Action), ConfigError> {
+    let kinds = [
+        hs.verify_pattern.is_some(),
+        hs.fill_pattern.is_some(),
+        hs.expect_bytes.is_some(),
+        hs.expect_string.is_some(),
+        hs.header.is_some(),
+        hs.write_bytes.is_some(),
+        hs.produce.is_some(),
+        hs.write_string.is_some(),
+        hs.command.is_some(),
+        hs.doorbell.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err(cx.invalid(
+            span,
+            &format!("{key}.host"),
+            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell",
+        ));
+    }
+    if hs.command.is_none() && !has_shm {
+        return Err(cx.invalid(span, &format!("{key}.host"), "host memory checks need [guest.ivshmem] (size_mib > 0)"));
+    }
+    let r = if let Some(p) = &hs.verify_pattern {
+        (
+            format!("host: pattern {} at {:#x}+{:#x}", p.seed, p.offset, p.len),
+            Action::HostVerify { offset: p.offset, len: p.len, seed: p.seed },
+        )
+    } else if let Some(p) = &hs.fill_pattern {
+        (
+            format!("host: write pattern {} at {:#x}+{:#x}", p.seed, p.offset, p.len),
+            Action::HostFill { offset: p.offset, len: p.len, seed: p.seed },
+        )
+    } else if let Some(b) = &hs.expect_bytes {
+        let bytes =
+            parse_hex(&b.hex).map_err(|m| cx.invalid(span.clone(), &format!("{key}.host.expect_bytes.hex"), m))?;
+        (format!("host: bytes at {:#x} are {}", b.offset, b.hex), Action::HostBytes { offset: b.offset, bytes })
+    } else if let Some(s) = &hs.expect_string {
+        (
+            format!("host: string at {:#x} is {:?}", s.offset, s.string),
+            Action::HostBytes { offset: s.offset, bytes: s.string.as_bytes().to_vec() },
+        )
+    } else if let Some(b) = &hs.write_bytes {
+        let bytes =
+            parse_hex(&b.hex).map_err(|m| cx.invalid(span.clone(), &format!("{key}.host.write_bytes.hex"), m))?;
+        (format!("host: write {} at {:#x}", b.hex, b.offset), Action::HostWrite { offset: b.offset, bytes })
+    } else if let Some(p) = &hs.produce {
+        (
+            format!("host: produce {} buffers of {} bytes into the ring", p.count, p.len),
+            Action::HostProduce { count: p.count, len: p.len, seed: p.seed },
+        )
+    } else if let Some(w) = &hs.write_string {
+        (
+            format!("host: write {:?} at {:#x}", w.string, w.offset),
+            Action::HostWrite { offset: w.offset, bytes: w.string.as_bytes().to_vec() },
+        )
+    } else if let Some(hd) = &hs.header {
+        (format!("host: module header state {}", hd.state), Action::HostHeader { state: hd.state })
+    } else if let Some(c) = &hs.command {
+        (format!("host: {c}"), Action::HostCommand { command: c.clone(), status, expect, timeout, cwd: cx.dir.clone() })
+    } else if let Some(d) = &hs.doorbell {
+        if d.ring_vector.is_none() == d.wait_vector.is_none() {
+            return Err(cx.invalid(
+                span,
+                &format!("{key}.host.doorbell"),
+                "give exactly one of ring_vector or wait_vector",
+            ));
+        }
+        let t = d.timeout.map(Duration::from_secs).unwrap_or(Duration::from_secs(10));
+        match (d.ring_vector, d.wait_vector) {
+            (Some(v), _) => (format!("host: ring the guest on vector {v}"), Action::HostRing { vector: v }),
+            (_, Some(v)) => (format!("host: guest rings vector {v}"), Action::HostWaitRing { vector: v, timeout: t }),
+            _ => unreachable!("checked above"),
+        }
+    } else {
+        unreachable!("exactly one kind checked above")
+    };
+    Ok(r)
+}
+
+/// `"52 49 47 53"` or `"52494753"` into bytes.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let digits = digits.trim_start_matches("0x");
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
+        return Err(format!("`{s}` is not an even number of hex digits"));
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).map_err(|_| format!("`{s}` is not hex")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cat() -> Catalog {
+        Catalog::builtin().expect("catalog")
+    }
+
+    fn parse_in(dir: &Path, text: &str) -> Result<Plan, ConfigError> {
+        parse(&dir.join("rig.toml"), text, &cat())
+    }
+
+    fn module_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(d.path().join("m")).expect("mkdir");
+        std::fs::write(d.path().join("m/Kbuild"), "obj-m := m.o\n").expect("kbuild");
+        d
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let d = module_dir();
+        std::fs::write(d.path().join("tool"), "#!/bin/sh\n").expect("tool");
+        let text = r#"
+kernels = ["bookworm-6.1"]
+intree = ["vfio-pci"]
+[[module]]
+path = "m"
+make = { W = "1" }
+params = "x=1"
+[guest]
+memory_mib = 512
+cmdline = ["memmap=1M$0x30000000"]
+panic_on_warn = true
+files = [ { src = "tool", dest = "/usr/bin/tool", mode = "0755" } ]
+[guest.ivshmem]
+size_mib = 8
+[[setup]]
+run = "echo setup"
+[[test]]
+name = "t1"
+  [[test.step]]
+  run = "echo hi"
+  expect = "hi"
+  [[test.step]]
+  name = "host side"
+  host.verify_pattern = { offset = 0x1000, len = 16, seed = 7 }
+  [[test.step]]
+  host.expect_bytes = { offset = 0, hex = "52 49 47 53" }
+  [[test.step]]
+  host.command = "cmp {shm} {shm}"
+  expect_regex = "^$"
+"#;
+        let p = parse_in(d.path(), text).expect("plan");
+        assert_eq!(p.kernels, vec!["bookworm-6.1"]);
+        assert_eq!(p.modules[0].make_vars, vec![("W".to_string(), "1".to_string())]);
+        assert!(p.guest.cmdline.contains(&"panic_on_warn=1".to_string()));
+        assert_eq!(p.guest.shm.map(|s| s.size), Some(8 << 20));
+        assert_eq!(p.guest.files[0].mode, Some(0o755));
+        assert_eq!(p.tests[0].checks.len(), 4);
+        assert_eq!(p.tests[0].checks[0].name, "echo hi");
+        assert_eq!(p.tests[0].checks[1].name, "host side");
+        assert!(matches!(&p.tests[0].checks[2].action, Action::HostBytes { bytes, .. } if bytes == b"RIGS"));
+    }
+
+    fn err(text: &str) -> String {
+        let d = module_dir();
+        match parse_in(d.path(), text) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_key_has_line() {
+        let e = err("[guest]\nmemory_mib = 256\nmemroy = 3\n");
+        assert!(e.contains("rig.toml:3") && e.contains("memroy"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_has_line() {
+        let e = err("[guest]\n\ncpus = \"two\"\n");
+        assert!(e.contains("rig.toml:3"), "{e}");
+    }
+
+    #[test]
+    fn missing_module_dir_and_file() {
+        let e = err("[[module]]\npath = \"nope\"\n");
+        assert!(e.contains("rig.toml:2") && e.contains("module[0].path") && e.contains("does not exist"), "{e}");
+        let e = err("[guest]\nfiles = [ { src = \"missing\", dest = \"/x\" } ]\n");
+        assert!(e.contains("guest.files[0].src") && e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn step_shapes() {
+        let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nrun = \"x\"\nhost.header = { state = 1 }\n");
+        assert!(e.contains("test[0].step[0]") && e.contains("exactly one"), "{e}");
+        let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nrun = \"x\"\nexpect_regex = \"(\"\n");
+        assert!(e.contains("expect_regex"), "{e}");
+        let e =
+            err("[guest.ivshmem]\nsize_mib = 0\n[[test]]\nname = \"a\"\n[[test.step]]\nhost.header = { state = 1 }\n");
+        assert!(e.contains("need [guest.ivshmem]"), "{e}");
+        let e = err("[guest.ivshmem]\nsize_mib = 3\n");
+        assert!(e.contains("power of two") && e.contains("rig.toml:2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_kernel_named() {
+        let e = err("kernels = [\"bogus-1.0\"]\n");
+        assert!(e.contains("kernels") && e.contains("bogus-1.0"), "{e}");
+    }
+
+    #[test]
+    fn all_kernels() {
+        let d = module_dir();
+        let p = parse_in(d.path(), "kernels = \"all\"\n").expect("plan");
+        assert!(p.kernels.len() >= 4);
+    }
+
+    #[test]
+    fn hex() {
+        assert_eq!(parse_hex("0a ff"), Ok(vec![10, 255]));
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex("zz").is_err());
+    }
+}

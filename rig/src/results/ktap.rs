@@ -1,0 +1,166 @@
+//! KTAP output, as the kernel's own tests print it: one level per kernel,
+//! one per test group, one line per step; failures carry `#` diagnostics.
+//! Written as results arrive, so a long run shows progress.
+
+use crate::results::{CheckResult, Outcome};
+
+const INDENT: &str = "    ";
+
+/// Streaming KTAP writer; each method returns the text to print.
+#[derive(Debug, Default)]
+pub struct Ktap {
+    kernel: usize,
+    groups: Vec<(String, usize)>,
+    seen: Vec<usize>,
+    group_ok: Vec<bool>,
+}
+
+fn diag(prefix: &str, text: &str, max_lines: usize) -> String {
+    text.lines().take(max_lines).map(|l| format!("\n{prefix}# {l}")).collect()
+}
+
+impl Ktap {
+    /// `KTAP version 1` and the plan: one subtest per kernel.
+    pub fn start(kernels: usize) -> (Ktap, String) {
+        (Ktap::default(), format!("KTAP version 1\n1..{kernels}"))
+    }
+
+    /// A kernel's subtest header and its plan of groups.
+    pub fn kernel_plan(&mut self, name: &str, groups: &[(String, usize)]) -> String {
+        self.kernel += 1;
+        self.groups = groups.to_vec();
+        self.seen = vec![0; groups.len()];
+        self.group_ok = vec![true; groups.len()];
+        format!("{INDENT}KTAP version 1\n{INDENT}# Subtest: {name}\n{INDENT}1..{}", groups.len())
+    }
+
+    /// One step's line; closes its group after the last step.
+    pub fn result(&mut self, group: usize, r: &CheckResult) -> String {
+        let Some((gname, count)) = self.groups.get(group).cloned() else { return String::new() };
+        let p2 = format!("{INDENT}{INDENT}");
+        let mut s = String::new();
+        if self.seen[group] == 0 {
+            s.push_str(&format!("{p2}KTAP version 1\n{p2}# Subtest: {gname}\n{p2}1..{count}\n"));
+        }
+        self.seen[group] += 1;
+        let n = self.seen[group];
+        let side = if r.host_side { " [host]" } else { "" };
+        let name = one_line(&r.name);
+        match &r.outcome {
+            Outcome::Pass => s.push_str(&format!("{p2}ok {n} {name}{side}")),
+            Outcome::NotRun(why) => {
+                self.group_ok[group] = false;
+                s.push_str(&format!("{p2}not ok {n} {name}{side} # SKIP not run: {}", one_line(why)));
+            }
+            Outcome::Fail(why) => {
+                self.group_ok[group] = false;
+                s.push_str(&format!("{p2}not ok {n} {name}{side}"));
+                s.push_str(&diag(&p2, why, 40));
+                if !r.output.is_empty() && r.output.trim() != why.trim() {
+                    s.push_str(&format!("\n{p2}# output:"));
+                    s.push_str(&diag(&p2, &crate::guest::console::tail_of(&r.output, 1500), 40));
+                }
+            }
+        }
+        if n == count {
+            let verdict = if self.group_ok[group] { "ok" } else { "not ok" };
+            s.push_str(&format!("\n{INDENT}{verdict} {} {gname}", group + 1));
+        }
+        s
+    }
+
+    /// The kernel's result line; `error` when the run could not produce results.
+    pub fn kernel_end(&mut self, name: &str, passed: bool, error: Option<&str>) -> String {
+        match error {
+            Some(e) => {
+                let mut s = format!("not ok {} {name}", self.kernel.max(1));
+                s.push_str(&diag("", e, 30));
+                s
+            }
+            None => format!("{} {} {name}", if passed { "ok" } else { "not ok" }, self.kernel),
+        }
+    }
+
+    /// Notes that a kernel failed before its plan (no subtest block).
+    pub fn kernel_skipped_plan(&mut self) {
+        self.kernel += 1;
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").replace('#', "\\#")
+}
+
+/// Counts for the closing summary comment.
+pub fn summary(results: &[CheckResult]) -> String {
+    let passed = results.iter().filter(|r| r.passed()).count();
+    let failed = results.iter().filter(|r| matches!(r.outcome, Outcome::Fail(_))).count();
+    format!("# {passed} passed, {failed} failed, {} not run", results.len() - passed - failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn r(name: &str, outcome: Outcome) -> CheckResult {
+        CheckResult { name: name.into(), outcome, output: "out".into(), elapsed: Duration::ZERO, host_side: false }
+    }
+
+    #[test]
+    fn nested_ktap() {
+        let (mut k, head) = Ktap::start(1);
+        let mut text = head;
+        text.push('\n');
+        text.push_str(&k.kernel_plan("bookworm-6.1", &[("boot".into(), 1), ("mmap".into(), 2)]));
+        text.push('\n');
+        text.push_str(&k.result(0, &r("insmod a.ko", Outcome::Pass)));
+        text.push('\n');
+        text.push_str(&k.result(1, &r("write # then read", Outcome::Pass)));
+        text.push('\n');
+        text.push_str(&k.result(1, &r("host sees it", Outcome::Fail("bytes differ".into()))));
+        text.push('\n');
+        text.push_str(&k.kernel_end("bookworm-6.1", false, None));
+        let want = "\
+KTAP version 1
+1..1
+    KTAP version 1
+    # Subtest: bookworm-6.1
+    1..2
+        KTAP version 1
+        # Subtest: boot
+        1..1
+        ok 1 insmod a.ko
+    ok 1 boot
+        KTAP version 1
+        # Subtest: mmap
+        1..2
+        ok 1 write \\# then read
+        not ok 2 host sees it
+        # bytes differ
+        # output:
+        # out
+    not ok 2 mmap
+not ok 1 bookworm-6.1";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn not_run_is_skip_and_fails_the_group() {
+        let (mut k, _) = Ktap::start(1);
+        k.kernel_plan("k", &[("g".into(), 1)]);
+        let s = k.result(0, &r("x", Outcome::NotRun("the guest kernel crashed\nmore".into())));
+        assert!(s.ends_with("\n        not ok 1 x # SKIP not run: the guest kernel crashed\n    not ok 1 g"), "{s}");
+        assert_eq!(
+            summary(&[r("a", Outcome::Pass), r("b", Outcome::NotRun("x".into()))]),
+            "# 1 passed, 0 failed, 1 not run"
+        );
+    }
+
+    #[test]
+    fn kernel_error_has_diagnostics() {
+        let (mut k, _) = Ktap::start(2);
+        k.kernel_skipped_plan();
+        assert_eq!(k.kernel_end("sid-7", false, Some("QEMU died\ntail")), "not ok 1 sid-7\n# QEMU died\n# tail");
+    }
+}

@@ -1,0 +1,8 @@
+//! Results: the tree of verdicts (run -> group -> step) and the KTAP, JUnit
+//! and JSON writers. Pure: builds text, never prints.
+
+pub mod ktap;
+pub mod report;
+mod tree;
+
+pub use tree::{CheckResult, Outcome};
