@@ -1,10 +1,10 @@
 //! `rig apidiff`: the API x kernel table from real builds.
 
 use super::boots::all_by_default;
+use super::ui::Ui;
 use super::{cpus, exit_code_for, install_signal_handlers, load_plan, run_options, GlobalArgs, RunArgs, UsageError};
 use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_RIG};
 use rig::suites::apidiff::{self, ApidiffError, ApidiffOptions};
-use super::ui::Ui;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -41,7 +41,8 @@ pub fn main(g: &GlobalArgs, a: &ApidiffCmd) -> anyhow::Result<u8> {
         Err(e) => return e.report(),
     };
     let Some(module_dir) = plan.modules.first().map(|m| m.dir.clone()) else {
-        return UsageError("the config builds no module: pass --module-dir or a config with a [[module]]".into()).report();
+        return UsageError("the config builds no module: pass --module-dir or a config with a [[module]]".into())
+            .report();
     };
     let interrupt = install_signal_handlers()?;
     let opts = ApidiffOptions {

@@ -1,8 +1,8 @@
 //! `rig boots`: repeated boots per kernel, JSON figures.
 
 use super::ui::Ui;
-use super::{exit_code_for, install_signal_handlers, load_plan, run_options, GlobalArgs, RunArgs, UsageError};
 use super::EXIT_FAILED;
+use super::{exit_code_for, install_signal_handlers, load_plan, run_options, GlobalArgs, RunArgs, UsageError};
 use rig::kernel::catalog::Catalog;
 use rig::suites::boots::BootsOptions;
 use std::path::PathBuf;

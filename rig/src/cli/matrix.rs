@@ -93,4 +93,3 @@ pub fn main(g: &GlobalArgs, a: &MatrixCmd) -> anyhow::Result<u8> {
     );
     Ok(worst)
 }
-

@@ -4,20 +4,20 @@
 //! keep or remove the run directory. The engine never prints: it sends
 //! [`Event`]s to the caller.
 
-use crate::vm::accel::{self, AccelRequest};
-use crate::kernel::catalog::{Catalog, CatalogError};
+use crate::build::kbuild::{self, BuildRequest, KbuildError};
 use crate::exec::step::{self as checks, HostSide};
-use crate::plan::step::{Action, Check};
-use crate::results::{CheckResult, Outcome};
-use crate::plan::config::{ModulePlan, Plan};
 use crate::guest::console::ConsoleError;
 use crate::host::doorbell::{DoorbellError, DoorbellServer};
-use crate::kernel::fetch::{self, FetchError, FetchOptions, KernelTree};
-use crate::image::initramfs::{self, GuestFile, InitramfsError, InitramfsSpec};
-use crate::kernel::intree::{self, IntreeError};
-use crate::build::kbuild::{self, BuildRequest, KbuildError};
-use crate::vm::qemu::{self, Ivshmem, QemuConfig, QemuError};
 use crate::host::shm::{SharedMemory, ShmError};
+use crate::image::initramfs::{self, GuestFile, InitramfsError, InitramfsSpec};
+use crate::kernel::catalog::{Catalog, CatalogError};
+use crate::kernel::fetch::{self, FetchError, FetchOptions, KernelTree};
+use crate::kernel::intree::{self, IntreeError};
+use crate::plan::config::{ModulePlan, Plan};
+use crate::plan::step::{Action, Check};
+use crate::results::{CheckResult, Outcome};
+use crate::vm::accel::{self, AccelRequest};
+use crate::vm::qemu::{self, Ivshmem, QemuConfig, QemuError};
 use crate::vm::{Vm, VmError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

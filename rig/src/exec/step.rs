@@ -58,7 +58,11 @@ pub fn run_check(check: &Check, console: &mut Console, side: &mut HostSide) -> (
         Action::Guest { command, status, expect, timeout } => match console.run(command, *timeout) {
             Ok(out) => (result(guest_verdict(&out, *status, expect), out.output, false), None),
             Err(ConsoleError::Timeout { waited, tail, .. }) => (
-                result(Outcome::Fail(format!("timed out after {waited:?}")), crate::guest::console::clean(&tail), false),
+                result(
+                    Outcome::Fail(format!("timed out after {waited:?}")),
+                    crate::guest::console::clean(&tail),
+                    false,
+                ),
                 None,
             ),
             Err(e) => (result(Outcome::Fail(e.to_string()), String::new(), false), Some(Abort::Console(e))),

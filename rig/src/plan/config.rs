@@ -368,7 +368,9 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
             if words.is_empty() {
                 vec![]
             } else {
-                catalog.select(Some(&words.join(",")), &[]).map_err(|e| cx.invalid(k.span(), "kernels", e.to_string()))?
+                catalog
+                    .select(Some(&words.join(",")), &[])
+                    .map_err(|e| cx.invalid(k.span(), "kernels", e.to_string()))?
             }
         }
     };

@@ -81,4 +81,3 @@ pub struct Check {
     /// What it does.
     pub action: Action,
 }
-

@@ -1,8 +1,8 @@
 //! Machine-readable results: the JSON file of `--json` (one entry per
 //! kernel, groups, steps), built from the same results the KTAP shows.
 
-use crate::results::{CheckResult, Outcome};
 use crate::exec::run::RunReport;
+use crate::results::{CheckResult, Outcome};
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -40,4 +40,3 @@ impl CheckResult {
         self.outcome == Outcome::Pass
     }
 }
-

@@ -17,9 +17,9 @@
 //! `<!-- apidiff:end -->`, and [`check_doc`] compares that section with real
 //! builds.
 
-use crate::kernel::fetch::KernelTree;
 use crate::build::kbuild::{self, BuildRequest, KbuildError};
 use crate::exec::run::{self, RunError, RunOptions};
+use crate::kernel::fetch::KernelTree;
 use regex::Regex;
 use serde::Serialize;
 use std::collections::VecDeque;

@@ -3,11 +3,11 @@
 //! step, written to a JSON file. Figures, not pass/fail: targets are judged
 //! by reading the file.
 
-use crate::vm::accel;
-use crate::guest::console::READY_MARKER;
-use crate::vm::qemu::{self, SerialBackend};
 use crate::exec::run::{self, Event, Prepared, RunError, RunOptions, Timings};
+use crate::guest::console::READY_MARKER;
 use crate::host::shm::SharedMemory;
+use crate::vm::accel;
+use crate::vm::qemu::{self, SerialBackend};
 use crate::vm::{Vm, VmError};
 use serde::Serialize;
 use std::io::{Read, Write};

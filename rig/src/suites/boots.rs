@@ -7,12 +7,12 @@
 //! This is the test behind the rig's QEMU choice: QEMU 7.2 under TCG
 //! double-faults 6.12 guests now and then when two boot at once.
 
-use crate::vm::accel;
-use crate::suites::bench::Stats;
-use crate::plan::config::ShmPlan;
-use crate::vm::qemu;
 use crate::exec::run::{self, Event, Prepared, RunError, RunOptions, Timings};
 use crate::host::shm::SharedMemory;
+use crate::plan::config::ShmPlan;
+use crate::suites::bench::Stats;
+use crate::vm::accel;
+use crate::vm::qemu;
 use crate::vm::Vm;
 use serde::Serialize;
 use std::path::PathBuf;

@@ -17,10 +17,10 @@
 //! <out>/table.txt             the table printed at the end
 //! ```
 
-use crate::results::{CheckResult, Outcome};
+use crate::exec::run::{self, Event, RunError, RunOptions, RunReport, TestResult};
 use crate::results::ktap::Ktap;
 use crate::results::report;
-use crate::exec::run::{self, Event, RunError, RunOptions, RunReport, TestResult};
+use crate::results::{CheckResult, Outcome};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

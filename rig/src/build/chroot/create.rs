@@ -1,0 +1,291 @@
+//! Creating a chroot: debootstrap into a temporary directory in a private
+//! mount namespace, cleaned, stamped, then renamed into place (so an
+//! interrupted creation is simply redone).
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::{debug, info, warn};
+
+use super::enter::has_program;
+use super::{preflight, privileged, ChrootError, ChrootSpec, ChrootStamp, ERROR_TAIL_LINES, STAMP_FILE, STAMP_FORMAT};
+use crate::support::{io_err, tail_lines};
+
+/// debootstraps into `.<name>.tmp`, cleans it, stamps it and renames it to
+/// `<name>` (replacing a stale one). Called with the exclusive lock held.
+pub(super) fn create(spec: &ChrootSpec, dir: &Path, name: &str) -> Result<(), ChrootError> {
+    preflight(&spec.suite)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let target = dir.join(name);
+    let log_path = dir.join(format!("{name}.log"));
+    remove_tree(&tmp)?;
+    info!(suite = %spec.suite, compiler = %spec.compiler, uri = %spec.archive_uri, "creating the build chroot (debootstrap, once)");
+    let started = Instant::now();
+    let log = File::create(&log_path).map_err(io_err("create", &log_path))?;
+    let log2 = log.try_clone().map_err(io_err("open", &log_path))?;
+    // In a private mount namespace: the /proc debootstrap mounts in the
+    // target disappears with it, even if debootstrap is killed.
+    let mut cmd = privileged("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "debootstrap"])
+        .args(spec.debootstrap_args(&tmp))
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    debug!(command = ?cmd, "running");
+    let status = cmd.status().map_err(io_err("run debootstrap for", &tmp))?;
+    if !status.success() {
+        let text = fs::read_to_string(&log_path).unwrap_or_default();
+        let _ = remove_tree(&tmp);
+        return Err(debootstrap_error(spec, &status.to_string(), &text, log_path));
+    }
+    // The .debs and package lists are not needed to build (about a third).
+    for sub in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        clear_dir(&tmp.join(sub))?;
+    }
+    for program in [spec.compiler.as_str(), "make"] {
+        if !has_program(&tmp, program) {
+            let _ = remove_tree(&tmp);
+            return Err(ChrootError::Incomplete { root: target, missing: format!("/usr/bin/{program}") });
+        }
+    }
+    let bytes = tree_bytes(&tmp);
+    let create_secs = started.elapsed().as_secs_f64();
+    let stamp = ChrootStamp {
+        format: STAMP_FORMAT,
+        spec: spec.clone(),
+        packages: spec.packages(),
+        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        create_secs,
+        bytes,
+    };
+    write_stamp(&tmp, &stamp)?;
+    if target.exists() {
+        let old = dir.join(format!(".{name}.old"));
+        remove_tree(&old)?;
+        rename(&target, &old)?;
+        remove_tree(&old)?;
+    }
+    rename(&tmp, &target)?;
+    info!(
+        chroot = %target.display(),
+        secs = format!("{create_secs:.1}"),
+        mib = bytes / (1 << 20),
+        "build chroot ready"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+pub(super) fn placeholder_stamp(spec: &ChrootSpec) -> ChrootStamp {
+    ChrootStamp {
+        format: STAMP_FORMAT,
+        spec: spec.clone(),
+        packages: spec.packages(),
+        created_unix: 0,
+        create_secs: 0.0,
+        bytes: 0,
+    }
+}
+
+/// Turns debootstrap's log into an error that says what to do.
+pub(super) fn debootstrap_error(spec: &ChrootSpec, status: &str, log: &str, log_path: PathBuf) -> ChrootError {
+    // debootstrap: "E: Couldn't find these debs: gcc-16"
+    if let Some(missing) = log.lines().find_map(|l| l.split("Couldn't find these debs:").nth(1)) {
+        return ChrootError::PackageMissing {
+            suite: spec.suite.clone(),
+            uri: spec.archive_uri.clone(),
+            packages: missing.trim().to_owned(),
+            log: log_path,
+        };
+    }
+    let hint = if log.contains("Release signed by unknown key") || log.contains("Invalid Release signature") {
+        "the archive's signature did not verify: upgrade `debian-archive-keyring`".to_owned()
+    } else if log.contains("Failed getting release file") || log.contains("Couldn't download") {
+        "the archive could not be reached or lacks the suite: check the network, or pass --archive / RIG_DEBIAN_ARCHIVE"
+            .to_owned()
+    } else if log.contains("No such script") {
+        format!("this debootstrap does not know `{}`: install a newer debootstrap (bookworm-backports)", spec.suite)
+    } else {
+        "see debootstrap's messages below".to_owned()
+    };
+    ChrootError::Debootstrap {
+        suite: spec.suite.clone(),
+        uri: spec.archive_uri.clone(),
+        status: status.to_owned(),
+        hint,
+        log: log_path,
+        tail: tail_lines(log, ERROR_TAIL_LINES),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), ChrootError> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            run_privileged(privileged("mv").arg("-T").arg(from).arg(to), from)
+        }
+        Err(e) => Err(io_err("rename", from)(e).into()),
+    }
+}
+
+pub(super) fn write_stamp(root: &Path, stamp: &ChrootStamp) -> Result<(), ChrootError> {
+    let path = root.join(STAMP_FILE);
+    let json = serde_json::to_string_pretty(stamp).map_err(|e| io_err("serialise", &path)(io::Error::other(e)))?;
+    match fs::write(&path, json.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            // The tree is root's: write through `sudo tee`.
+            let mut child = privileged("tee")
+                .arg(&path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(io_err("write", &path))?;
+            if let Some(mut stdin) = child.stdin.take() {
+                io::Write::write_all(&mut stdin, json.as_bytes()).map_err(io_err("write", &path))?;
+            }
+            let status = child.wait().map_err(io_err("write", &path))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(io_err("write", &path)(io::Error::other(format!("sudo tee: {status}"))).into())
+            }
+        }
+        Err(e) => Err(io_err("write", &path)(e).into()),
+    }
+}
+
+fn run_privileged(cmd: &mut Command, path: &Path) -> Result<(), ChrootError> {
+    debug!(command = ?cmd, "running");
+    let out = cmd.stdin(Stdio::null()).output().map_err(io_err("run a command on", path))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let msg = format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        Err(io_err("change", path)(io::Error::other(msg)).into())
+    }
+}
+
+/// Mount points at or below `path` (from /proc/self/mountinfo).
+fn mounts_under(path: &Path) -> Vec<String> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    mounts_under_in(&info, path)
+}
+
+fn mounts_under_in(mountinfo: &str, path: &Path) -> Vec<String> {
+    let p = path.to_string_lossy();
+    let prefix = format!("{}/", p.trim_end_matches('/'));
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        // Spaces in mount points are written as \040.
+        .map(|m| m.replace("\\040", " "))
+        .filter(|m| *m == p || m.starts_with(&prefix))
+        .collect()
+}
+
+/// Removes a (possibly root-owned) tree without crossing filesystems; refuses
+/// if anything is mounted below it.
+fn remove_tree(path: &Path) -> Result<(), ChrootError> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    if let Some(mount) = mounts_under(path).into_iter().next() {
+        return Err(ChrootError::Mounted { path: path.to_owned(), mount });
+    }
+    debug!(path = %path.display(), "removing");
+    run_privileged(privileged("rm").args(["-rf", "--one-file-system", "--"]).arg(path), path)
+}
+
+/// Empties a directory, keeping it.
+fn clear_dir(path: &Path) -> Result<(), ChrootError> {
+    let Ok(entries) = fs::read_dir(path) else {
+        return Ok(());
+    };
+    for e in entries.filter_map(Result::ok) {
+        let p = e.path();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        let res = if is_dir { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+        if let Err(err) = res {
+            if err.kind() == io::ErrorKind::PermissionDenied {
+                remove_tree(&p)?;
+            } else {
+                warn!(path = %p.display(), error = %err, "cannot remove");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Disk usage of a tree in bytes (allocated blocks, hard links once).
+pub fn tree_bytes(root: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for e in entries.filter_map(Result::ok) {
+            let Ok(md) = e.path().symlink_metadata() else { continue };
+            if md.nlink() > 1 && !md.is_dir() && !seen.insert((md.dev(), md.ino())) {
+                continue;
+            }
+            total += md.blocks() * 512;
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ChrootSpec {
+        ChrootSpec::new("trixie", "amd64", 14, "http://mirror.example/debian/")
+    }
+
+    #[test]
+    fn debootstrap_errors_say_what_to_do() {
+        let s = spec();
+        let e = debootstrap_error(&s, "exit status: 1", "I: x\nE: Couldn't find these debs: gcc-14\n", "/l".into());
+        assert!(matches!(&e, ChrootError::PackageMissing { packages, .. } if packages == "gcc-14"), "{e}");
+        let e =
+            debootstrap_error(&s, "exit status: 1", "E: Failed getting release file http://x/Release\n", "/l".into());
+        assert!(e.to_string().contains("--archive"), "{e}");
+        let e = debootstrap_error(&s, "exit status: 1", "E: Release signed by unknown key (key id 123)\n", "/l".into());
+        assert!(e.to_string().contains("debian-archive-keyring"), "{e}");
+    }
+
+    #[test]
+    fn mountinfo_parsing() {
+        let info = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 22 0:5 / /c/chroots/.sid-gcc-16.tmp/proc rw - proc proc rw
+41 22 0:6 / /c/chroots/sid-gcc-16x rw - tmpfs t rw
+42 22 0:7 / /c/my\\040dir/x rw - tmpfs t rw
+";
+        assert_eq!(mounts_under_in(info, Path::new("/c/chroots/.sid-gcc-16.tmp")), ["/c/chroots/.sid-gcc-16.tmp/proc"]);
+        assert!(mounts_under_in(info, Path::new("/c/chroots/sid-gcc-16")).is_empty());
+        assert_eq!(mounts_under_in(info, Path::new("/c/my dir")), ["/c/my dir/x"]);
+    }
+
+    #[test]
+    fn tree_bytes_counts_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("a"), vec![1u8; 10000]).unwrap();
+        fs::create_dir(tmp.path().join("d")).unwrap();
+        fs::write(tmp.path().join("d/b"), vec![1u8; 10000]).unwrap();
+        fs::hard_link(tmp.path().join("a"), tmp.path().join("d/a2")).unwrap();
+        let b = tree_bytes(tmp.path());
+        assert!((20000..40000).contains(&b), "{b}");
+    }
+}

@@ -1,0 +1,410 @@
+//! Building an out-of-tree kernel module against a fetched kernel tree.
+//!
+//! The module source is copied into a separate build directory (the source
+//! tree stays clean) and built with
+//! `make -C <headers_common> O=<headers_flavour> M=<out_dir> CC=<cc> modules`,
+//! using the compiler the kernel was built with: on the host when the host
+//! has it (and can run the kernel's prebuilt kbuild tools), else in a
+//! debootstrap chroot of the kernel's own suite ([`crate::build::chroot`]). Compiler
+//! flags are never stripped to make another gcc pass. The packaged headers
+//! are never modified. A hash of the inputs lets unchanged rebuilds be
+//! skipped, and a lock on the build directory keeps concurrent runs for the
+//! same kernel from colliding.
+
+// Errors carry the tail of a build or debootstrap log: large, but only on
+// the cold path, once per run.
+#![allow(clippy::result_large_err)]
+
+mod compiler;
+mod env;
+mod inputs;
+mod vermagic;
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use nix::fcntl::Flock;
+use thiserror::Error;
+use tracing::{debug, info};
+
+use crate::build::chroot::{self, Bind, ChrootError};
+use crate::kernel::fetch::KernelTree;
+use crate::support::{find_program, io_err, lock_file, tail_lines, IoError, LockError, LockMode};
+pub use env::BuildEnv;
+use inputs::{build_hash, copy_sources, source_files};
+use vermagic::{built_modules, check_vermagic};
+
+/// Environment variable choosing where modules are built: `auto` (the
+/// default: the host when it has the kernel's compiler, else a chroot),
+/// `host` or `chroot`.
+pub const BUILD_ENV_VAR: &str = "RIG_BUILD_ENV";
+
+/// File in the build directory holding the hash of the last good build.
+pub const BUILD_HASH_FILE: &str = ".rig-build-hash";
+
+/// Lines of make output kept in error messages.
+const ERROR_TAIL_LINES: usize = 40;
+
+/// Make variables rig sets itself; overriding them would break the build.
+const RESERVED_VARS: &[&str] = &["M", "O", "KBUILD_EXTMOD", "KBUILD_OUTPUT"];
+
+/// Errors from building a module.
+#[derive(Debug, Error)]
+pub enum KbuildError {
+    /// The compiler the kernel was built with is not on this host (and
+    /// `RIG_BUILD_ENV=host` forbids the chroot).
+    #[error("kernel `{kernel}` was built with {needed}, which is not on this host: unset RIG_BUILD_ENV (or set it to `chroot`) to build in a chroot of its Debian suite, or install {needed} on the host")]
+    CompilerUnavailable {
+        /// Compiler command needed, e.g. `gcc-14`.
+        needed: String,
+        /// Catalog name of the kernel.
+        kernel: String,
+    },
+    /// The host has the compiler but cannot run the kernel's prebuilt kbuild
+    /// tools (and `RIG_BUILD_ENV=host` forbids the chroot).
+    #[error("kernel `{kernel}`'s kbuild tools do not run on this host ({detail}): unset RIG_BUILD_ENV (or set it to `chroot`) to build in a chroot of its Debian suite")]
+    HostToolsUnusable {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// The loader's message.
+        detail: String,
+    },
+    /// `RIG_BUILD_ENV` has an unknown value.
+    #[error("RIG_BUILD_ENV=`{value}` is not one of auto, host, chroot")]
+    BadBuildEnv {
+        /// The value.
+        value: String,
+    },
+    /// The build chroot could not be made or entered.
+    #[error("kernel `{kernel}` needs a build chroot of `{suite}` (for {cc} and its kbuild tools): {source}")]
+    Chroot {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// The suite.
+        suite: String,
+        /// The compiler.
+        cc: String,
+        /// What went wrong.
+        #[source]
+        source: ChrootError,
+    },
+    /// Taking a lock in the cache failed.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The kernel config does not say which compiler built it.
+    #[error("cannot tell which compiler built `{kernel}`: no usable CONFIG_CC_VERSION_TEXT in {}; the headers may be damaged, fetch the kernel again with --refresh", config.display())]
+    CompilerUnknown {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// The config file read.
+        config: PathBuf,
+    },
+    /// The kernel was built with a compiler rig does not drive (clang).
+    #[error("kernel `{kernel}` was built with `{text}`: rig builds modules only for gcc-built kernels; pick a Debian kernel from the catalog")]
+    UnsupportedCompiler {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// CONFIG_CC_VERSION_TEXT.
+        text: String,
+    },
+    /// `make` is not installed.
+    #[error("`make` is not on PATH: install the `make` package")]
+    MakeMissing,
+    /// The source directory is unusable.
+    #[error("module source {} has no Kbuild or Makefile: pass the directory holding the module's Kbuild file", path.display())]
+    SourceMissing {
+        /// The source directory.
+        path: PathBuf,
+    },
+    /// The build directory would overwrite the source.
+    #[error("build directory {} is the module source directory: pass a separate output directory so the source tree stays clean", path.display())]
+    OutIsSource {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A make variable rig must control, or a malformed name.
+    #[error("make variable `{name}` cannot be passed: names are letters, digits and `_`, and M, O, KBUILD_EXTMOD and KBUILD_OUTPUT are set by rig")]
+    InvalidMakeVar {
+        /// The variable name.
+        name: String,
+    },
+    /// make failed.
+    #[error("building the module for `{kernel}` failed ({status}); fix the errors below (full log: {}):\n{tail}", log_path.display())]
+    BuildFailed {
+        /// Catalog name of the kernel.
+        kernel: String,
+        /// make's exit status.
+        status: String,
+        /// Where the full log was written.
+        log_path: PathBuf,
+        /// The last lines of make's output.
+        tail: String,
+    },
+    /// make succeeded but there is no module.
+    #[error("make succeeded but produced no .ko in {}: check `obj-m` in the module's Kbuild", out_dir.display())]
+    NoModules {
+        /// The build directory.
+        out_dir: PathBuf,
+    },
+    /// A module's vermagic does not name the kernel.
+    #[error("{} has vermagic `{found}` but the kernel release is `{expected}`: it was built against other headers; delete {} and build again", ko.display(), hash_file.display())]
+    VermagicMismatch {
+        /// The module file.
+        ko: PathBuf,
+        /// First word of its vermagic.
+        found: String,
+        /// The kernel release.
+        expected: String,
+        /// The build-hash file to delete.
+        hash_file: PathBuf,
+    },
+    /// A module has no vermagic.
+    #[error("{} has no `vermagic=` in its .modinfo section: it is not a module built by kbuild; clean the build directory and build again", ko.display())]
+    NoVermagic {
+        /// The module file.
+        ko: PathBuf,
+    },
+    /// A filesystem or process operation failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// What to build and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// Module source directory (holds the Kbuild file). Never written to.
+    pub src_dir: PathBuf,
+    /// Build directory; the source is copied here and built.
+    pub out_dir: PathBuf,
+    /// Extra `NAME=value` arguments for make.
+    pub make_vars: Vec<(String, String)>,
+    /// Pass `W=1` (extra compiler warnings).
+    pub extra_cflags_w1: bool,
+}
+
+/// A successful build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltModule {
+    /// The built modules, in `modules.order` order.
+    pub ko_files: Vec<PathBuf>,
+    /// The full vermagic string of the (first) module.
+    pub vermagic: String,
+    /// make's combined output; empty-ish when the build was up to date.
+    pub log: String,
+    /// Where it was built ([`BuildEnv::describe`]): `host (gcc-12)`,
+    /// `chroot trixie-gcc-14 (x86_64-linux-gnu-gcc-14)`.
+    pub env: String,
+}
+/// Builds the module in `req.src_dir` for `tree`, or returns the previous
+/// build if its inputs have not changed. Builds in a chroot of the kernel's
+/// suite (creating it once) when the host lacks the kernel's compiler.
+///
+/// Holds an exclusive lock on `<out_dir>.lock` throughout, so two runs for
+/// the same kernel and module wait for each other (the second finds the
+/// first's build up to date).
+pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule, KbuildError> {
+    validate_request(req)?;
+    let env = BuildEnv::for_tree(tree)?;
+    let _lock = lock_out_dir(&req.out_dir)?;
+    let files = source_files(&req.src_dir, &req.out_dir)?;
+    let hash = build_hash(&req.src_dir, &files, tree, req, &env.hash_id())?;
+    let hash_file = req.out_dir.join(BUILD_HASH_FILE);
+
+    if fs::read_to_string(&hash_file).is_ok_and(|h| h.trim() == hash) {
+        if let Ok(ko_files) = built_modules(&req.out_dir) {
+            if let Ok(vermagic) = check_vermagic(&ko_files, tree, &hash_file) {
+                info!(kernel = %tree.name, out = %req.out_dir.display(), "module is up to date");
+                return Ok(BuiltModule {
+                    ko_files,
+                    vermagic,
+                    log: format!("up to date (build hash {hash})\n"),
+                    env: env.describe(),
+                });
+            }
+        }
+    }
+
+    // A failed or interrupted build must not look up to date.
+    remove_if_exists(&hash_file)?;
+    copy_sources(&req.src_dir, &req.out_dir, &files)?;
+
+    let mut args = vec![
+        "-C".to_owned(),
+        tree.headers_common.display().to_string(),
+        format!("O={}", tree.headers_flavour.display()),
+        format!("M={}", req.out_dir.display()),
+        format!("CC={}", env.cc()),
+        format!("-j{}", std::thread::available_parallelism().map_or(1, |n| n.get())),
+    ];
+    if req.extra_cflags_w1 {
+        args.push("W=1".to_owned());
+    }
+    for (k, v) in &req.make_vars {
+        args.push(format!("{k}={v}"));
+    }
+    args.push("modules".to_owned());
+
+    // Held (shared) while make runs, so the chroot is not replaced under it.
+    let mut _chroot = None;
+    let cmd = match &env {
+        BuildEnv::Host { .. } => {
+            if find_program("make").is_none() {
+                return Err(KbuildError::MakeMissing);
+            }
+            let mut cmd = Command::new("make");
+            // Compiler messages in plain ASCII, as in the chroot. The
+            // kernel's Makefile unexports LC_ALL, so LANG and the LC_
+            // categories gcc reads are set too.
+            cmd.args(&args).env("LC_ALL", "C").env("LANG", "C").env_remove("LC_CTYPE").env_remove("LC_MESSAGES");
+            cmd.env_remove("LANGUAGE");
+            cmd
+        }
+        BuildEnv::Chroot { cc, spec } => {
+            let chroot_err = |source| KbuildError::Chroot {
+                kernel: tree.name.clone(),
+                suite: spec.suite.clone(),
+                cc: cc.clone(),
+                source,
+            };
+            chroot::preflight(&spec.suite).map_err(chroot_err)?;
+            let started = Instant::now();
+            let c = chroot::ensure(spec, &tree.cache_dir).map_err(chroot_err)?;
+            if c.created {
+                info!(chroot = %c.root.display(), secs = started.elapsed().as_secs_f32(), "build chroot created");
+            }
+            if !c.has_program(cc) {
+                let missing = format!("the compiler `{cc}`");
+                return Err(chroot_err(ChrootError::Incomplete { root: c.root.clone(), missing }));
+            }
+            // Host programs kbuild may build must use the chroot's compiler too.
+            args.insert(args.len() - 1, format!("HOSTCC={cc}"));
+            let binds = [Bind::rw(&req.out_dir), Bind::ro(&tree.root)];
+            let cmd = c.command(&binds, "make", &args);
+            _chroot = Some(c);
+            cmd
+        }
+    };
+    info!(kernel = %tree.name, env = %env.describe(), out = %req.out_dir.display(), "building module");
+    let started = Instant::now();
+    let (status, log) = run_captured(cmd)?;
+    drop(_chroot);
+    let log_path = req.out_dir.join("rig-build.log");
+    fs::write(&log_path, &log).map_err(io_err("write", &log_path))?;
+    if !status.success() {
+        return Err(KbuildError::BuildFailed {
+            kernel: tree.name.clone(),
+            status: status.to_string(),
+            log_path,
+            tail: tail_lines(&log, ERROR_TAIL_LINES),
+        });
+    }
+    let ko_files = built_modules(&req.out_dir)?;
+    let vermagic = check_vermagic(&ko_files, tree, &hash_file)?;
+    fs::write(&hash_file, format!("{hash}\n")).map_err(io_err("write", &hash_file))?;
+    info!(kernel = %tree.name, modules = ko_files.len(), secs = started.elapsed().as_secs_f32(), "module built");
+    Ok(BuiltModule { ko_files, vermagic, log, env: env.describe() })
+}
+
+/// Exclusive lock on `<out_dir>.lock` (next to the build directory).
+fn lock_out_dir(out_dir: &Path) -> Result<Flock<File>, KbuildError> {
+    let name = out_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "build".into());
+    let parent = out_dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+    let path = parent.join(format!("{name}.lock"));
+    Ok(lock_file(&path, LockMode::Exclusive, "another rig is building this module for this kernel; waiting for it")?)
+}
+
+fn validate_request(req: &BuildRequest) -> Result<(), KbuildError> {
+    let has_build_file = ["Kbuild", "Makefile"].iter().any(|f| req.src_dir.join(f).is_file());
+    if !has_build_file {
+        return Err(KbuildError::SourceMissing { path: req.src_dir.clone() });
+    }
+    if same_dir(&req.src_dir, &req.out_dir) {
+        return Err(KbuildError::OutIsSource { path: req.out_dir.clone() });
+    }
+    for (name, _) in &req.make_vars {
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || RESERVED_VARS.contains(&name.as_str()) {
+            return Err(KbuildError::InvalidMakeVar { name: name.clone() });
+        }
+    }
+    Ok(())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Runs `cmd` with stdout and stderr interleaved into one log.
+fn run_captured(mut cmd: Command) -> Result<(std::process::ExitStatus, String), KbuildError> {
+    let spawn_err = |source| KbuildError::from(IoError { action: "run", path: PathBuf::from("make"), source });
+    let (mut reader, writer) = io::pipe().map_err(spawn_err)?;
+    let writer2 = writer.try_clone().map_err(spawn_err)?;
+    cmd.stdout(writer).stderr(writer2).stdin(std::process::Stdio::null());
+    debug!(command = ?cmd, "running");
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    // The Command holds our write ends; drop it or the read never sees EOF.
+    drop(cmd);
+    let mut raw = Vec::new();
+    reader.read_to_end(&mut raw).map_err(spawn_err)?;
+    let status = child.wait().map_err(spawn_err)?;
+    Ok((status, String::from_utf8_lossy(&raw).into_owned()))
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), KbuildError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e).into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::FlockArg;
+    use std::fs::OpenOptions;
+
+    #[test]
+    fn out_dir_lock_is_exclusive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("build/6.1/guest-kmod");
+        let held = lock_out_dir(&out).unwrap();
+        assert!(tmp.path().join("build/6.1/guest-kmod.lock").is_file());
+        let file = OpenOptions::new().write(true).open(tmp.path().join("build/6.1/guest-kmod.lock")).unwrap();
+        assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err());
+        drop(held);
+        let _again = lock_out_dir(&out).unwrap();
+    }
+
+    #[test]
+    fn compiler_unavailable_message_names_the_fix() {
+        let err = KbuildError::CompilerUnavailable { needed: "gcc-14".into(), kernel: "trixie-6.12".into() };
+        let msg = err.to_string();
+        assert!(msg.contains("gcc-14") && msg.contains("trixie-6.12") && msg.contains("chroot"), "{msg}");
+    }
+
+    #[test]
+    fn request_validation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().to_owned();
+        let mut req =
+            BuildRequest { src_dir: src.clone(), out_dir: src.join("out"), make_vars: vec![], extra_cflags_w1: false };
+        assert!(matches!(validate_request(&req), Err(KbuildError::SourceMissing { .. })));
+        fs::write(src.join("Kbuild"), "obj-m := m.o\n").unwrap();
+        assert!(validate_request(&req).is_ok());
+        req.make_vars = vec![("M".into(), "/x".into())];
+        assert!(matches!(validate_request(&req), Err(KbuildError::InvalidMakeVar { .. })));
+        req.make_vars = vec![("A B".into(), "x".into())];
+        assert!(matches!(validate_request(&req), Err(KbuildError::InvalidMakeVar { .. })));
+        req.make_vars = vec![("KCFLAGS".into(), "-g".into())];
+        assert!(validate_request(&req).is_ok());
+        req.out_dir = src.clone();
+        assert!(matches!(validate_request(&req), Err(KbuildError::OutIsSource { .. })));
+    }
+}
