@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use rig::exec::run::{RunError, RunOptions};
 use rig::kernel::catalog::Catalog;
-use rig::plan::config::ModulePlan;
+use rig::plan::ModulePlan;
 use rig::plan::Plan;
 use rig::vm::accel::AccelRequest;
 use std::path::PathBuf;
@@ -149,7 +149,7 @@ fn usage(e: impl std::fmt::Display) -> UsageError {
 pub fn load_plan(a: &RunArgs) -> Result<Plan, UsageError> {
     let catalog = Catalog::builtin().map_err(usage)?;
     let path = a.config.clone().unwrap_or_else(|| project_root().join("guest-kmod/rig.toml"));
-    let mut plan = rig::plan::config::load(&path, &catalog).map_err(usage)?;
+    let mut plan = rig::plan::load(&path, &catalog).map_err(usage)?;
     if let Some(dir) = &a.module_dir {
         if !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
             return Err(UsageError(format!(

@@ -13,7 +13,7 @@ use crate::image::initramfs::{self, GuestFile, InitramfsError, InitramfsSpec};
 use crate::kernel::catalog::{Catalog, CatalogError};
 use crate::kernel::fetch::{self, FetchError, FetchOptions, KernelTree};
 use crate::kernel::intree::{self, IntreeError};
-use crate::plan::config::{ModulePlan, Plan};
+use crate::plan::{ModulePlan, Plan};
 use crate::plan::step::{Action, Check};
 use crate::results::{CheckResult, Outcome};
 use crate::vm::accel::{self, AccelRequest};

@@ -132,7 +132,7 @@ fn shm_size(opts: &BenchOptions) -> u64 {
 
 fn plain(opts: &BenchOptions) -> RunOptions {
     let mut run = opts.run.clone();
-    run.plan.guest.shm = Some(crate::plan::config::ShmPlan { size: shm_size(opts), doorbell: false, vectors: 1 });
+    run.plan.guest.shm = Some(crate::plan::ShmPlan { size: shm_size(opts), doorbell: false, vectors: 1 });
     run
 }
 

@@ -9,7 +9,7 @@
 
 use crate::exec::run::{self, Event, Prepared, RunError, RunOptions, Timings};
 use crate::host::shm::SharedMemory;
-use crate::plan::config::ShmPlan;
+use crate::plan::ShmPlan;
 use crate::suites::bench::Stats;
 use crate::vm::accel;
 use crate::vm::qemu;

@@ -1,0 +1,229 @@
+//! `rig.toml` as written: serde structs (`deny_unknown_fields`, spans kept
+//! for messages), with the defaults documented on each field. Validation
+//! turns them into a [`super::Plan`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// `kernels = "all"` or a list of names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KernelsSpec {
+    /// `"all"` or `"default"` or one name.
+    One(String),
+    /// Several names.
+    Many(Vec<String>),
+}
+
+/// `[[module]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleSpec {
+    /// Source directory (Kbuild or Makefile).
+    pub path: Spanned<String>,
+    /// Extra make variables.
+    #[serde(default)]
+    pub make: BTreeMap<String, String>,
+    /// insmod parameters.
+    #[serde(default)]
+    pub params: String,
+    /// Load at boot (default true).
+    #[serde(default = "yes")]
+    pub load: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `guest.files` entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Host path.
+    pub src: Spanned<String>,
+    /// Guest path (absolute).
+    pub dest: Spanned<String>,
+    /// Octal permission bits, default "0644" ("0755" for ELF executables).
+    pub mode: Option<Spanned<String>>,
+}
+
+/// `[guest.ivshmem]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IvshmemSpec {
+    /// Size in MiB; 0 means no device.
+    #[serde(default = "default_shm_mib")]
+    pub size_mib: Spanned<u64>,
+    /// ivshmem-doorbell served by the rig instead of ivshmem-plain.
+    #[serde(default)]
+    pub doorbell: bool,
+    /// Doorbell MSI-X vectors.
+    #[serde(default = "default_vectors")]
+    pub vectors: u32,
+}
+
+fn default_shm_mib() -> Spanned<u64> {
+    Spanned::new(0..0, 4)
+}
+pub(super) fn default_vectors() -> u32 {
+    2
+}
+
+/// `[guest]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSpec {
+    /// RAM in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mib: u32,
+    /// vCPUs.
+    #[serde(default = "default_cpus")]
+    pub cpus: u32,
+    /// Kernel command-line extras.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+    /// Boot with `oops=panic`.
+    #[serde(default)]
+    pub oops_panic: bool,
+    /// Boot with `panic_on_warn=1`.
+    #[serde(default)]
+    pub panic_on_warn: bool,
+    /// Files to copy into the guest.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Shared memory; default 4 MiB ivshmem-plain.
+    pub ivshmem: Option<IvshmemSpec>,
+}
+
+fn default_memory() -> u32 {
+    256
+}
+fn default_cpus() -> u32 {
+    1
+}
+
+impl Default for GuestSpec {
+    fn default() -> Self {
+        GuestSpec {
+            memory_mib: default_memory(),
+            cpus: default_cpus(),
+            cmdline: vec![],
+            oops_panic: false,
+            panic_on_warn: false,
+            files: vec![],
+            ivshmem: None,
+        }
+    }
+}
+
+/// `host.verify_pattern` / `host.fill_pattern`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternSpec {
+    pub offset: u64,
+    pub len: u64,
+    pub seed: u32,
+}
+
+/// `host.expect_bytes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BytesSpec {
+    pub offset: u64,
+    pub hex: String,
+}
+
+/// `host.expect_string`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringSpec {
+    pub offset: u64,
+    pub string: String,
+}
+
+/// `host.header`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSpec {
+    pub state: u32,
+}
+
+/// `host = { ... }`: exactly one kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub verify_pattern: Option<PatternSpec>,
+    pub fill_pattern: Option<PatternSpec>,
+    pub expect_bytes: Option<BytesSpec>,
+    pub expect_string: Option<StringSpec>,
+    pub header: Option<HeaderSpec>,
+    pub write_bytes: Option<BytesSpec>,
+    pub produce: Option<ProduceSpec>,
+    pub write_string: Option<StringSpec>,
+    pub command: Option<String>,
+    pub doorbell: Option<DoorbellSpec>,
+}
+
+/// `host.produce`: the host puts buffers into the reference module's ring.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceSpec {
+    pub count: u32,
+    pub len: u32,
+    pub seed: u32,
+}
+
+/// `host.doorbell`: the host peer as producer through ivshmem-doorbell.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorbellSpec {
+    /// Ring the guest on this vector.
+    pub ring_vector: Option<u32>,
+    /// Wait for the guest to ring the host on this vector.
+    pub wait_vector: Option<u32>,
+    /// Timeout in seconds for `wait_vector`.
+    pub timeout: Option<u64>,
+}
+
+/// A step: `run` (guest) or `host`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: Option<String>,
+    pub run: Option<String>,
+    pub host: Option<HostSpec>,
+    pub status: Option<i32>,
+    pub expect: Option<String>,
+    pub expect_regex: Option<Spanned<String>>,
+    pub timeout: Option<u64>,
+}
+
+/// `[[test]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    pub name: String,
+    #[serde(default)]
+    pub step: Vec<Spanned<StepSpec>>,
+}
+
+/// The whole file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub kernels: Option<Spanned<KernelsSpec>>,
+    #[serde(default)]
+    pub module: Vec<ModuleSpec>,
+    #[serde(default)]
+    pub intree: Vec<String>,
+    #[serde(default)]
+    pub guest: GuestSpec,
+    #[serde(default)]
+    pub setup: Vec<Spanned<StepSpec>>,
+    #[serde(default)]
+    pub teardown: Vec<Spanned<StepSpec>>,
+    #[serde(default)]
+    pub test: Vec<TestSpec>,
+}
