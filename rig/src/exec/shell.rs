@@ -1,7 +1,10 @@
 //! `rig shell`: the same guest `rig run` boots, with its console handed to
 //! the person at the terminal (for debugging a failing step). Ctrl-] leaves.
 
-use crate::exec::run::{self, Event, RunError, RunOptions, Timings};
+use crate::exec::prepare::prepare;
+use crate::exec::run::{Event, RunError, RunOptions};
+use crate::exec::setup::{host_setup, private_dir};
+use crate::results::Timings;
 use crate::vm::{Vm, VmError};
 use nix::sys::termios::{self, SetArg, Termios};
 use std::io::{Read, Write};
@@ -43,9 +46,9 @@ impl Drop for RawTerminal {
 /// stdin, or the guest powering off.
 pub fn shell(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(Event)) -> Result<(), RunError> {
     let mut t = Timings::default();
-    let prepared = run::prepare(opts, &mut t, emit)?;
-    let run_dir = run::private_dir("rig-shell-")?;
-    let host = run::host_setup(opts, &prepared, emit)?;
+    let prepared = prepare(opts, &mut t, emit)?;
+    let run_dir = private_dir("rig-shell-")?;
+    let host = host_setup(opts, &prepared, emit)?;
     let (cfg, shm) = (&host.cfg, &host.shm);
     let boot_err = |source: VmError, dir: &tempfile::TempDir| RunError::Boot {
         source: Box::new(source),

@@ -6,6 +6,8 @@
 //! this module sleeps on a condition variable that the reader thread signals
 //! whenever bytes arrive. A step then costs about the console's round trip.
 
+use super::protocol::{self, PROMPT_CHAR};
+use crate::support::tail_bytes as tail_of;
 use regex::Regex;
 use rexpect::session::{Options, StreamSession};
 use rexpect::ReadUntil;
@@ -16,9 +18,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-/// Marker `/init` prints once the guest is up and the module is loaded.
-pub const READY_MARKER: &str = "RIG-READY";
 
 /// Kernel messages that mean the guest is broken, whatever the step does.
 pub const CRASH_PATTERN: &str = r"(Kernel panic - not syncing|BUG: [A-Za-z]|Oops: [0-9a-fx]|WARNING: CPU: \d+|general protection fault|watchdog: BUG: soft lockup|rcu: INFO: rcu_\w+ self-detected stall|INFO: task \S+ blocked for more than|KASAN: |KFENCE: |traps: PANIC: double fault)";
@@ -238,11 +237,8 @@ impl Console {
     /// Makes the shell scriptable: no echo, one-byte prompts.
     /// Waits for the shell to confirm with a marker.
     pub fn prepare_shell(&mut self, timeout: Duration) -> Result<(), ConsoleError> {
-        // The prompts are one PROMPT_CHAR, which `clean` drops: busybox's
-        // line editor takes ~4 ms longer per prompt when a prompt is empty
-        // (measured by `rig bench`), a single byte keeps it at ~1 ms.
-        self.send("stty -echo; PS1=\"$(printf '\\036')\"; PS2=\"$PS1\"; echo RIG-SH''ELL-OK\n")?;
-        self.wait_str("RIG-SHELL-OK", timeout)?;
+        self.send(&protocol::shell_setup_line())?;
+        self.wait_str(protocol::SHELL_OK_MARKER, timeout)?;
         Ok(())
     }
 
@@ -254,10 +250,8 @@ impl Console {
         self.steps += 1;
         let n = self.steps;
         let start = Instant::now();
-        // The group keeps a trailing `&` or comment in `command` harmless.
-        self.send(&format!("{{ {command}\n}} </dev/null; printf '\\n<RIG-END:%s:%s>\\n' {n} $?\n"))?;
-        let re =
-            Regex::new(&format!(r"\n<RIG-END:{n}:(\d+)>\r?\n")).map_err(|e| ConsoleError::Expect(e.to_string()))?;
+        self.send(&protocol::step_line(n, command))?;
+        let re = Regex::new(&protocol::end_marker_pattern(n)).map_err(|e| ConsoleError::Expect(e.to_string()))?;
         let result = self.wait_regex(&re, &format!("the end of `{}`", short(command)), timeout);
         let (before, matched) = match result {
             Ok(v) => v,
@@ -293,21 +287,6 @@ pub fn clean(text: &str) -> String {
     let esc = Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").map(|re| re.replace_all(text, "").into_owned());
     let text = esc.unwrap_or_else(|_| text.to_string());
     text.replace(['\r', PROMPT_CHAR], "").trim_matches('\n').to_string()
-}
-
-/// The shell's prompt (PS1 and PS2) while the rig drives it: ASCII RS.
-pub const PROMPT_CHAR: char = '\u{1e}';
-
-/// The last `max` bytes of `text`, cut at a character boundary.
-pub fn tail_of(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_string()
 }
 
 fn excerpt_from(text: &str, at: usize) -> String {
@@ -350,7 +329,8 @@ mod tests {
         let _ = reader.read_line(&mut line);
         let _ = reader.read_line(&mut printf);
         let n: String = printf.split_whitespace().rev().nth(1).unwrap_or("0").to_string();
-        let _ = write!(w, "{out}\r\n\r\n<RIG-END:{n}:{status}>\r\n");
+        let n: u64 = n.parse().unwrap_or(0);
+        let _ = write!(w, "{out}\r\n\r\n{}\r\n", protocol::end_marker(n, status));
     }
 
     #[test]

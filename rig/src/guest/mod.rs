@@ -3,3 +3,4 @@
 //! Uses nothing else of the rig.
 
 pub mod console;
+pub mod protocol;

@@ -5,4 +5,4 @@ pub mod ktap;
 pub mod report;
 mod tree;
 
-pub use tree::{CheckResult, Outcome};
+pub use tree::{CheckResult, Outcome, RunReport, TestResult, Timings};

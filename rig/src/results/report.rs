@@ -1,7 +1,7 @@
 //! Machine-readable results: the JSON file of `--json` (one entry per
 //! kernel, groups, steps), built from the same results the KTAP shows.
 
-use crate::exec::run::RunReport;
+use crate::results::RunReport;
 use crate::results::{CheckResult, Outcome};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -207,7 +207,7 @@ mod tests {
         let report = RunReport {
             kernel: "k".into(),
             release: "6.1".into(),
-            tests: vec![crate::exec::run::TestResult {
+            tests: vec![crate::results::TestResult {
                 name: "g<1>".into(),
                 results: vec![
                     CheckResult {

@@ -3,8 +3,11 @@
 //! step, written to a JSON file. Figures, not pass/fail: targets are judged
 //! by reading the file.
 
-use crate::exec::run::{self, Event, Prepared, RunError, RunOptions, Timings};
-use crate::guest::console::READY_MARKER;
+use crate::exec::prepare::{prepare, Prepared};
+use crate::exec::run::{Event, RunError, RunOptions};
+use crate::exec::setup::{self, private_dir};
+use crate::results::Timings;
+use crate::guest::protocol::{self, READY_MARKER};
 use crate::host::shm::SharedMemory;
 use crate::vm::accel;
 use crate::vm::qemu::{self, SerialBackend};
@@ -87,7 +90,7 @@ pub fn bench(
     emit: &mut dyn FnMut(Event),
 ) -> Result<BenchReport, RunError> {
     let mut t = Timings::default();
-    let p = run::prepare(&opts.run, &mut t, emit)?;
+    let p = prepare(&opts.run, &mut t, emit)?;
     let choice = accel::decide(opts.run.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
     let (major, minor, micro) = qemu::version(&opts.run.qemu)?;
@@ -147,9 +150,9 @@ fn rig_sample(
     accel: qemu::Accel,
     interrupt: Arc<AtomicBool>,
 ) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
-    let private = run::private_dir("rig-bench-")?;
+    let private = private_dir("rig-bench-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
-    let cfg = run::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
+    let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm));
     let start = Instant::now();
     let mut vm = Vm::start(&cfg, private.path(), interrupt).map_err(|e| boot_error(e, &private))?;
     vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, &private))?;
@@ -180,9 +183,9 @@ fn bare_sample(
     accel: qemu::Accel,
     how: RawConsole,
 ) -> Result<(Duration, Vec<Duration>), RunError> {
-    let private = run::private_dir("rig-bare-")?;
+    let private = private_dir("rig-bare-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
-    let mut cfg = run::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
+    let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm));
     cfg.qmp_socket = None;
     let socket = private.path().join("raw-console.sock");
     cfg.console = match how {
@@ -246,18 +249,15 @@ fn bare_sample(
     let mut rtts = Vec::new();
     // Like the rig: no tty echo and the same one-byte prompts.
     let shell_ready = ready
-        && writeln!(writer, "stty -echo; PS1=\"$(printf '\\036')\"; PS2=\"$PS1\"; echo ECHO''OFF")
-            .and_then(|_| writer.flush())
-            .is_ok()
-        && wait_for(b"ECHOOFF\r\n", &mut seen);
+        && writer.write_all(protocol::shell_setup_line().as_bytes()).and_then(|_| writer.flush()).is_ok()
+        && wait_for(format!("{}\r\n", protocol::SHELL_OK_MARKER).as_bytes(), &mut seen);
     if shell_ready {
-        // The very text a rig step sends (console.rs), so the difference
-        // from `rig_step` is the rig's own overhead.
-        for i in 0..opts.steps {
+        // The very text a rig step sends, so the difference from
+        // `rig_step` is the rig's own overhead.
+        for i in 0..opts.steps as u64 {
             let t = Instant::now();
-            let step = format!("{{ true\n}} </dev/null; printf '\\n<RIG-END:%s:%s>\\n' {i} $?\n");
-            let _ = writer.write_all(step.as_bytes()).and_then(|_| writer.flush());
-            if !wait_for(format!("<RIG-END:{i}:0>\r\n").as_bytes(), &mut seen) {
+            let _ = writer.write_all(protocol::step_line(i, "true").as_bytes()).and_then(|_| writer.flush());
+            if !wait_for(format!("{}\r\n", protocol::end_marker(i, 0)).as_bytes(), &mut seen) {
                 break;
             }
             rtts.push(t.elapsed());

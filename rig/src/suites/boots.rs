@@ -7,7 +7,10 @@
 //! This is the test behind the rig's QEMU choice: QEMU 7.2 under TCG
 //! double-faults 6.12 guests now and then when two boot at once.
 
-use crate::exec::run::{self, Event, Prepared, RunError, RunOptions, Timings};
+use crate::exec::prepare::{prepare, Prepared};
+use crate::exec::run::{Event, RunError, RunOptions};
+use crate::exec::setup::{self, private_dir};
+use crate::results::Timings;
 use crate::host::shm::SharedMemory;
 use crate::plan::ShmPlan;
 use crate::suites::bench::Stats;
@@ -103,7 +106,7 @@ pub fn repeated_boots(
         let size = ro.plan.guest.shm.map_or(4 << 20, |s| s.size);
         ro.plan.guest.shm = Some(ShmPlan { size, doorbell: false, vectors: 1 });
         let mut t = Timings::default();
-        let p = run::prepare(&ro, &mut t, emit)?;
+        let p = prepare(&ro, &mut t, emit)?;
         let samples = boot_many(&ro, &p, choice.accel, opts, interrupt.clone(), emit);
         if interrupt.load(Ordering::Relaxed) {
             return Err(RunError::Interrupted);
@@ -203,7 +206,7 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
         error: Some(error),
         kept_dir: dir.map(tempfile::TempDir::keep),
     };
-    let dir = match run::private_dir("rig-boot-") {
+    let dir = match private_dir("rig-boot-") {
         Ok(d) => d,
         Err(e) => return fail(e.to_string(), 0.0, None),
     };
@@ -211,7 +214,7 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
         Ok(s) => s,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
     };
-    let cfg = match run::guest_config(ro, p, accel, dir.path(), shm.as_ref()) {
+    let cfg = match Ok::<_, RunError>(setup::guest_config(ro, p, accel, dir.path(), shm.as_ref())) {
         Ok(c) => c,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
     };
@@ -230,7 +233,7 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
     };
     let boot_ms = boot.elapsed.as_secs_f64() * 1000.0;
     let loaded: Vec<String> = p.loaded().map(|m| m.file.clone()).collect();
-    let mut problems: Vec<String> = run::insmod_results(&boot.log, &loaded)
+    let mut problems: Vec<String> = crate::exec::run::insmod_results(&boot.log, &loaded)
         .into_iter()
         .filter(|r| !r.passed())
         .map(|r| format!("{}: {:?}", r.name, r.outcome))

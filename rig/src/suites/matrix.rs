@@ -17,7 +17,8 @@
 //! <out>/table.txt             the table printed at the end
 //! ```
 
-use crate::exec::run::{self, Event, RunError, RunOptions, RunReport, TestResult};
+use crate::exec::run::{self, Event, RunError, RunOptions};
+use crate::results::{RunReport, TestResult};
 use crate::results::ktap::Ktap;
 use crate::results::report;
 use crate::results::{CheckResult, Outcome};

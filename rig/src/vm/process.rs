@@ -2,7 +2,8 @@
 //! watchdog that also notices a guest QEMU has paused, and clean-up in Drop
 //! (QEMU killed, nothing left running, whatever path the run takes).
 
-use crate::guest::console::{Console, ConsoleError, READY_MARKER};
+use crate::guest::console::{Console, ConsoleError};
+use crate::guest::protocol::READY_MARKER;
 use crate::vm::qemu::{self, QemuConfig};
 use crate::vm::qmp;
 use std::fs::File;
@@ -63,7 +64,7 @@ pub struct Boot {
 
 fn read_tail(path: &Path, max: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    crate::guest::console::tail_of(&text, max)
+    crate::support::tail_bytes(&text, max)
 }
 
 impl Vm {

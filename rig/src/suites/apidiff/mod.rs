@@ -26,7 +26,7 @@ pub use markers::{expect_fail, module_items, parse_markers, parse_version, Compa
 pub use report::{first_error, ApidiffReport, KernelColumn, Verdict};
 
 use crate::build::kbuild::{self, BuildRequest, KbuildError};
-use crate::exec::run::{self, RunError, RunOptions};
+use crate::exec::run::{RunError, RunOptions};
 use crate::kernel::fetch::KernelTree;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -113,7 +113,7 @@ pub fn run_apidiff(
     let mut trees = Vec::new();
     for k in &opts.kernels {
         let ro = RunOptions { kernel: k.clone(), ..opts.base.clone() };
-        let tree = run::fetch_kernel(&ro)?;
+        let tree = crate::exec::prepare::fetch_kernel(&ro)?.1;
         on_note(format!("{k}: {} ({})", tree.release, tree.package_version));
         trees.push(tree);
     }

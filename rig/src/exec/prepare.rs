@@ -1,0 +1,154 @@
+//! Everything before QEMU starts: check the host tools, fetch the kernel,
+//! build the modules (with the in-tree ones they need), pack the image.
+
+use super::run::{Event, RunError, RunOptions};
+use crate::build::kbuild::{self, BuildRequest};
+use crate::image::contents::{guest_image, LoadedModule};
+use crate::image::initramfs;
+use crate::kernel::catalog::{Catalog, KernelEntry};
+use crate::kernel::fetch::{self, FetchOptions, KernelTree};
+use crate::kernel::intree;
+use crate::plan::step::Action;
+use crate::plan::{ModulePlan, Plan};
+use crate::results::Timings;
+use crate::vm::qemu;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn require(path: &Path, what: &str, fix: &str) -> Result<Vec<u8>, RunError> {
+    std::fs::read(path).map_err(|_| RunError::Missing { what: what.into(), path: path.to_path_buf(), fix: fix.into() })
+}
+
+fn uses_guest_programs(plan: &Plan) -> bool {
+    let all = plan.setup.iter().chain(&plan.teardown).chain(plan.tests.iter().flat_map(|t| &t.checks));
+    all.into_iter().any(|c| matches!(&c.action, Action::Guest { command, .. } if command.contains("rig-guest")))
+}
+
+/// Checks the host tools before any long work, so a missing one fails fast.
+pub fn preflight(opts: &RunOptions, emit: &mut dyn FnMut(Event)) -> Result<(), RunError> {
+    let (major, minor, micro) = qemu::version(&opts.qemu)?;
+    if major < qemu::RECOMMENDED_MAJOR {
+        emit(Event::Note(format!(
+            "warning: QEMU {major}.{minor}.{micro} is older than {}: it double-faults 6.12 guests under TCG now and then; `make setup` installs QEMU 10 from bookworm-backports",
+            qemu::RECOMMENDED_MAJOR
+        )));
+    }
+    let fix_bb = "install busybox-static (`sudo apt-get install busybox-static`) or pass --busybox";
+    let bb = require(&opts.busybox, "busybox", fix_bb)?;
+    initramfs::check_static(&opts.busybox, &bb, fix_bb)?;
+    if uses_guest_programs(&opts.plan) {
+        let fix_guest = "build the guest programs with `make guest` or pass --guest-bin";
+        let g = require(&opts.guest_bin, "the guest programs (rig-guest)", fix_guest)?;
+        initramfs::check_static(&opts.guest_bin, &g, fix_guest)?;
+    }
+    for m in &opts.plan.modules {
+        if !m.dir.join("Kbuild").is_file() && !m.dir.join("Makefile").is_file() {
+            return Err(RunError::Missing {
+                what: "a module source directory (Kbuild or Makefile)".into(),
+                path: m.dir.clone(),
+                fix: "fix [[module]] path in the config, or pass --module-dir DIR".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The catalog entry `opts` names (resolved once, here) and its fetched tree.
+pub fn fetch_kernel(opts: &RunOptions) -> Result<(KernelEntry, KernelTree), RunError> {
+    let catalog = Catalog::builtin()?;
+    let entry = catalog.entry_or_default(Some(&opts.kernel))?.into_owned();
+    let fo = FetchOptions {
+        cache_dir: opts.cache_dir.clone(),
+        archive_uri: opts.archive_uri.clone(),
+        refresh: false,
+        offline: opts.offline,
+    };
+    let tree = fetch::fetch(&entry, &fo)?;
+    Ok((entry, tree))
+}
+
+/// What the guest boots: the kernel, the modules and the image.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The catalog entry (its console and command line).
+    pub entry: KernelEntry,
+    /// The fetched kernel.
+    pub tree: KernelTree,
+    /// In-tree modules (dependencies first), then the built ones.
+    pub modules: Vec<LoadedModule>,
+    /// The initramfs path.
+    pub initrd: PathBuf,
+}
+
+impl Prepared {
+    /// The modules /init loads, in order.
+    pub fn loaded(&self) -> impl Iterator<Item = &LoadedModule> {
+        self.modules.iter().filter(|m| m.load)
+    }
+}
+
+fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
+    // Two configs with same-named module directories must not share a build dir.
+    let digest = Sha256::digest(m.dir.to_string_lossy().as_bytes());
+    let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let name = m.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
+    cache.join("build").join(release).join(format!("{name}-{tag}"))
+}
+
+/// Fetch, build and pack: everything before QEMU starts.
+pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) -> Result<Prepared, RunError> {
+    preflight(opts, emit)?;
+    let phase = Instant::now();
+    emit(Event::Progress(format!(
+        "fetching kernel {}",
+        if opts.kernel.is_empty() { "(default)" } else { &opts.kernel }
+    )));
+    let (entry, tree) = fetch_kernel(opts)?;
+    t.fetch = phase.elapsed();
+    emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
+
+    let phase = Instant::now();
+    let mut modules: Vec<LoadedModule> =
+        intree::resolve(tree.modules_dir.as_deref(), &tree.release, &opts.plan.intree)?
+            .into_iter()
+            .map(|m| LoadedModule { file: format!("{}.ko", m.name), data: m.data, params: String::new(), load: true })
+            .collect();
+    for m in &opts.plan.modules {
+        emit(Event::Progress(format!("building {} for {}", m.dir.display(), tree.release)));
+        let built = kbuild::build_module(
+            &tree,
+            &BuildRequest {
+                src_dir: m.dir.clone(),
+                out_dir: build_dir_for(&opts.cache_dir, &tree.release, m),
+                make_vars: m.make_vars.clone(),
+                extra_cflags_w1: false,
+            },
+        )?;
+        emit(Event::Note(format!(
+            "built {} against {} in {} ({})",
+            m.dir.display(),
+            tree.release,
+            built.env,
+            built.vermagic
+        )));
+        for ko in &built.ko_files {
+            let file = ko.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module.ko".into());
+            modules.push(LoadedModule {
+                file,
+                data: initramfs::read_input(ko)?,
+                params: m.params.clone(),
+                load: m.load,
+            });
+        }
+    }
+    t.build = phase.elapsed();
+
+    let phase = Instant::now();
+    let spec = guest_image(&opts.busybox, &opts.guest_bin, &modules, &opts.plan.guest.files)?;
+    let (initrd, fresh) = spec.build_cached(&opts.cache_dir.join("initramfs").join(&tree.release))?;
+    t.initramfs = phase.elapsed();
+    emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
+    Ok(Prepared { entry, tree, modules, initrd })
+}
+

@@ -1,0 +1,97 @@
+//! The host side of one guest before QEMU starts: a private directory, the
+//! shared memory, the accelerator, QEMU's configuration and, for
+//! ivshmem-doorbell, the server (it must listen before QEMU connects).
+
+use super::prepare::Prepared;
+use super::run::{Event, RunError, RunOptions};
+use crate::host::doorbell::DoorbellServer;
+use crate::host::shm::SharedMemory;
+use crate::plan::ShmPlan;
+use crate::vm::accel;
+use crate::vm::qemu::{self, Ivshmem, QemuConfig, SharedMemoryDevice};
+use std::path::Path;
+
+/// A 0700 temporary directory (tempfile), removed on drop.
+pub fn private_dir(prefix: &str) -> Result<tempfile::TempDir, RunError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })
+}
+
+/// The one decision of ivshmem-plain or ivshmem-doorbell for a guest.
+pub fn shm_device(plan: ShmPlan, private: &Path, shm: &SharedMemory) -> SharedMemoryDevice {
+    if plan.doorbell {
+        SharedMemoryDevice::Doorbell { socket: private.join("ivshmem.sock"), vectors: plan.vectors }
+    } else {
+        SharedMemoryDevice::Plain(Ivshmem { mem_path: shm.path().to_path_buf(), size: shm.size() })
+    }
+}
+
+/// The QEMU configuration of one guest; sockets live in `private`.
+pub fn guest_config(
+    opts: &RunOptions,
+    p: &Prepared,
+    accel: qemu::Accel,
+    private: &Path,
+    shm: Option<&SharedMemory>,
+) -> QemuConfig {
+    let mut cmdline = p.entry.cmdline_args();
+    cmdline.extend(qemu::default_cmdline("ttyS0").into_iter().filter(|a| !a.starts_with("console=")));
+    cmdline.extend(opts.plan.guest.cmdline.iter().cloned());
+    let ivshmem = match (shm, opts.plan.guest.shm) {
+        (Some(m), Some(plan)) => Some(shm_device(plan, private, m)),
+        _ => None,
+    };
+    QemuConfig {
+        binary: opts.qemu.clone(),
+        accel,
+        memory_mib: opts.plan.guest.memory_mib,
+        cpus: opts.plan.guest.cpus,
+        cpu_model: opts.cpu_model.clone(),
+        kernel: p.tree.vmlinuz.clone(),
+        initrd: p.initrd.clone(),
+        cmdline,
+        console: qemu::SerialBackend::Socket(private.join("console.sock")),
+        qmp_socket: Some(private.join("qmp.sock")),
+        ivshmem,
+        extra: vec![],
+    }
+}
+
+/// What one guest needs on the host before QEMU starts. Fields drop in
+/// order: the server, then the memory, then the private directory.
+pub struct HostSetup {
+    /// The ivshmem server, when the guest has ivshmem-doorbell.
+    pub server: Option<DoorbellServer>,
+    /// The ivshmem backing file, mapped.
+    pub shm: Option<SharedMemory>,
+    /// QEMU's configuration.
+    pub cfg: QemuConfig,
+    /// The accelerator and why.
+    pub choice: accel::AccelChoice,
+    /// 0700 directory of the sockets and the backing file.
+    pub private: tempfile::TempDir,
+}
+
+/// Private directory, shared memory, accelerator (announced), QEMU
+/// configuration and, for ivshmem-doorbell, the server (it must listen
+/// before QEMU starts).
+pub fn host_setup(opts: &RunOptions, p: &Prepared, emit: &mut dyn FnMut(Event)) -> Result<HostSetup, RunError> {
+    let private = private_dir("rig-")?;
+    let shm = match opts.plan.guest.shm {
+        Some(s) => Some(SharedMemory::create(&private.path().join("ivshmem"), s.size)?),
+        None => None,
+    };
+    let choice = accel::decide(opts.accel, &accel::probe());
+    emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
+    let cfg = guest_config(opts, p, choice.accel, private.path(), shm.as_ref());
+    let server = match (&cfg.ivshmem, &shm) {
+        (Some(SharedMemoryDevice::Doorbell { socket, vectors }), Some(m)) => {
+            Some(DoorbellServer::start(socket, m.path(), *vectors)?)
+        }
+        _ => None,
+    };
+    Ok(HostSetup { server, shm, cfg, choice, private })
+}
+
