@@ -78,7 +78,7 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
                 if !report.passed() {
                     worst = worst.max(EXIT_FAILED);
                 }
-                json_kernels.push(rig::results::report::kernel(&report));
+                json_kernels.push(rig::results::json::kernel(&report));
                 reports.push(report);
             }
             Err(e) => {
@@ -87,7 +87,7 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
                 }
                 println!("{}", ktap.kernel_end(name, false, Some(&e.to_string())));
                 ui.error(&e.to_string());
-                json_kernels.push(rig::results::report::kernel_error(name, &e.to_string()));
+                json_kernels.push(rig::results::json::kernel_error(name, &e.to_string()));
                 let code = exit_code_for(&e);
                 if code == EXIT_INTERRUPTED {
                     return Ok(code);
@@ -97,11 +97,11 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
         }
     }
     if let Some(path) = &cmd.json {
-        let all = rig::results::report::RunJson { passed: worst == 0, kernels: json_kernels };
+        let all = rig::results::json::RunJson { passed: worst == 0, kernels: json_kernels };
         write_file(path, &(serde_json::to_string_pretty(&all)? + "\n"))?;
     }
     if let Some(path) = &cmd.junit {
-        write_file(path, &rig::results::report::junit(&reports))?;
+        write_file(path, &rig::results::junit::junit(&reports))?;
     }
     Ok(worst)
 }

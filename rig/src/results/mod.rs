@@ -2,7 +2,8 @@
 //! and JSON writers. Pure: builds text, never prints.
 
 pub mod ktap;
-pub mod report;
+pub mod json;
+pub mod junit;
 mod tree;
 
 pub use tree::{CheckResult, Outcome, RunReport, TestResult, Timings};

@@ -20,7 +20,7 @@
 use crate::exec::run::{self, Event, RunError, RunOptions};
 use crate::results::{RunReport, TestResult};
 use crate::results::ktap::Ktap;
-use crate::results::report;
+use crate::results::{json, junit};
 use crate::results::{CheckResult, Outcome};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -227,7 +227,7 @@ pub fn kernel_ktap(kernel: &str, outcome: &Result<RunReport, RunError>) -> Strin
 /// failed `rig` testcase carrying the error.
 pub fn kernel_junit(kernel: &str, outcome: &Result<RunReport, RunError>) -> String {
     match outcome {
-        Ok(rep) => report::junit(std::slice::from_ref(rep)),
+        Ok(rep) => junit::junit(std::slice::from_ref(rep)),
         Err(e) => {
             let failed = CheckResult::verdict("the rig runs this kernel", Outcome::Fail(e.to_string()));
             let rep = RunReport {
@@ -239,7 +239,7 @@ pub fn kernel_junit(kernel: &str, outcome: &Result<RunReport, RunError>) -> Stri
                 kept: false,
                 timings: Default::default(),
             };
-            report::junit(&[rep])
+            junit::junit(&[rep])
         }
     }
 }
@@ -250,7 +250,7 @@ struct Summary<'a> {
     passed: bool,
     wall_secs: f64,
     jobs: usize,
-    kernels: Vec<report::KernelJson>,
+    kernels: Vec<json::KernelJson>,
     table: &'a str,
 }
 
@@ -296,8 +296,8 @@ pub fn run_matrix(
             .runs
             .iter()
             .map(|r| match &r.outcome {
-                Ok(rep) => report::kernel(rep),
-                Err(e) => report::kernel_error(&r.kernel, &e.to_string()),
+                Ok(rep) => json::kernel(rep),
+                Err(e) => json::kernel_error(&r.kernel, &e.to_string()),
             })
             .collect(),
         table: &table,
