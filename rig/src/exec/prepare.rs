@@ -151,4 +151,3 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
     emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
     Ok(Prepared { entry, tree, modules, initrd })
 }
-

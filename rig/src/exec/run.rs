@@ -4,7 +4,6 @@
 //! keep or remove the run directory. The engine never prints: it sends
 //! [`Event`]s to the caller.
 
-
 use super::prepare::{prepare, Prepared};
 use super::setup::{host_setup, private_dir, HostSetup};
 use crate::build::kbuild::KbuildError;

@@ -8,7 +8,9 @@ use crate::host::doorbell::DoorbellServer;
 use crate::host::shm::SharedMemory;
 use crate::plan::ShmPlan;
 use crate::vm::accel;
-use crate::vm::qemu::{self, Ivshmem, QemuConfig, SharedMemoryDevice};
+use crate::vm::devices::DeviceTable;
+use crate::vm::machine::Machine;
+use crate::vm::qemu::{self, Ivshmem, QemuConfig, QemuError, SharedMemoryDevice};
 use std::path::Path;
 
 /// A 0700 temporary directory (tempfile), removed on drop.
@@ -35,16 +37,24 @@ pub fn guest_config(
     accel: qemu::Accel,
     private: &Path,
     shm: Option<&SharedMemory>,
-) -> QemuConfig {
+) -> Result<QemuConfig, RunError> {
+    let machine = Machine::builtin().map_err(QemuError::from)?;
+    let table = DeviceTable::builtin().map_err(QemuError::from)?;
+    // The catalog's console and extras, then the machine's words.
     let mut cmdline = p.entry.cmdline_args();
-    cmdline.extend(qemu::default_cmdline("ttyS0").into_iter().filter(|a| !a.starts_with("console=")));
+    cmdline.extend(qemu::default_cmdline(&machine, "ttyS0").into_iter().filter(|a| !a.starts_with("console=")));
     cmdline.extend(opts.plan.guest.cmdline.iter().cloned());
     let ivshmem = match (shm, opts.plan.guest.shm) {
         (Some(m), Some(plan)) => Some(shm_device(plan, private, m)),
         _ => None,
     };
-    QemuConfig {
+    let devices = match &ivshmem {
+        Some(d) => vec![qemu::ivshmem_args(&table, d).map_err(QemuError::from)?],
+        None => vec![],
+    };
+    Ok(QemuConfig {
         binary: opts.qemu.clone(),
+        machine,
         accel,
         memory_mib: opts.plan.guest.memory_mib,
         cpus: opts.plan.guest.cpus,
@@ -55,8 +65,8 @@ pub fn guest_config(
         console: qemu::SerialBackend::Socket(private.join("console.sock")),
         qmp_socket: Some(private.join("qmp.sock")),
         ivshmem,
-        extra: vec![],
-    }
+        devices,
+    })
 }
 
 /// What one guest needs on the host before QEMU starts. Fields drop in
@@ -85,7 +95,7 @@ pub fn host_setup(opts: &RunOptions, p: &Prepared, emit: &mut dyn FnMut(Event)) 
     };
     let choice = accel::decide(opts.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
-    let cfg = guest_config(opts, p, choice.accel, private.path(), shm.as_ref());
+    let cfg = guest_config(opts, p, choice.accel, private.path(), shm.as_ref())?;
     let server = match (&cfg.ivshmem, &shm) {
         (Some(SharedMemoryDevice::Doorbell { socket, vectors }), Some(m)) => {
             Some(DoorbellServer::start(socket, m.path(), *vectors)?)
@@ -94,4 +104,3 @@ pub fn host_setup(opts: &RunOptions, p: &Prepared, emit: &mut dyn FnMut(Event)) 
     };
     Ok(HostSetup { server, shm, cfg, choice, private })
 }
-

@@ -34,18 +34,10 @@ pub fn guest_image(
         GuestFile { guest_path: "/bin/busybox".into(), data: read_input(busybox)?, mode: 0o755 },
     ];
     if guest_bin.is_file() {
-        files.push(GuestFile {
-            guest_path: "/bin/rig-guest".into(),
-            data: read_input(guest_bin)?,
-            mode: 0o755,
-        });
+        files.push(GuestFile { guest_path: "/bin/rig-guest".into(), data: read_input(guest_bin)?, mode: 0o755 });
     }
     for m in modules {
-        files.push(GuestFile {
-            guest_path: format!("{MODULE_DIR}/{}", m.file),
-            data: m.data.clone(),
-            mode: 0o644,
-        });
+        files.push(GuestFile { guest_path: format!("{MODULE_DIR}/{}", m.file), data: m.data.clone(), mode: 0o644 });
     }
     for f in user_files {
         let data = read_input(&f.src)?;
@@ -58,4 +50,3 @@ pub fn guest_image(
     }
     Ok(InitramfsSpec { files })
 }
-

@@ -145,11 +145,7 @@ mod tests {
     fn spec() -> InitramfsSpec {
         InitramfsSpec {
             files: vec![
-                GuestFile {
-                    guest_path: "/init".into(),
-                    data: b"#!/bin/busybox sh\n".to_vec(),
-                    mode: 0o755,
-                },
+                GuestFile { guest_path: "/init".into(), data: b"#!/bin/busybox sh\n".to_vec(), mode: 0o755 },
                 GuestFile { guest_path: "/lib/rig/modules/a.ko".into(), data: b"ko".to_vec(), mode: 0o644 },
             ],
         }

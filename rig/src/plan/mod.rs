@@ -28,7 +28,6 @@ pub enum ConfigError {
     Invalid { path: PathBuf, line: usize, key: String, message: String },
 }
 
-
 /// A module to build and maybe load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModulePlan {

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
-
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len())).map(|s| s.matches('\n').count() + 1).unwrap_or(1)
 }
@@ -283,7 +282,6 @@ fn host_action(
     };
     Ok(r)
 }
-
 
 #[cfg(test)]
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! JUnit XML, as CI dashboards read it: one testsuite per kernel and group,
 //! one testcase per step.
 
-use crate::results::RunReport;
 use crate::results::Outcome;
+use crate::results::RunReport;
 
 fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -95,4 +95,3 @@ impl RunReport {
         !self.results.is_empty() && self.results.iter().all(CheckResult::passed)
     }
 }
-

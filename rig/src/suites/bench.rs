@@ -6,9 +6,9 @@
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
 use crate::exec::setup::{self, private_dir};
-use crate::results::Timings;
 use crate::guest::protocol::{self, READY_MARKER};
 use crate::host::shm::SharedMemory;
+use crate::results::Timings;
 use crate::vm::accel;
 use crate::vm::qemu::{self, SerialBackend};
 use crate::vm::{Vm, VmError};
@@ -152,7 +152,7 @@ fn rig_sample(
 ) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
     let private = private_dir("rig-bench-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
-    let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm));
+    let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     let start = Instant::now();
     let mut vm = Vm::start(&cfg, private.path(), interrupt).map_err(|e| boot_error(e, &private))?;
     vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, &private))?;
@@ -185,7 +185,7 @@ fn bare_sample(
 ) -> Result<(Duration, Vec<Duration>), RunError> {
     let private = private_dir("rig-bare-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
-    let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm));
+    let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     cfg.qmp_socket = None;
     let socket = private.path().join("raw-console.sock");
     cfg.console = match how {

@@ -10,9 +10,9 @@
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
 use crate::exec::setup::{self, private_dir};
-use crate::results::Timings;
 use crate::host::shm::SharedMemory;
 use crate::plan::ShmPlan;
+use crate::results::Timings;
 use crate::suites::bench::Stats;
 use crate::vm::accel;
 use crate::vm::qemu;
@@ -214,7 +214,7 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
         Ok(s) => s,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
     };
-    let cfg = match Ok::<_, RunError>(setup::guest_config(ro, p, accel, dir.path(), shm.as_ref())) {
+    let cfg = match setup::guest_config(ro, p, accel, dir.path(), shm.as_ref()) {
         Ok(c) => c,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
     };

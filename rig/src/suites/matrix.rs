@@ -18,10 +18,10 @@
 //! ```
 
 use crate::exec::run::{self, Event, RunError, RunOptions};
-use crate::results::{RunReport, TestResult};
 use crate::results::ktap::Ktap;
 use crate::results::{json, junit};
 use crate::results::{CheckResult, Outcome};
+use crate::results::{RunReport, TestResult};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

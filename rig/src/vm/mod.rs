@@ -2,6 +2,8 @@
 //! process with its boot watchdog, and QMP. Uses [`crate::guest`] (console).
 
 pub mod accel;
+pub mod devices;
+pub mod machine;
 mod process;
 pub mod qemu;
 pub mod qmp;

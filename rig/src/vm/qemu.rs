@@ -1,6 +1,9 @@
 //! The QEMU command line, built from small pure functions (one per concern)
 //! so each flag has one place and one reason, and tests can read the argv.
+//! The machine profile and the device arguments are data (`qemu/`).
 
+use super::devices::{DeviceError, DeviceTable};
+use super::machine::Machine;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -61,6 +64,8 @@ pub enum SerialBackend {
 pub struct QemuConfig {
     /// `qemu-system-x86_64` or a path to it.
     pub binary: PathBuf,
+    /// The machine profile (`qemu/machine.toml`).
+    pub machine: Machine,
     /// Accelerator, already chosen by [`crate::vm::accel`].
     pub accel: Accel,
     /// Guest RAM in MiB.
@@ -79,25 +84,24 @@ pub struct QemuConfig {
     pub console: SerialBackend,
     /// Unix socket for QMP (the rig asks it whether the guest is paused).
     pub qmp_socket: Option<PathBuf>,
-    /// Optional ivshmem device.
+    /// The ivshmem device, if any (the host side needs its socket).
     pub ivshmem: Option<SharedMemoryDevice>,
-    /// Arguments appended last (user extras, later devices).
-    pub extra: Vec<String>,
+    /// Every device's QEMU arguments, rendered from the device table.
+    pub devices: Vec<Vec<String>>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// No default devices, no display, no reboot: a panic (`panic=-1`) reboots,
-/// and `-no-reboot` turns that into QEMU exiting, so a crash ends the run.
-pub fn base_args() -> Vec<String> {
-    strings(&["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+/// The profile's base arguments (no defaults, no display, no reboot).
+pub fn base_args(m: &Machine) -> Vec<String> {
+    m.base.clone()
 }
 
-/// q35 leaves room for the emulated IOMMU that the VFIO driver will need.
-pub fn machine_args(accel: Accel, cpu_model: Option<&str>, memory_mib: u32, cpus: u32) -> Vec<String> {
-    let mut v = strings(&["-machine", "q35", "-accel", accel.name()]);
+/// Machine type, accelerator, CPU model, memory and vCPUs.
+pub fn machine_args(m: &Machine, accel: Accel, cpu_model: Option<&str>, memory_mib: u32, cpus: u32) -> Vec<String> {
+    let mut v = vec!["-machine".to_string(), m.kind.clone(), "-accel".into(), accel.name().into()];
     match (cpu_model, accel) {
         (Some(model), _) => v.extend(["-cpu".to_string(), model.to_string()]),
         // `host` passes the real CPU through; only valid with KVM.
@@ -139,53 +143,41 @@ pub fn qmp_args(socket: &Path) -> Vec<String> {
     vec!["-qmp".into(), format!("unix:{},server=on,wait=off", socket.display())]
 }
 
-/// ivshmem over a shared file mapping: what the guest writes to BAR2 is in
-/// the file at once, and the reverse.
-pub fn ivshmem_args(dev: &SharedMemoryDevice) -> Vec<String> {
+/// ivshmem over a shared file mapping (what the guest writes to BAR2 is in
+/// the file at once, and the reverse), or served by the rig's server.
+pub fn ivshmem_args(table: &DeviceTable, dev: &SharedMemoryDevice) -> Result<Vec<String>, DeviceError> {
     match dev {
-        SharedMemoryDevice::Plain(shm) => vec![
-            "-object".into(),
-            format!("memory-backend-file,id=shm0,mem-path={},size={},share=on", shm.mem_path.display(), shm.size),
-            "-device".into(),
-            "ivshmem-plain,memdev=shm0".into(),
-        ],
-        SharedMemoryDevice::Doorbell { socket, vectors } => vec![
-            "-chardev".into(),
-            format!("socket,id=ivsh0,path={}", socket.display()),
-            "-device".into(),
-            format!("ivshmem-doorbell,chardev=ivsh0,vectors={vectors}"),
-        ],
+        SharedMemoryDevice::Plain(shm) => table.render(
+            "ivshmem-plain",
+            "shm0",
+            &[("mem_path", shm.mem_path.display().to_string()), ("size", shm.size.to_string())],
+        ),
+        SharedMemoryDevice::Doorbell { socket, vectors } => table.render(
+            "ivshmem-doorbell",
+            "ivsh0",
+            &[("socket", socket.display().to_string()), ("vectors", vectors.to_string())],
+        ),
     }
 }
 
 /// The full argv (without the binary), composed in a fixed order.
 pub fn argv(cfg: &QemuConfig) -> Vec<String> {
-    let mut v = base_args();
-    v.extend(machine_args(cfg.accel, cfg.cpu_model.as_deref(), cfg.memory_mib, cfg.cpus));
+    let mut v = base_args(&cfg.machine);
+    v.extend(machine_args(&cfg.machine, cfg.accel, cfg.cpu_model.as_deref(), cfg.memory_mib, cfg.cpus));
     v.extend(kernel_args(&cfg.kernel, &cfg.initrd, &cfg.cmdline));
     v.extend(console_args(&cfg.console));
     if let Some(q) = &cfg.qmp_socket {
         v.extend(qmp_args(q));
     }
-    if let Some(shm) = &cfg.ivshmem {
-        v.extend(ivshmem_args(shm));
+    for d in &cfg.devices {
+        v.extend(d.iter().cloned());
     }
-    v.extend(cfg.extra.iter().cloned());
     v
 }
 
 /// The kernel command line the rig boots with, before user extras.
-pub fn default_cmdline(console: &str) -> Vec<String> {
-    vec![
-        format!("console={console}"),
-        // Reboot at once on panic; -no-reboot turns that into QEMU exiting.
-        "panic=-1".into(),
-        // Level 5 keeps WARNING splats and oopses on the console, drops info chatter.
-        "loglevel=5".into(),
-        // No need to wait for a real-time clock or calibrate TSC precisely in a test guest.
-        "tsc=reliable".into(),
-        "rdinit=/init".into(),
-    ]
+pub fn default_cmdline(m: &Machine, console: &str) -> Vec<String> {
+    std::iter::once(format!("console={console}")).chain(m.cmdline.iter().cloned()).collect()
 }
 
 /// Renders argv as one shell-quoted line (saved as `qemu.cmdline` in the run dir).
@@ -209,6 +201,12 @@ pub enum QemuError {
     /// It ran but did not print a version.
     #[error("cannot read the version of `{binary}`: {detail}")]
     Version { binary: String, detail: String },
+    /// The machine profile is broken.
+    #[error(transparent)]
+    Machine(#[from] super::machine::MachineError),
+    /// The device table is broken or a device lacks a value.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 /// A QEMU version as (major, minor, micro).
@@ -246,19 +244,23 @@ mod tests {
     use super::*;
 
     fn config() -> QemuConfig {
+        let machine = Machine::builtin().expect("machine");
+        let shm = SharedMemoryDevice::Plain(Ivshmem { mem_path: "/run/x/shm".into(), size: 4 << 20 });
+        let table = DeviceTable::builtin().expect("devices");
         QemuConfig {
             binary: "qemu-system-x86_64".into(),
+            cmdline: default_cmdline(&machine, "ttyS0"),
+            machine,
             accel: Accel::Tcg,
             memory_mib: 256,
             cpus: 1,
             cpu_model: None,
             kernel: "/k/vmlinuz".into(),
             initrd: "/k/initrd.cpio".into(),
-            cmdline: default_cmdline("ttyS0"),
             console: SerialBackend::Socket("/run/x/console.sock".into()),
             qmp_socket: Some("/run/x/qmp.sock".into()),
-            ivshmem: Some(SharedMemoryDevice::Plain(Ivshmem { mem_path: "/run/x/shm".into(), size: 4 << 20 })),
-            extra: vec![],
+            devices: vec![ivshmem_args(&table, &shm).expect("render")],
+            ivshmem: Some(shm),
         }
     }
 
@@ -302,6 +304,7 @@ mod tests {
     fn no_ivshmem_no_device() {
         let mut c = config();
         c.ivshmem = None;
+        c.devices.clear();
         c.qmp_socket = None;
         c.console = SerialBackend::Stdio;
         let v = argv(&c);
@@ -312,7 +315,9 @@ mod tests {
     #[test]
     fn doorbell_device_uses_the_server_socket() {
         let mut c = config();
-        c.ivshmem = Some(SharedMemoryDevice::Doorbell { socket: "/run/x/ivshmem.sock".into(), vectors: 2 });
+        let dev = SharedMemoryDevice::Doorbell { socket: "/run/x/ivshmem.sock".into(), vectors: 2 };
+        c.devices = vec![ivshmem_args(&DeviceTable::builtin().expect("devices"), &dev).expect("render")];
+        c.ivshmem = Some(dev);
         let v = argv(&c);
         assert!(has_pair(&v, "-chardev", "socket,id=ivsh0,path=/run/x/ivshmem.sock"));
         assert!(has_pair(&v, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2"));

@@ -159,7 +159,6 @@ pub fn check_doc(doc_path: &Path, report: &ApidiffReport) -> Result<Vec<String>,
     Ok(diffs)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,11 +91,9 @@ pub fn expect_fail(item: &CompatItem, kernel: Version) -> bool {
     kernel >= item.version
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     const COMPAT: &str = "\
  *   rig-compat marker: item | version of the change | 2.6-era form | modern form

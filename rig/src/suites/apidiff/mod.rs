@@ -225,4 +225,3 @@ fn build_one(
         Err(e) => Verdict::Unknown { why: e.to_string() },
     }
 }
-

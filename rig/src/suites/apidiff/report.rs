@@ -198,7 +198,6 @@ impl ApidiffReport {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
