@@ -68,7 +68,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("rig: error: {e:#}");
-            ExitCode::from(cli::EXIT_RIG)
+            let usage = e.downcast_ref::<cli::UsageError>().is_some();
+            ExitCode::from(if usage { cli::EXIT_USAGE } else { cli::EXIT_RIG })
         }
     }
 }

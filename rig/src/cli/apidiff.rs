@@ -32,17 +32,11 @@ pub struct ApidiffCmd {
 
 /// `rig apidiff`: the API x kernel table from real builds.
 pub fn main(g: &GlobalArgs, a: &ApidiffCmd) -> anyhow::Result<u8> {
-    let names = match all_by_default(&a.run) {
-        Ok(v) => v,
-        Err(e) => return e.report(),
-    };
-    let plan = match load_plan(&a.run) {
-        Ok(p) => p,
-        Err(e) => return e.report(),
-    };
+    let names = all_by_default(&a.run)?;
+    let plan = load_plan(&a.run)?;
     let Some(module_dir) = plan.modules.first().map(|m| m.dir.clone()) else {
-        return UsageError("the config builds no module: pass --module-dir or a config with a [[module]]".into())
-            .report();
+        let why = "the config builds no module: pass --module-dir or a config with a [[module]]";
+        return Err(UsageError(why.into()).into());
     };
     let interrupt = install_signal_handlers()?;
     let opts = ApidiffOptions {
@@ -63,7 +57,7 @@ pub fn main(g: &GlobalArgs, a: &ApidiffCmd) -> anyhow::Result<u8> {
             return Ok(exit_code_for(&e));
         }
         Err(e @ (ApidiffError::NoMarkers { .. } | ApidiffError::BadMarker { .. })) => {
-            return UsageError(e.to_string()).report()
+            return Err(UsageError(e.to_string()).into())
         }
         Err(e) => {
             ui().error(&e.to_string());

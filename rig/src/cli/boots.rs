@@ -23,17 +23,11 @@ pub struct BootsCmd {
 }
 
 pub fn main(g: &GlobalArgs, a: &BootsCmd) -> anyhow::Result<u8> {
-    let names = match all_by_default(&a.run) {
-        Ok(v) => v,
-        Err(e) => return e.report(),
-    };
+    let names = all_by_default(&a.run)?;
     if a.boots == 0 || a.parallel == 0 {
-        return UsageError("--boots and --parallel must be at least 1".into()).report();
+        return Err(UsageError("--boots and --parallel must be at least 1".into()).into());
     }
-    let plan = match load_plan(&a.run) {
-        Ok(p) => p,
-        Err(e) => return e.report(),
-    };
+    let plan = load_plan(&a.run)?;
     let interrupt = install_signal_handlers()?;
     let opts = BootsOptions {
         base: run_options(g, &a.run, plan),

@@ -14,10 +14,7 @@ pub struct FetchCmd {
 
 pub fn fetch(g: &GlobalArgs, cmd: &FetchCmd) -> anyhow::Result<u8> {
     let catalog = Catalog::builtin()?;
-    let entry = match catalog.entry_or_default(cmd.kernel.as_deref()) {
-        Ok(e) => e,
-        Err(e) => return super::UsageError(e.to_string()).report(),
-    };
+    let entry = catalog.entry_or_default(cmd.kernel.as_deref()).map_err(|e| super::UsageError(e.to_string()))?;
     let opts = rig::kernel::fetch::FetchOptions {
         cache_dir: g.cache_dir(),
         archive_uri: g.archive.clone(),

@@ -33,10 +33,7 @@ pub struct MatrixCmd {
 
 /// `rig matrix`: runs every kernel, prints the table, writes the output dir.
 pub fn main(g: &GlobalArgs, a: &MatrixCmd) -> anyhow::Result<u8> {
-    let names = match all_by_default(&a.run) {
-        Ok(v) => v,
-        Err(e) => return e.report(),
-    };
+    let names = all_by_default(&a.run)?;
     if a.list {
         let catalog = Catalog::builtin()?;
         if a.json {
@@ -46,10 +43,7 @@ pub fn main(g: &GlobalArgs, a: &MatrixCmd) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    let plan = match load_plan(&a.run) {
-        Ok(p) => p,
-        Err(e) => return e.report(),
-    };
+    let plan = load_plan(&a.run)?;
     let interrupt = install_signal_handlers()?;
     let opts = MatrixOptions {
         base: run_options(g, &a.run, plan),

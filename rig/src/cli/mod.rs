@@ -130,16 +130,10 @@ pub fn exit_code_for(e: &RunError) -> u8 {
     }
 }
 
-/// A usage or configuration problem: exit 2.
+/// A usage or configuration problem: `main` prints it and exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct UsageError(pub String);
-
-impl UsageError {
-    /// Prints it and gives exit status 2.
-    pub fn report(self) -> anyhow::Result<u8> {
-        eprintln!("rig: error: {}", self.0);
-        Ok(EXIT_USAGE)
-    }
-}
 
 fn usage(e: impl std::fmt::Display) -> UsageError {
     UsageError(e.to_string())

@@ -26,10 +26,7 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
-    let (plan, kernels) = match plan_and_kernels(&cmd.run) {
-        Ok(v) => v,
-        Err(e) => return e.report(),
-    };
+    let (plan, kernels) = plan_and_kernels(&cmd.run)?;
     let interrupt = install_signal_handlers()?;
     let base = run_options(g, &cmd.run, plan);
     let (mut ktap, head) = Ktap::start(kernels.len());

@@ -11,10 +11,7 @@ pub struct ShellCmd {
 }
 
 pub fn main(g: &GlobalArgs, cmd: &ShellCmd) -> anyhow::Result<u8> {
-    let (plan, kernels) = match plan_and_kernels(&cmd.run) {
-        Ok(v) => v,
-        Err(e) => return e.report(),
-    };
+    let (plan, kernels) = plan_and_kernels(&cmd.run)?;
     let interrupt = install_signal_handlers()?;
     let kernel = kernels.first().cloned().unwrap_or_default();
     let opts = RunOptions { kernel, ..run_options(g, &cmd.run, plan) };

@@ -127,24 +127,7 @@ pub(super) fn copy_sources(src: &Path, out: &Path, files: &[PathBuf]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tree(release: &str) -> KernelTree {
-        KernelTree {
-            name: "k".into(),
-            release: release.into(),
-            package_version: "1-1".into(),
-            root: "/nonexistent".into(),
-            vmlinuz: "/nonexistent/vmlinuz".into(),
-            headers_common: "/nonexistent/c".into(),
-            headers_flavour: "/nonexistent/f".into(),
-            modules_dir: None,
-            config: "/nonexistent/config".into(),
-            suite: "bookworm".into(),
-            arch: "amd64".into(),
-            archive_uri: "http://m.example/debian".into(),
-            cache_dir: "/nonexistent".into(),
-        }
-    }
+    use crate::build::kbuild::fixtures::tree;
 
     #[test]
     fn hash_changes_with_each_input() {

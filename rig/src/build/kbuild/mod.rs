@@ -408,3 +408,27 @@ mod tests {
         assert!(matches!(validate_request(&req), Err(KbuildError::OutIsSource { .. })));
     }
 }
+
+/// A kernel tree for the tests of inputs and vermagic.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::kernel::fetch::KernelTree;
+
+    pub(crate) fn tree(release: &str) -> KernelTree {
+        KernelTree {
+            name: "k".into(),
+            release: release.into(),
+            package_version: "1-1".into(),
+            root: "/nonexistent".into(),
+            vmlinuz: "/nonexistent/vmlinuz".into(),
+            headers_common: "/nonexistent/c".into(),
+            headers_flavour: "/nonexistent/f".into(),
+            modules_dir: None,
+            config: "/nonexistent/config".into(),
+            suite: "bookworm".into(),
+            arch: "amd64".into(),
+            archive_uri: "http://m.example/debian".into(),
+            cache_dir: "/nonexistent".into(),
+        }
+    }
+}

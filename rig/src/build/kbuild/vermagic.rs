@@ -100,25 +100,8 @@ pub(super) fn elf64_section<'a>(data: &'a [u8], name: &str) -> Option<&'a [u8]> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::kbuild::fixtures::tree;
     use crate::build::kbuild::BUILD_HASH_FILE;
-
-    fn tree(release: &str) -> KernelTree {
-        KernelTree {
-            name: "k".into(),
-            release: release.into(),
-            package_version: "1-1".into(),
-            root: "/nonexistent".into(),
-            vmlinuz: "/nonexistent/vmlinuz".into(),
-            headers_common: "/nonexistent/c".into(),
-            headers_flavour: "/nonexistent/f".into(),
-            modules_dir: None,
-            config: "/nonexistent/config".into(),
-            suite: "bookworm".into(),
-            arch: "amd64".into(),
-            archive_uri: "http://m.example/debian".into(),
-            cache_dir: "/nonexistent".into(),
-        }
-    }
 
     #[test]
     fn modules_order_forms() {

@@ -71,11 +71,11 @@ pub(super) fn parse_relations(value: &str) -> Vec<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     // Captured from `apt-cache show --no-all-versions` (bookworm, sid).
-    const META_BOOKWORM: &str = "\
+    pub(in crate::kernel::fetch) const META_BOOKWORM: &str = "\
 Package: linux-headers-cloud-amd64
 Source: linux-signed-amd64 (6.1.176+1)
 Version: 6.1.176-1
@@ -85,6 +85,34 @@ Description: Header files for Linux cloud-amd64 configuration (meta-package)
  This package depends on the architecture-specific header files for the
  latest Linux kernel cloud-amd64 configuration.
 ";
+    pub(in crate::kernel::fetch) const META_SID: &str = "\
+Package: linux-headers-cloud-amd64
+Version: 7.2.13-1
+Architecture: amd64
+Depends: linux-base-cloud-amd64 (= 7.2.13-1), linux-headers-7.2.13+deb14-cloud-amd64 (= 7.2.13-1)
+";
+    pub(in crate::kernel::fetch) const HEADERS_BOOKWORM: &str = "\
+Package: linux-headers-6.1.0-50-cloud-amd64
+Source: linux
+Version: 6.1.176-1
+Architecture: amd64
+Depends: linux-headers-6.1.0-50-common (= 6.1.176-1), linux-kbuild-6.1 (>= 6.1.176-1), linux-compiler-gcc-12-x86
+SHA256: 0123abcd
+";
+    pub(in crate::kernel::fetch) const HEADERS_SID: &str = "\
+Package: linux-headers-7.2.13+deb14-cloud-amd64
+Source: linux
+Version: 7.2.13-1
+Installed-Size: 8413
+Architecture: amd64
+Depends: gcc-16-for-host, linux-base (>= 4.12~), linux-base-7.2.13+deb14-cloud-amd64 (= 7.2.13-1), linux-headers-7.2.13+deb14-common (= 7.2.13-1), linux-kbuild-7.2.13+deb14
+";
+    pub(in crate::kernel::fetch) const HEADERS_TRIXIE: &str = "\
+Package: linux-headers-6.12.117+deb13-cloud-amd64
+Version: 6.12.117-1
+Depends: linux-base (>= 4.12~), linux-headers-6.12.117+deb13-common (= 6.12.117-1), linux-image-6.12.117+deb13-cloud-amd64 (= 6.12.117-1) | linux-image-6.12.117+deb13-cloud-amd64-unsigned (= 6.12.117-1), linux-kbuild-6.12.117+deb13, gcc-14
+";
+
     #[test]
     fn stanza_fields_and_continuations() {
         let s = parse_stanza(META_BOOKWORM);

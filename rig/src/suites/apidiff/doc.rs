@@ -162,40 +162,8 @@ pub fn check_doc(doc_path: &Path, report: &ApidiffReport) -> Result<Vec<String>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suites::apidiff::{module_items, KernelColumn, Verdict};
-
-    fn item(name: &str, since: &str) -> CompatItem {
-        CompatItem {
-            name: name.into(),
-            since: since.into(),
-            version: parse_version(since).unwrap(),
-            old_form: "o".into(),
-            modern_form: "m".into(),
-            line: 1,
-        }
-    }
-
-    fn report() -> ApidiffReport {
-        let col = |k: &str, v: &str| KernelColumn {
-            kernel: k.into(),
-            release: String::new(),
-            version: v.into(),
-            build_env: String::new(),
-            baseline: Verdict::Builds,
-        };
-        let fails = |e: &str| Verdict::Fails { error: e.into() };
-        ApidiffReport {
-            kernels: vec![col("bookworm-6.1", "6.1.176"), col("trixie-6.12", "6.12.117")],
-            rows: vec![
-                (
-                    item("access_ok", "5.0"),
-                    vec![fails("a.c: error: too many | args"), fails("a.c: error: too many | args")],
-                ),
-                (item("no_llseek", "6.12"), vec![Verdict::Builds, fails("c.c: error: 'no_llseek' undeclared")]),
-            ],
-            wall_secs: 1.0,
-        }
-    }
+    use crate::suites::apidiff::fixtures::{item, report};
+    use crate::suites::apidiff::{module_items, Verdict};
 
     #[test]
     fn shim_table_against_markers() {

@@ -94,6 +94,7 @@ pub fn expect_fail(item: &CompatItem, kernel: Version) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suites::apidiff::fixtures::item;
 
     const COMPAT: &str = "\
  *   rig-compat marker: item | version of the change | 2.6-era form | modern form
@@ -102,17 +103,6 @@ mod tests {
 /* rig-compat: vm_reserved | 3.7 | vma->vm_flags |= VM_RESERVED | VM_DONTEXPAND | VM_DONTDUMP */
   /*   rig-compat:   no_llseek | 6.12 | .llseek = no_llseek | .llseek left NULL   */
 ";
-
-    fn item(name: &str, since: &str) -> CompatItem {
-        CompatItem {
-            name: name.into(),
-            since: since.into(),
-            version: parse_version(since).unwrap(),
-            old_form: "o".into(),
-            modern_form: "m".into(),
-            line: 1,
-        }
-    }
 
     #[test]
     fn markers_parse() {

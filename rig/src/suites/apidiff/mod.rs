@@ -225,3 +225,42 @@ fn build_one(
         Err(e) => Verdict::Unknown { why: e.to_string() },
     }
 }
+
+/// Items and a report shared by the tests of markers, report and doc.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub(crate) fn item(name: &str, since: &str) -> CompatItem {
+        CompatItem {
+            name: name.into(),
+            since: since.into(),
+            version: parse_version(since).unwrap(),
+            old_form: "o".into(),
+            modern_form: "m".into(),
+            line: 1,
+        }
+    }
+
+    pub(crate) fn report() -> ApidiffReport {
+        let col = |k: &str, v: &str| KernelColumn {
+            kernel: k.into(),
+            release: String::new(),
+            version: v.into(),
+            build_env: String::new(),
+            baseline: Verdict::Builds,
+        };
+        let fails = |e: &str| Verdict::Fails { error: e.into() };
+        ApidiffReport {
+            kernels: vec![col("bookworm-6.1", "6.1.176"), col("trixie-6.12", "6.12.117")],
+            rows: vec![
+                (
+                    item("access_ok", "5.0"),
+                    vec![fails("a.c: error: too many | args"), fails("a.c: error: too many | args")],
+                ),
+                (item("no_llseek", "6.12"), vec![Verdict::Builds, fails("c.c: error: 'no_llseek' undeclared")]),
+            ],
+            wall_secs: 1.0,
+        }
+    }
+}

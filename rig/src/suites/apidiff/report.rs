@@ -201,18 +201,8 @@ impl ApidiffReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suites::apidiff::fixtures::{item, report};
     use crate::suites::apidiff::section_verdicts;
-
-    fn item(name: &str, since: &str) -> CompatItem {
-        CompatItem {
-            name: name.into(),
-            since: since.into(),
-            version: parse_version(since).unwrap(),
-            old_form: "o".into(),
-            modern_form: "m".into(),
-            line: 1,
-        }
-    }
 
     #[test]
     fn first_error_lines() {
@@ -232,28 +222,6 @@ make[2]: *** [x] Error 1
             "ERROR: modpost: \"x\" [m.ko] undefined!"
         );
         assert_eq!(first_error("make: *** [Makefile:2] Error 2\n", out), "make: *** [Makefile:2] Error 2");
-    }
-
-    fn report() -> ApidiffReport {
-        let col = |k: &str, v: &str| KernelColumn {
-            kernel: k.into(),
-            release: String::new(),
-            version: v.into(),
-            build_env: String::new(),
-            baseline: Verdict::Builds,
-        };
-        let fails = |e: &str| Verdict::Fails { error: e.into() };
-        ApidiffReport {
-            kernels: vec![col("bookworm-6.1", "6.1.176"), col("trixie-6.12", "6.12.117")],
-            rows: vec![
-                (
-                    item("access_ok", "5.0"),
-                    vec![fails("a.c: error: too many | args"), fails("a.c: error: too many | args")],
-                ),
-                (item("no_llseek", "6.12"), vec![Verdict::Builds, fails("c.c: error: 'no_llseek' undeclared")]),
-            ],
-            wall_secs: 1.0,
-        }
     }
 
     #[test]
