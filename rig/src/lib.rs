@@ -30,4 +30,5 @@ pub mod report;
 pub mod run;
 pub mod shell;
 pub mod shm;
+pub mod verdict;
 pub mod vm;
