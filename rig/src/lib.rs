@@ -6,7 +6,8 @@
 //! -> [`image`] (initramfs) -> [`vm`] (QEMU) -> [`guest`] (console protocol)
 //! -> [`host`] (shared memory, doorbell, host commands) -> [`exec`] (the run
 //! recipe and its steps) -> [`results`] (KTAP, JUnit, JSON). [`suites`] runs
-//! many of those (matrix, boots, bench, apidiff). [`support`] holds the small
+//! many of those (matrix, boots, bench, apidiff). [`verdict`] turns kernel
+//! console lines into classified reports. [`support`] holds the small
 //! helpers every stage may use. The binary (`main.rs`, `cli/`) is the only
 //! place that prints and picks exit codes.
 
@@ -20,4 +21,5 @@ pub mod plan;
 pub mod results;
 pub mod suites;
 pub mod support;
+pub mod verdict;
 pub mod vm;
