@@ -7,9 +7,9 @@
 use super::prepare::{prepare, Prepared};
 use super::setup::{host_setup, private_dir, HostSetup};
 use crate::build::kbuild::KbuildError;
-use crate::exec::step::{self as checks, HostSide};
+use crate::exec::step::{self as checks, report_outcome, Charged, HostSide};
 use crate::guest::console::ConsoleError;
-use crate::guest::protocol;
+use crate::guest::protocol::{self, Nonce};
 use crate::host::doorbell::DoorbellError;
 use crate::host::shm::ShmError;
 use crate::image::initramfs::InitramfsError;
@@ -112,6 +112,12 @@ impl From<KbuildError> for RunError {
 /// The boot check that fails when the kernel warned or oopsed before the shell.
 pub const BOOT_CLEAN: &str = "no kernel warning or oops during boot";
 
+/// The last group: reports made outside any step (between steps, after the
+/// last one, by a work item or timer) fail it, so none goes unseen.
+pub const KERNEL_LOG_GROUP: &str = "kernel log";
+/// Its one check.
+pub const KERNEL_LOG_CLEAN: &str = "no kernel report outside the steps";
+
 /// The groups of a run: boot (one check per loaded module, then the shell),
 /// setup, the tests, teardown.
 pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
@@ -138,7 +144,31 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
     if !plan.teardown.is_empty() {
         g.push(("teardown".into(), plan.teardown.clone()));
     }
+    let check = Check {
+        name: KERNEL_LOG_CLEAN.into(),
+        action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+    };
+    g.push((KERNEL_LOG_GROUP.into(), vec![check]));
     g
+}
+
+/// Brings the shell back after a step the kernel or the shell's own exit
+/// cut short: stops what runs, sets up a new shell if one took over, and
+/// checks it answers.
+fn recover(console: &mut crate::guest::console::Console) -> bool {
+    let _ = console.interrupt_step();
+    for _ in 0..2 {
+        match console.run("true", Duration::from_secs(5)) {
+            Ok(_) => return true,
+            Err(ConsoleError::ShellExited { .. }) => {
+                if console.prepare_shell(Duration::from_secs(10)).is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Collects results by group and emits them.
@@ -157,6 +187,7 @@ impl Recorder<'_> {
 fn abort_reason(e: &ConsoleError) -> String {
     match e {
         ConsoleError::Crash { .. } => "the guest kernel crashed".into(),
+        ConsoleError::ShellExited { .. } => "the guest shell could not be brought back".into(),
         ConsoleError::Eof { .. } => "QEMU exited".into(),
         ConsoleError::Interrupted => "interrupted".into(),
         other => other.to_string(),
@@ -184,7 +215,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
 
     let phase = Instant::now();
     (rec.emit)(Event::Progress(format!("booting {} under {}", tree.release, choice.accel.name())));
-    let mut vm = match Vm::start(&cfg, run_dir.path(), interrupt.clone()) {
+    let mut vm = match Vm::start(&cfg, run_dir.path(), Nonce::new(), interrupt.clone()) {
         Ok(vm) => vm,
         Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
         Err(source) => return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() }),
@@ -211,8 +242,10 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         rec.push(0, r);
     }
     // Surfaced as a boot check so no run passes over a warning at insmod.
-    let quiet = if boot.crashes.is_empty() { Outcome::Pass } else { Outcome::Fail(boot.crashes.join("\n")) };
-    rec.push(0, CheckResult::verdict(BOOT_CLEAN, quiet));
+    let mut charged = Charged::default();
+    let boot_reports = charged.fresh(boot.reports.clone());
+    let (quiet, excerpt) = report_outcome(&boot_reports).unwrap_or((Outcome::Pass, String::new()));
+    rec.push(0, CheckResult { output: excerpt, ..CheckResult::verdict(BOOT_CLEAN, quiet) });
     let mut aborted: Option<String> = None;
     match vm.console.prepare_shell(Duration::from_secs(20)) {
         Ok(()) => rec.push(0, CheckResult::verdict("guest shell answers", Outcome::Pass)),
@@ -227,21 +260,24 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         run_dir: run_dir.path(),
         doorbell: server.as_mut().map(|s| s as &mut dyn crate::host::doorbell::Doorbell),
     };
-    for (gi, (gname, group)) in group_list.iter().enumerate().skip(1) {
+    let last = group_list.len() - 1;
+    for (gi, (gname, group)) in group_list.iter().enumerate().skip(1).take(last - 1) {
         for check in group {
             if let Some(why) = &aborted {
                 rec.push(gi, CheckResult::verdict(&check.name, Outcome::NotRun(why.clone())));
                 continue;
             }
-            let (r, abort) = checks::run_check(check, &mut vm.console, &mut side);
+            let (r, abort) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
             let timed_out = matches!(&r.outcome, Outcome::Fail(m) if m.starts_with("timed out"));
             let failed = !r.passed();
             rec.push(gi, r);
             if let Some(checks::Abort::Console(e)) = abort {
-                // A warning or oops fails the step; the run goes on only if
-                // the guest still answers (a panic or hang ends it).
-                let survivable = matches!(e, ConsoleError::Crash { .. });
-                if !(survivable && vm.console.run("true", Duration::from_secs(5)).is_ok()) {
+                // A report or a dead shell fails the step; the run goes on
+                // only if the guest still answers (a panic or hang ends it).
+                let panicked =
+                    matches!(&e, ConsoleError::Crash { reports, .. } if reports.iter().any(|a| a.report.panicked));
+                let survivable = matches!(e, ConsoleError::Crash { .. } | ConsoleError::ShellExited { .. });
+                if panicked || !(survivable && recover(&mut vm.console)) {
                     aborted = Some(abort_reason(&e));
                 }
             } else if timed_out && vm.console.run("true", Duration::from_secs(5)).is_err() {
@@ -260,6 +296,11 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
             let _ = std::fs::write(run_dir.path().join("kernel.log"), out.output + "\n");
         }
     }
+    // Whatever the kernel reported that no check was charged with.
+    vm.console.kernel().wait_until(Duration::from_secs(1), |k| !k.open() || k.eof());
+    let leftover = charged.fresh(vm.console.kernel().reports());
+    let (clean, excerpt) = report_outcome(&leftover).unwrap_or((Outcome::Pass, String::new()));
+    rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) });
     t.checks = phase.elapsed();
 
     let phase = Instant::now();

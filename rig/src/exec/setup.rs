@@ -63,6 +63,7 @@ pub fn guest_config(
         initrd: p.initrd.clone(),
         cmdline,
         console: qemu::SerialBackend::Socket(private.join("console.sock")),
+        shell: qemu::SerialBackend::Socket(private.join("shell.sock")),
         qmp_socket: Some(private.join("qmp.sock")),
         ivshmem,
         devices,

@@ -4,6 +4,7 @@
 use crate::exec::prepare::prepare;
 use crate::exec::run::{Event, RunError, RunOptions};
 use crate::exec::setup::{host_setup, private_dir};
+use crate::guest::protocol::Nonce;
 use crate::results::Timings;
 use crate::vm::{Vm, VmError};
 use nix::sys::termios::{self, SetArg, Termios};
@@ -54,7 +55,7 @@ pub fn shell(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut
         source: Box::new(source),
         run_dir: dir.path().to_path_buf(),
     };
-    let mut vm = Vm::start(cfg, run_dir.path(), interrupt.clone()).map_err(|e| boot_err(e, &run_dir))?;
+    let mut vm = Vm::start(cfg, run_dir.path(), Nonce::new(), interrupt.clone()).map_err(|e| boot_err(e, &run_dir))?;
     vm.wait_ready(opts.boot_timeout).map_err(|e| boot_err(e, &run_dir))?;
     if let Some(m) = shm {
         emit(Event::Note(format!("shared memory on the host: {}", m.path().display())));
@@ -76,11 +77,12 @@ pub fn shell(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut
     // A fresh prompt: the shell printed one before we attached.
     let _ = vm.console.send("\n");
     'relay: loop {
-        let text = vm.console.take_output();
-        if !text.is_empty() {
-            let bytes: Vec<u8> = text.chars().map(|c| c as u32 as u8).collect();
-            let _ = out.write_all(&bytes);
-            let _ = out.flush();
+        // The kernel's messages and the shell's, as they come.
+        for bytes in [vm.console.kernel().take_text(), vm.console.take_output()] {
+            if !bytes.is_empty() {
+                let _ = out.write_all(&bytes);
+                let _ = out.flush();
+            }
         }
         loop {
             match rx.try_recv() {

@@ -1,7 +1,8 @@
 //! Runs one step: a guest command over the console, or a host check on the
 //! shared memory, the doorbell or a host command; turns it into a result.
 
-use crate::guest::console::{Console, ConsoleError, StepOutput};
+use crate::guest::console::{excerpts, titles, Console, ConsoleError, StepOutput};
+use crate::guest::kernel_console::{report_time, Attributed};
 use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
 use crate::plan::step::{Action, Check, Expect};
@@ -25,6 +26,48 @@ pub enum Abort {
     Console(ConsoleError),
 }
 
+/// Kernel time within which a report with the key of one already charged
+/// is its repeat (a soft lockup or hung task reports every few seconds).
+const REPEAT_WINDOW_SECS: f64 = 30.0;
+
+/// Kernel reports already charged to a check: a report and its repeats
+/// count once, so a guest that recovers is not failed again and again.
+#[derive(Debug, Default)]
+pub struct Charged {
+    seen: Vec<(String, Option<f64>)>,
+}
+
+impl Charged {
+    /// The reports of `found` that are not repeats of charged ones; they
+    /// are charged now.
+    pub fn fresh(&mut self, found: Vec<Attributed>) -> Vec<Attributed> {
+        let mut out = vec![];
+        for a in found {
+            let t = report_time(&a.report);
+            let repeat = self.seen.iter().any(|(k, seen_at)| {
+                *k == a.report.key
+                    && match (t, seen_at) {
+                        (Some(t), Some(s)) => (t - s).abs() <= REPEAT_WINDOW_SECS,
+                        _ => true,
+                    }
+            });
+            self.seen.push((a.report.key.clone(), t));
+            if !repeat {
+                out.push(a);
+            }
+        }
+        out
+    }
+}
+
+/// The outcome of reports that happened during a check (`None`: none).
+pub fn report_outcome(reports: &[Attributed]) -> Option<(Outcome, String)> {
+    if reports.is_empty() {
+        return None;
+    }
+    Some((Outcome::Fail(format!("the kernel reported {}", titles(reports))), excerpts(reports)))
+}
+
 fn guest_verdict(out: &StepOutput, status: i32, expect: &Option<Expect>) -> Outcome {
     if out.status != status {
         return Outcome::Fail(format!("exit status {} (expected {status})", out.status));
@@ -37,7 +80,12 @@ fn guest_verdict(out: &StepOutput, status: i32, expect: &Option<Expect>) -> Outc
 
 /// Runs one check. A console failure that leaves the guest unusable comes
 /// back as `Some(Abort)` so the caller reports the rest as not run.
-pub fn run_check(check: &Check, console: &mut Console, side: &mut HostSide) -> (CheckResult, Option<Abort>) {
+pub fn run_check(
+    check: &Check,
+    console: &mut Console,
+    side: &mut HostSide,
+    charged: &mut Charged,
+) -> (CheckResult, Option<Abort>) {
     let shm = side.shm;
     let start = Instant::now();
     let result = |outcome, output: String, host_side| CheckResult {
@@ -56,7 +104,30 @@ pub fn run_check(check: &Check, console: &mut Console, side: &mut HostSide) -> (
     };
     match &check.action {
         Action::Guest { command, status, expect, timeout } => match console.run(command, *timeout) {
-            Ok(out) => (result(guest_verdict(&out, *status, expect), out.output, false), None),
+            Ok(out) => {
+                let reports = charged.fresh(out.reports.clone());
+                match report_outcome(&reports) {
+                    // A report fails the step whatever the command said.
+                    Some((o, excerpt)) => (result(o, format!("{}\n{excerpt}", out.output).trim().into(), false), None),
+                    None => (result(guest_verdict(&out, *status, expect), out.output, false), None),
+                }
+            }
+            Err(ConsoleError::Crash { what, reports }) => {
+                let fresh = charged.fresh(reports.clone());
+                let (o, excerpt) = report_outcome(&fresh).unwrap_or((
+                    Outcome::Fail(format!("the kernel crashed while waiting for {what}")),
+                    excerpts(&reports),
+                ));
+                (result(o, excerpt, false), Some(Abort::Console(ConsoleError::Crash { what, reports })))
+            }
+            Err(ConsoleError::ShellExited { what, reports }) => {
+                let fresh = charged.fresh(reports.clone());
+                let (o, excerpt) = match report_outcome(&fresh) {
+                    Some((Outcome::Fail(why), ex)) => (Outcome::Fail(format!("the guest shell exited; {why}")), ex),
+                    _ => (Outcome::Fail("the guest shell exited (exit, exec or a killed shell)".into()), String::new()),
+                };
+                (result(o, excerpt, false), Some(Abort::Console(ConsoleError::ShellExited { what, reports })))
+            }
             Err(ConsoleError::Timeout { waited, tail, .. }) => (
                 result(
                     Outcome::Fail(format!("timed out after {waited:?}")),
@@ -157,7 +228,12 @@ pub fn run_check(check: &Check, console: &mut Console, side: &mut HostSide) -> (
             let (o, out) = match crate::host::command::run(&line, cwd, *timeout) {
                 Ok(done) => {
                     let verdict = guest_verdict(
-                        &StepOutput { status: done.status, output: done.output.clone(), elapsed: Duration::ZERO },
+                        &StepOutput {
+                            status: done.status,
+                            output: done.output.clone(),
+                            elapsed: Duration::ZERO,
+                            reports: vec![],
+                        },
                         *status,
                         expect,
                     );
@@ -210,7 +286,7 @@ mod tests {
     use regex::Regex;
 
     fn out(status: i32, output: &str) -> StepOutput {
-        StepOutput { status, output: output.into(), elapsed: Duration::ZERO }
+        StepOutput { status, output: output.into(), elapsed: Duration::ZERO, reports: vec![] }
     }
 
     #[test]
@@ -228,11 +304,19 @@ mod tests {
     fn host_check_without_shm_fails_cleanly() {
         // The console is not touched by host checks; build one over a socketpair.
         let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (k, _kb) = std::os::unix::net::UnixStream::pair().expect("pair");
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut c = Console::attach(a, &dir.path().join("log"), Default::default()).expect("attach");
+        let ports = crate::guest::console::Ports {
+            shell: a,
+            shell_log: &dir.path().join("shell.log"),
+            kernel: k,
+            kernel_log: &dir.path().join("console.log"),
+        };
+        let nonce = crate::guest::protocol::Nonce::fixed("0");
+        let mut c = Console::attach(ports, nonce, Default::default()).expect("attach");
         let check = Check { name: "h".into(), action: Action::HostVerify { offset: 0, len: 1, seed: 0 } };
         let mut side = HostSide { shm: None, run_dir: dir.path(), doorbell: None };
-        let (r, abort) = run_check(&check, &mut c, &mut side);
+        let (r, abort) = run_check(&check, &mut c, &mut side, &mut Charged::default());
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         assert!(abort.is_none());
     }

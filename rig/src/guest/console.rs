@@ -1,12 +1,17 @@
-//! The guest's serial console, driven with rexpect.
+//! The guest's shell console (the second serial port), driven with
+//! rexpect, with the kernel's console (the first port) read beside it by
+//! [`KernelConsole`]: a step ends at its end marker, and the kernel reports
+//! made during it come with its output.
 //!
 //! rexpect's own wait loop sleeps 100 ms whenever its needle is not yet in
 //! the buffer, which would add up to 100 ms to every step. So the session is
 //! built with a zero timeout (each `exp` is a single non-blocking look) and
-//! this module sleeps on a condition variable that the reader thread signals
+//! this module sleeps on a condition variable that either reader signals
 //! whenever bytes arrive. A step then costs about the console's round trip.
+//! rexpect hands out bytes as Latin-1 chars; [`utf8`] turns them back.
 
-use super::protocol::{self, PROMPT_CHAR};
+use super::kernel_console::{Attributed, KernelConsole, KernelMark, Wake};
+use super::protocol::{self, Nonce, PROMPT_CHAR};
 use crate::support::tail_bytes as tail_of;
 use regex::Regex;
 use rexpect::session::{Options, StreamSession};
@@ -16,11 +21,8 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Kernel messages that mean the guest is broken, whatever the step does.
-pub const CRASH_PATTERN: &str = r"(Kernel panic - not syncing|BUG: [A-Za-z]|Oops: [0-9a-fx]|WARNING: CPU: \d+|general protection fault|watchdog: BUG: soft lockup|rcu: INFO: rcu_\w+ self-detected stall|INFO: task \S+ blocked for more than|KASAN: |KFENCE: |traps: PANIC: double fault)";
 
 /// How a console wait ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +31,15 @@ pub enum ConsoleError {
     #[error("timed out after {waited:?} waiting for {what}; console tail:\n{tail}")]
     Timeout { what: String, waited: Duration, tail: String },
     /// QEMU closed the console (the guest powered off or QEMU died).
-    #[error("the console closed while waiting for {what} (QEMU exited); console tail:\n{tail}")]
+    #[error("the console closed while waiting for {what} (QEMU exited); kernel console tail:\n{tail}")]
     Eof { what: String, tail: String },
-    /// The kernel reported a crash (oops, panic, warning, lockup).
-    #[error("the guest kernel reported a crash while waiting for {what}:\n{excerpt}")]
-    Crash { what: String, excerpt: String },
+    /// The kernel reported a crash the step did not come back from.
+    #[error("the guest kernel reported {} while waiting for {what}:\n{}", titles(reports), excerpts(reports))]
+    Crash { what: String, reports: Vec<Attributed> },
+    /// The shell exited (`exit`, `exec`, an oops that killed it); /init
+    /// started a new one, which is not set up yet.
+    #[error("the guest shell exited while waiting for {what}{}", if reports.is_empty() { String::new() } else { format!("; the kernel reported {}:\n{}", titles(reports), excerpts(reports)) })]
+    ShellExited { what: String, reports: Vec<Attributed> },
     /// The user pressed Ctrl-C or the rig got SIGTERM.
     #[error("interrupted")]
     Interrupted,
@@ -45,33 +51,14 @@ pub enum ConsoleError {
     Expect(String),
 }
 
-/// Bytes seen so far, signalled to the waiter.
-#[derive(Default)]
-struct Arrivals {
-    count: Mutex<u64>,
-    cond: Condvar,
+/// `kernel BUG in f, WARNING in g`.
+pub fn titles(reports: &[Attributed]) -> String {
+    reports.iter().map(|a| a.report.title.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-impl Arrivals {
-    fn bump(&self, n: usize) {
-        if let Ok(mut c) = self.count.lock() {
-            *c += n as u64;
-        }
-        self.cond.notify_all();
-    }
-
-    /// Waits until the count moves past `seen` or `max` elapses.
-    fn wait_past(&self, seen: u64, max: Duration) -> u64 {
-        let Ok(guard) = self.count.lock() else { return seen };
-        match self.cond.wait_timeout_while(guard, max, |c| *c == seen) {
-            Ok((g, _)) => *g,
-            Err(_) => seen,
-        }
-    }
-
-    fn current(&self) -> u64 {
-        self.count.lock().map(|c| *c).unwrap_or(0)
-    }
+/// Every report's excerpt, one after the other.
+pub fn excerpts(reports: &[Attributed]) -> String {
+    reports.iter().map(|a| a.report.excerpt.as_str()).collect::<Vec<_>>().join("\n")
 }
 
 /// Copies every byte into the transcript and wakes the waiter.
@@ -84,7 +71,7 @@ impl Arrivals {
 struct TeeReader {
     inner: UnixStream,
     transcript: File,
-    arrivals: Arc<Arrivals>,
+    wake: Arc<Wake>,
     /// Bytes handed out by the last `read`, not yet announced.
     pending: usize,
 }
@@ -92,7 +79,7 @@ struct TeeReader {
 impl Read for TeeReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.pending > 0 {
-            self.arrivals.bump(self.pending);
+            self.wake.bump(self.pending);
             self.pending = 0;
         }
         let n = self.inner.read(buf)?;
@@ -102,7 +89,7 @@ impl Read for TeeReader {
             self.pending = n;
         } else {
             // EOF: wake the waiter now, rexpect will report it.
-            self.arrivals.bump(1);
+            self.wake.bump(1);
         }
         Ok(n)
     }
@@ -117,14 +104,18 @@ pub struct StepOutput {
     pub output: String,
     /// Wall time from sending to the end marker.
     pub elapsed: Duration,
+    /// Kernel reports made during the step.
+    pub reports: Vec<Attributed>,
 }
 
-/// Driver of one guest console.
+/// Driver of one guest's consoles.
 pub struct Console {
     session: StreamSession<UnixStream>,
-    arrivals: Arc<Arrivals>,
+    wake: Arc<Wake>,
     interrupt: Arc<AtomicBool>,
-    crash: Regex,
+    kernel: KernelConsole,
+    nonce: Nonce,
+    respawn: Regex,
     steps: u64,
 }
 
@@ -132,41 +123,99 @@ pub struct Console {
 /// Arrivals wake the waiter at once (see [`TeeReader`]).
 const IDLE_NAP: Duration = Duration::from_millis(50);
 
+/// After a kernel report, how long a step may still take to end on its own
+/// before the report counts as a crash of the step.
+const AFTER_REPORT: Duration = Duration::from_secs(2);
+
+/// How long the kernel console may lag the shell's: the kernel prints its
+/// console from a thread on recent kernels.
+const KERNEL_LAG: Duration = Duration::from_secs(2);
+
+/// The two consoles of a guest and where their transcripts go.
+pub struct Ports<'a> {
+    /// The shell's port.
+    pub shell: UnixStream,
+    /// Its transcript (`shell.log`).
+    pub shell_log: &'a Path,
+    /// The kernel console's port.
+    pub kernel: UnixStream,
+    /// Its transcript (`console.log`).
+    pub kernel_log: &'a Path,
+}
+
 impl Console {
-    /// Wraps a connected console socket; every byte read is appended to `transcript`.
-    pub fn attach(stream: UnixStream, transcript: &Path, interrupt: Arc<AtomicBool>) -> Result<Console, ConsoleError> {
-        let arrivals = Arc::new(Arrivals::default());
+    /// Starts reading both consoles; `nonce` is the run's marker secret.
+    pub fn attach(ports: Ports, nonce: Nonce, interrupt: Arc<AtomicBool>) -> Result<Console, ConsoleError> {
+        let wake = Arc::new(Wake::default());
+        let kernel = KernelConsole::spawn(ports.kernel, ports.kernel_log, nonce.clone(), wake.clone())?;
         let reader = TeeReader {
-            inner: stream.try_clone()?,
-            transcript: File::create(transcript)?,
-            arrivals: arrivals.clone(),
+            inner: ports.shell.try_clone()?,
+            transcript: File::create(ports.shell_log)?,
+            wake: wake.clone(),
             pending: 0,
         };
         // Zero timeout: every exp() is one look; waiting is done here.
-        let session = StreamSession::new(reader, stream, Options::new().timeout_ms(Some(0)));
-        let crash = Regex::new(CRASH_PATTERN).map_err(|e| ConsoleError::Expect(e.to_string()))?;
-        Ok(Console { session, arrivals, interrupt, crash, steps: 0 })
+        let session = StreamSession::new(reader, ports.shell, Options::new().timeout_ms(Some(0)));
+        let respawn =
+            Regex::new(&regex::escape(protocol::RESPAWN_MARKER)).map_err(|e| ConsoleError::Expect(e.to_string()))?;
+        Ok(Console { session, wake, interrupt, kernel, nonce, respawn, steps: 0 })
     }
 
-    /// Waits for `re`; returns (text before, matched text).
+    /// The kernel console beside the shell.
+    pub fn kernel(&self) -> &KernelConsole {
+        &self.kernel
+    }
+
+    /// The run's marker secret.
+    pub fn nonce(&self) -> &Nonce {
+        &self.nonce
+    }
+
+    /// Waits for `re` on the shell's console; returns (text before, matched
+    /// text). Fails early when the shell exits, when QEMU goes away, or when
+    /// the kernel reported something and the wait did not end within
+    /// [`AFTER_REPORT`] of it.
     pub fn wait_regex(&mut self, re: &Regex, what: &str, timeout: Duration) -> Result<(String, String), ConsoleError> {
         let start = Instant::now();
-        let needles = || vec![ReadUntil::Regex(re.clone()), ReadUntil::Regex(self.crash.clone())];
+        let from = self.kernel.mark();
+        let mut report_done: Option<Instant> = None;
+        let needles = || vec![ReadUntil::Regex(re.clone()), ReadUntil::Regex(self.respawn.clone())];
         loop {
-            let seen = self.arrivals.current();
+            let seen = self.wake.current();
             match self.session.exp_any(needles()) {
                 Ok((before, matched)) => {
-                    if self.crash.is_match(&matched) && !re.is_match(&matched) {
-                        return Err(self.collect_crash(what, before, matched));
+                    if self.respawn.is_match(&matched) && !re.is_match(&matched) {
+                        self.settle_kernel();
+                        return Err(ConsoleError::ShellExited {
+                            what: what.into(),
+                            reports: self.kernel.reports_since(from),
+                        });
                     }
-                    return Ok((before, matched));
+                    return Ok((utf8(&before), utf8(&matched)));
                 }
                 Err(rexpect::error::Error::Timeout { got, .. }) => {
+                    if self.kernel.started_since(from) {
+                        let reports = self.kernel.reports_since(from);
+                        // A panic ends the guest; anything else may let the step go on.
+                        if reports.iter().any(|a| a.report.panicked) {
+                            self.settle_kernel();
+                            return Err(ConsoleError::Crash {
+                                what: what.into(),
+                                reports: self.kernel.reports_since(from),
+                            });
+                        }
+                        if !self.kernel.open() {
+                            let done = *report_done.get_or_insert_with(Instant::now);
+                            if done.elapsed() >= AFTER_REPORT {
+                                return Err(ConsoleError::Crash { what: what.into(), reports });
+                            }
+                        }
+                    }
                     if start.elapsed() >= timeout {
                         return Err(ConsoleError::Timeout {
                             what: what.into(),
                             waited: timeout,
-                            tail: tail_of(&got, 2000),
+                            tail: tail_of(&utf8(&got), 2000),
                         });
                     }
                     if self.interrupt.load(Ordering::Relaxed) {
@@ -174,40 +223,24 @@ impl Console {
                     }
                     // `seen` was read before the look: anything newer wakes us at once.
                     let left = timeout.saturating_sub(start.elapsed());
-                    self.arrivals.wait_past(seen, left.min(IDLE_NAP));
+                    self.wake.wait_past(seen, left.min(IDLE_NAP));
                 }
-                Err(rexpect::error::Error::EOF { got, .. }) => {
-                    if let Some(m) = self.crash.find(&got) {
-                        return Err(ConsoleError::Crash { what: what.into(), excerpt: excerpt_from(&got, m.start()) });
+                Err(rexpect::error::Error::EOF { .. }) => {
+                    self.settle_kernel();
+                    let reports = self.kernel.reports_since(from);
+                    if !reports.is_empty() {
+                        return Err(ConsoleError::Crash { what: what.into(), reports });
                     }
-                    return Err(ConsoleError::Eof { what: what.into(), tail: tail_of(&got, 2000) });
+                    return Err(ConsoleError::Eof { what: what.into(), tail: tail_of(&self.kernel.tail(), 2000) });
                 }
                 Err(e) => return Err(ConsoleError::Expect(e.to_string())),
             }
         }
     }
 
-    /// After a crash line, keeps reading briefly so the report is complete.
-    fn collect_crash(&mut self, what: &str, before: String, matched: String) -> ConsoleError {
-        let mut report = format!("{}{matched}", tail_of(&before, 300));
-        let until = Instant::now() + Duration::from_millis(1500);
-        while Instant::now() < until {
-            let seen = self.arrivals.current();
-            match self.session.exp_any(vec![ReadUntil::EOF]) {
-                Ok((_, rest)) => {
-                    report.push_str(&rest);
-                    break;
-                }
-                Err(rexpect::error::Error::Timeout { .. }) => {}
-                Err(_) => break,
-            }
-            while let Some(c) = self.session.try_read() {
-                report.push(c);
-            }
-            self.arrivals.wait_past(seen, Duration::from_millis(50));
-        }
-        // The head of the report says what happened; keep that.
-        ConsoleError::Crash { what: what.into(), excerpt: clean(&report.chars().take(4000).collect::<String>()) }
+    /// Lets the kernel console finish the report it is printing.
+    fn settle_kernel(&self) {
+        self.kernel.wait_until(KERNEL_LAG, |k| !k.open() || k.eof());
     }
 
     /// Waits for a literal string.
@@ -242,16 +275,19 @@ impl Console {
         Ok(())
     }
 
-    /// Runs one shell command and returns its status and output.
+    /// Runs one shell command and returns its status, output and the kernel
+    /// reports made while it ran.
     ///
-    /// The end marker carries the step number and `$?`; the command text sent
-    /// only contains `%s` placeholders, so an echoed command never matches.
+    /// The end marker carries the run's nonce, the step number and `$?`; the
+    /// command text sent only contains `%s` placeholders, so an echoed
+    /// command never matches.
     pub fn run(&mut self, command: &str, timeout: Duration) -> Result<StepOutput, ConsoleError> {
         self.steps += 1;
         let n = self.steps;
         let start = Instant::now();
-        self.send(&protocol::step_line(n, command))?;
-        let re = Regex::new(&protocol::end_marker_pattern(n)).map_err(|e| ConsoleError::Expect(e.to_string()))?;
+        self.send(&protocol::step_line(&self.nonce, n, command))?;
+        let re = Regex::new(&protocol::end_marker_pattern(&self.nonce, n))
+            .map_err(|e| ConsoleError::Expect(e.to_string()))?;
         let result = self.wait_regex(&re, &format!("the end of `{}`", short(command)), timeout);
         let (before, matched) = match result {
             Ok(v) => v,
@@ -263,23 +299,33 @@ impl Console {
             Err(e) => return Err(e),
         };
         let status = re.captures(&matched).and_then(|c| c.get(1)).and_then(|m| m.as_str().parse().ok()).unwrap_or(-1);
-        Ok(StepOutput { status, output: clean(&before), elapsed: start.elapsed() })
+        let elapsed = start.elapsed();
+        // The kernel's own timeline says which reports belong to this step.
+        self.kernel.wait_until(KERNEL_LAG, |k| k.eof() || (k.step_ended(n) && !k.open()));
+        let reports = self.kernel.reports().into_iter().filter(|a| a.step == Some(n)).collect();
+        Ok(StepOutput { status, output: clean(&before), elapsed, reports })
     }
 
-    /// Takes whatever output has arrived so far (interactive use).
-    pub fn take_output(&mut self) -> String {
-        let mut s = String::new();
+    /// Takes whatever shell output has arrived so far (interactive use).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        let mut s = Vec::new();
         while let Some(c) = self.session.try_read() {
-            s.push(c);
+            s.push(c as u32 as u8);
         }
         s
     }
 
     /// Sleeps until more output arrives or `max` passes.
     pub fn wait_output(&self, max: Duration) {
-        let seen = self.arrivals.current();
-        self.arrivals.wait_past(seen, max);
+        let seen = self.wake.current();
+        self.wake.wait_past(seen, max);
     }
+}
+
+/// rexpect's chars (one per byte) back to the UTF-8 the guest sent.
+pub fn utf8(latin1: &str) -> String {
+    let bytes: Vec<u8> = latin1.chars().map(|c| c as u32 as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Removes `\r` and the terminal's cursor queries, trims trailing newlines.
@@ -287,11 +333,6 @@ pub fn clean(text: &str) -> String {
     let esc = Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").map(|re| re.replace_all(text, "").into_owned());
     let text = esc.unwrap_or_else(|_| text.to_string());
     text.replace(['\r', PROMPT_CHAR], "").trim_matches('\n').to_string()
-}
-
-fn excerpt_from(text: &str, at: usize) -> String {
-    let begin = text[..at].rfind('\n').unwrap_or(0);
-    clean(&text[begin..].chars().take(4000).collect::<String>())
 }
 
 fn short(command: &str) -> String {
@@ -303,55 +344,84 @@ fn short(command: &str) -> String {
     }
 }
 
+/// A mark for callers that watch the kernel console across several waits.
+pub fn kernel_mark(c: &Console) -> KernelMark {
+    c.kernel.mark()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::BufRead;
     use std::thread;
 
-    /// A fake guest: a thread that answers like `sh` would, over a socketpair.
-    fn fake_guest(
-        script: impl FnOnce(std::io::BufReader<UnixStream>, UnixStream) + Send + 'static,
-    ) -> (Console, tempfile::TempDir) {
-        let (host, guest) = UnixStream::pair().expect("socketpair");
-        let reader = std::io::BufReader::new(guest.try_clone().expect("clone"));
-        thread::spawn(move || script(reader, guest));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let console =
-            Console::attach(host, &dir.path().join("console.log"), Arc::new(AtomicBool::new(false))).expect("attach");
-        (console, dir)
+    const NONCE: &str = "5eed";
+
+    /// The guest side of a fake guest: the shell's port (read and write)
+    /// and the kernel console's port.
+    struct Guest {
+        shell: std::io::BufReader<UnixStream>,
+        out: UnixStream,
+        kernel: UnixStream,
     }
 
-    /// Reads the command group and end-marker line, answers with `out` and `status`.
-    fn answer(reader: &mut std::io::BufReader<UnixStream>, w: &mut UnixStream, out: &str, status: i32) {
-        let mut line = String::new();
-        let mut printf = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = reader.read_line(&mut printf);
-        let n: String = printf.split_whitespace().rev().nth(1).unwrap_or("0").to_string();
-        let n: u64 = n.parse().unwrap_or(0);
-        let _ = write!(w, "{out}\r\n\r\n{}\r\n", protocol::end_marker(n, status));
+    impl Guest {
+        /// Reads one step line; answers with `out`, `status`, after writing
+        /// the step's marks (and `kernel_lines` between them) to the kernel port.
+        fn answer(&mut self, out: &str, status: i32, kernel_lines: &[&str]) {
+            let mut line = String::new();
+            let mut rest = String::new();
+            let _ = self.shell.read_line(&mut line);
+            let _ = self.shell.read_line(&mut rest);
+            let n: u64 = rest.split_whitespace().rev().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let _ = write!(self.kernel, "[    1.000000] rig-step:{NONCE}:{n}:begin\r\n");
+            for l in kernel_lines {
+                let _ = write!(self.kernel, "{l}\r\n");
+            }
+            let _ = write!(self.kernel, "[    1.000002] rig-step:{NONCE}:{n}:end\r\n");
+            let _ = write!(self.out, "{out}\r\n\r\n{}\r\n", protocol::end_marker(&Nonce::fixed(NONCE), n, status));
+        }
+    }
+
+    /// A fake guest: a thread that answers like `sh` would, over socketpairs.
+    fn fake_guest(script: impl FnOnce(Guest) + Send + 'static) -> (Console, tempfile::TempDir) {
+        let (host, guest) = UnixStream::pair().expect("socketpair");
+        let (khost, kguest) = UnixStream::pair().expect("socketpair");
+        let g = Guest { shell: std::io::BufReader::new(guest.try_clone().expect("clone")), out: guest, kernel: kguest };
+        thread::spawn(move || script(g));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = Ports {
+            shell: host,
+            shell_log: &dir.path().join("shell.log"),
+            kernel: khost,
+            kernel_log: &dir.path().join("console.log"),
+        };
+        let console = Console::attach(ports, Nonce::fixed(NONCE), Arc::new(AtomicBool::new(false))).expect("attach");
+        (console, dir)
     }
 
     #[test]
     fn runs_steps_and_reads_status() {
-        let (mut c, dir) = fake_guest(|mut r, mut w| {
-            answer(&mut r, &mut w, "hello", 0);
-            answer(&mut r, &mut w, "boom", 3);
+        let (mut c, dir) = fake_guest(|mut g| {
+            g.answer("hello", 0, &[]);
+            g.answer("boom", 3, &[]);
         });
         let a = c.run("echo hello", Duration::from_secs(5)).expect("step 1");
         assert_eq!((a.status, a.output.as_str()), (0, "hello"));
         let b = c.run("false", Duration::from_secs(5)).expect("step 2");
         assert_eq!((b.status, b.output.as_str()), (3, "boom"));
-        let log = std::fs::read_to_string(dir.path().join("console.log")).expect("log");
-        assert!(log.contains("<RIG-END:2:3>"));
+        assert!(a.reports.is_empty() && b.reports.is_empty());
+        let log = std::fs::read_to_string(dir.path().join("shell.log")).expect("log");
+        assert!(log.contains("<RIG-END:5eed:2:3>"));
+        let klog = std::fs::read_to_string(dir.path().join("console.log")).expect("log");
+        assert!(klog.contains("rig-step:5eed:2:end"));
     }
 
     #[test]
     fn step_overhead_is_not_rexpects_100ms_poll() {
-        let (mut c, _dir) = fake_guest(|mut r, mut w| {
+        let (mut c, _dir) = fake_guest(|mut g| {
             for _ in 0..20 {
-                answer(&mut r, &mut w, "x", 0);
+                g.answer("x", 0, &[]);
             }
         });
         let start = Instant::now();
@@ -364,8 +434,8 @@ mod tests {
 
     #[test]
     fn timeout_reports_tail() {
-        let (mut c, _dir) = fake_guest(|_r, mut w| {
-            let _ = w.write_all(b"still working\r\n");
+        let (mut c, _dir) = fake_guest(|mut g| {
+            let _ = g.out.write_all(b"still working\r\n");
             thread::sleep(Duration::from_secs(3));
         });
         match c.run("sleep 100", Duration::from_millis(300)) {
@@ -374,28 +444,72 @@ mod tests {
         }
     }
 
+    const WARNING: &[&str] = &[
+        "[    1.000001] ------------[ cut here ]------------",
+        "[    1.000001] WARNING: CPU: 0 PID: 9 at x.c:1 rig_faulty_write+0x5/0x9 [rig_faulty]",
+        "[    1.000001] Call Trace:",
+        "[    1.000001]  rig_faulty_write+0x5/0x9 [rig_faulty]",
+        "[    1.000001] ---[ end trace 0000000000000000 ]---",
+    ];
+
+    #[test]
+    fn a_report_during_a_step_comes_with_its_output() {
+        let (mut c, _dir) = fake_guest(|mut g| {
+            g.answer("done", 0, WARNING);
+            g.answer("next", 0, &[]);
+        });
+        let a = c.run("echo warn > /proc/rig_faulty", Duration::from_secs(5)).expect("step");
+        assert_eq!(a.reports.len(), 1, "{a:?}");
+        assert!(a.reports[0].report.title.contains("rig_faulty_write"), "{:?}", a.reports[0]);
+        let b = c.run("echo next", Duration::from_secs(5)).expect("step");
+        assert!(b.reports.is_empty());
+    }
+
     #[test]
     fn crash_is_reported_with_excerpt() {
-        let (mut c, _dir) = fake_guest(|_r, mut w| {
-            let _ = w.write_all(b"[   3.1] BUG: kernel NULL pointer dereference, address: 0000000000000000\r\n[   3.1] RIP: 0010:rig_bad+0x5\r\n");
-            thread::sleep(Duration::from_secs(2));
+        let (mut c, _dir) = fake_guest(|mut g| {
+            let mut line = String::new();
+            let _ = g.shell.read_line(&mut line);
+            let _ = g.kernel.write_all(b"[    3.100000] BUG: kernel NULL pointer dereference, address: 0000000000000000\r\n[    3.100000] RIP: 0010:rig_bad+0x5/0x9\r\n[    3.100000] Call Trace:\r\n[    3.100000]  rig_bad+0x5/0x9\r\n[    3.200000] Kernel panic - not syncing: Fatal exception\r\n");
+            thread::sleep(Duration::from_millis(600));
+            drop(g);
         });
-        match c.run("echo c > /proc/sysrq-trigger", Duration::from_secs(3)) {
-            Err(ConsoleError::Crash { excerpt, .. }) => {
-                assert!(excerpt.contains("NULL pointer dereference"), "{excerpt}");
-                assert!(excerpt.contains("RIP"), "{excerpt}");
+        match c.run("echo c > /proc/sysrq-trigger", Duration::from_secs(10)) {
+            Err(ConsoleError::Crash { reports, .. }) => {
+                let e = excerpts(&reports);
+                assert!(e.contains("NULL pointer dereference"), "{e}");
+                assert!(e.contains("RIP"), "{e}");
             }
             other => panic!("expected crash, got {other:?}"),
         }
     }
 
     #[test]
+    fn a_shell_that_exits_is_noticed_at_once() {
+        let (mut c, _dir) = fake_guest(|mut g| {
+            let mut line = String::new();
+            let _ = g.shell.read_line(&mut line);
+            let _ = write!(g.out, "{}\r\n", protocol::RESPAWN_MARKER);
+            thread::sleep(Duration::from_secs(2));
+        });
+        let start = Instant::now();
+        assert!(matches!(c.run("exit", Duration::from_secs(10)), Err(ConsoleError::ShellExited { .. })));
+        assert!(start.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
     fn eof_is_reported() {
-        let (mut c, _dir) = fake_guest(|_r, w| {
-            let _ = (&w).write_all(b"reboot: Power down\r\n");
-            drop(w);
+        let (mut c, _dir) = fake_guest(|g| {
+            let _ = (&g.kernel).write_all(b"[    9.0] reboot: Power down\r\n");
+            drop(g);
         });
         assert!(matches!(c.run("poweroff -f", Duration::from_secs(3)), Err(ConsoleError::Eof { .. })));
+    }
+
+    #[test]
+    fn output_is_utf8() {
+        let (mut c, _dir) = fake_guest(|mut g| g.answer("gr\u{fc}\u{df}e \u{2713}", 0, &[]));
+        assert_eq!(c.run("echo", Duration::from_secs(5)).expect("step").output, "gr\u{fc}\u{df}e \u{2713}");
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! types into its shell, in one place. `/init` (image), the console driver,
 //! the boot watchdog and `rig bench` all take them from here.
 
+/// The guest's kernel console is the first serial port; the shell that runs
+/// the steps, and `/init`'s own messages, use the second.
+pub const KERNEL_TTY: &str = "ttyS0";
+/// See [`KERNEL_TTY`].
+pub const SHELL_TTY: &str = "ttyS1";
+
 /// `/init` prints this with `uname -r` once the pseudo filesystems are up.
 pub const BOOTED_MARKER: &str = "RIG-BOOTED";
 
@@ -31,22 +37,89 @@ pub fn shell_setup_line() -> String {
     format!("stty -echo; PS1=\"$(printf '\\{:03o}')\"; PS2=\"$PS1\"; echo {head}''{tail}\n", PROMPT_CHAR as u32)
 }
 
-/// The text sent for step `n`: the command in a group (so a trailing `&` or
-/// comment stays harmless), stdin closed, then the end marker with `$?`.
-/// The marker's digits are only `%s` placeholders here, so an echoed
-/// command never matches [`end_marker_pattern`].
-pub fn step_line(n: u64, command: &str) -> String {
-    format!("{{ {command}\n}} </dev/null; printf '\\n<RIG-END:%s:%s>\\n' {n} $?\n")
+/// A per-run secret in the end markers and step marks, so a step cannot
+/// forge its status or its boundaries by printing a marker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nonce(String);
+
+impl Nonce {
+    /// A fresh nonce (8 hex digits from the kernel's random pool).
+    pub fn new() -> Nonce {
+        let mut b = [0u8; 4];
+        let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+        if filled.is_err() {
+            // No urandom: time and pid still differ from run to run.
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            b = (t.subsec_nanos() ^ std::process::id()).to_le_bytes();
+        }
+        Nonce(crate::support::hex(&b))
+    }
+
+    /// A fixed nonce (tests, and `rig parse` reading a saved run).
+    pub fn fixed(s: &str) -> Nonce {
+        Nonce(s.to_owned())
+    }
+
+    /// As written in the markers.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Nonce {
+    fn default() -> Self {
+        Nonce::new()
+    }
+}
+
+/// Where step `n` begins or ends in the kernel's own log: the shell writes
+/// a line to /dev/kmsg, so kernel reports and step boundaries share one
+/// timeline (the console of a step and the kernel's are separate ports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepMark {
+    Begin(u64),
+    End(u64),
+}
+
+/// The /dev/kmsg text of a step mark. Level 4 so that `loglevel=5` shows it.
+fn kmsg_mark(nonce: &Nonce, n: u64, what: &str) -> String {
+    format!("echo '<4>rig-step:{}:{n}:{what}' >/dev/kmsg 2>/dev/null", nonce.0)
+}
+
+/// The step mark in a kernel message (the text after the printk time).
+pub fn parse_step_mark(nonce: &Nonce, text: &str) -> Option<StepMark> {
+    let rest = text.trim_end().strip_prefix("rig-step:")?.strip_prefix(nonce.0.as_str())?.strip_prefix(':')?;
+    let (n, what) = rest.split_once(':')?;
+    let n = n.parse().ok()?;
+    match what {
+        "begin" => Some(StepMark::Begin(n)),
+        "end" => Some(StepMark::End(n)),
+        _ => None,
+    }
+}
+
+/// The text sent for step `n`: a begin mark, the command in a group (so a
+/// trailing `&` or comment stays harmless) with stdin closed, an end mark,
+/// then the end marker with the command's `$?`. The marker's fields are
+/// only `%s` placeholders here, so an echoed command never matches
+/// [`end_marker_pattern`].
+pub fn step_line(nonce: &Nonce, n: u64, command: &str) -> String {
+    format!(
+        "{}; {{ {command}\n}} </dev/null; __rig_s=$?; {}; printf '\\n<RIG-END:%s:%s:%s>\\n' {} {n} $__rig_s\n",
+        kmsg_mark(nonce, n, "begin"),
+        kmsg_mark(nonce, n, "end"),
+        nonce.0
+    )
 }
 
 /// The regex of step `n`'s end marker; group 1 is the exit status.
-pub fn end_marker_pattern(n: u64) -> String {
-    format!(r"\n<RIG-END:{n}:(\d+)>\r?\n")
+pub fn end_marker_pattern(nonce: &Nonce, n: u64) -> String {
+    format!(r"\n<RIG-END:{}:{n}:(\d+)>\r?\n", nonce.0)
 }
 
 /// What the guest prints at the end of step `n` (the line after its output).
-pub fn end_marker(n: u64, status: i32) -> String {
-    format!("<RIG-END:{n}:{status}>")
+pub fn end_marker(nonce: &Nonce, n: u64, status: i32) -> String {
+    format!("<RIG-END:{}:{n}:{status}>", nonce.0)
 }
 
 /// The `/init` line that reports module `file`'s insmod status.
@@ -74,13 +147,30 @@ mod tests {
 
     #[test]
     fn step_line_and_marker_agree() {
-        let l = step_line(7, "true");
-        assert_eq!(l, "{ true\n} </dev/null; printf '\\n<RIG-END:%s:%s>\\n' 7 $?\n");
-        let re = regex::Regex::new(&end_marker_pattern(7)).expect("re");
+        let nonce = Nonce::fixed("ab12");
+        let l = step_line(&nonce, 7, "true");
+        assert_eq!(
+            l,
+            "echo '<4>rig-step:ab12:7:begin' >/dev/kmsg 2>/dev/null; { true\n} </dev/null; __rig_s=$?; \
+             echo '<4>rig-step:ab12:7:end' >/dev/kmsg 2>/dev/null; printf '\\n<RIG-END:%s:%s:%s>\\n' ab12 7 $__rig_s\n"
+        );
+        let re = regex::Regex::new(&end_marker_pattern(&nonce, 7)).expect("re");
         assert!(!re.is_match(&l));
-        let printed = format!("out\r\n\r\n{}\r\n", end_marker(7, 3));
+        let printed = format!("out\r\n\r\n{}\r\n", end_marker(&nonce, 7, 3));
         assert_eq!(re.captures(&printed).and_then(|c| c.get(1)).map(|m| m.as_str()), Some("3"));
-        assert!(!re.is_match(&format!("\n{}\n", end_marker(8, 0))));
+        assert!(!re.is_match(&format!("\n{}\n", end_marker(&nonce, 8, 0))));
+        // A step that prints a marker without the nonce cannot end itself.
+        assert!(!re.is_match("\n<RIG-END::7:0>\n") && !re.is_match("\n<RIG-END:7:0>\n"));
+    }
+
+    #[test]
+    fn step_marks_need_the_nonce() {
+        let n = Nonce::fixed("ab12");
+        assert_eq!(parse_step_mark(&n, "rig-step:ab12:3:begin"), Some(StepMark::Begin(3)));
+        assert_eq!(parse_step_mark(&n, "rig-step:ab12:3:end\r"), Some(StepMark::End(3)));
+        assert_eq!(parse_step_mark(&n, "rig-step:ffff:3:end"), None);
+        assert_eq!(parse_step_mark(&n, "rig-step:ab12:x:end"), None);
+        assert_ne!(Nonce::new(), Nonce::new());
     }
 
     #[test]

@@ -19,13 +19,17 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# The first serial port is the kernel's console alone; /init and the shell
+# talk on the second.
+exec </dev/{shell_tty} >/dev/{shell_tty} 2>&1
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 echo "{booted} $(uname -r)"
 "#,
     )
-    .replace("{booted}", protocol::BOOTED_MARKER);
+    .replace("{booted}", protocol::BOOTED_MARKER)
+    .replace("{shell_tty}", protocol::SHELL_TTY);
     for (file, params) in modules {
         s.push_str(&format!("insmod {MODULE_DIR}/{file} {params}\n"));
         s.push_str(&protocol::insmod_report_line(file));
@@ -33,14 +37,16 @@ echo "{booted} $(uname -r)"
     s.push_str(&format!(
         r#"echo {ready}
 export PS1='rig# '
-# setsid+cttyhack give the shell a controlling tty, so Ctrl-C reaches a step.
-# Not exec'd: the shell must not be PID 1, or its exit (after a background
-# job ends, say) panics the kernel. If it exits, a new one takes the console.
+# A session leader that opens the tty gets it as its controlling tty, so
+# Ctrl-C reaches a step. Not exec'd: the shell must not be PID 1, or its
+# exit (after a background job ends, say) panics the kernel. If it exits, a
+# new one takes the port and says so.
 while :; do
-    setsid cttyhack sh
+    setsid sh -c 'exec sh -i <>/dev/{shell_tty} >&0 2>&0'
     echo {respawn}
 done
 "#,
+        shell_tty = protocol::SHELL_TTY,
         ready = protocol::READY_MARKER,
         respawn = protocol::RESPAWN_MARKER,
     ));

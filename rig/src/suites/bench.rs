@@ -6,7 +6,7 @@
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
 use crate::exec::setup::{self, private_dir};
-use crate::guest::protocol::{self, READY_MARKER};
+use crate::guest::protocol::{self, Nonce, READY_MARKER};
 use crate::host::shm::SharedMemory;
 use crate::results::Timings;
 use crate::vm::accel;
@@ -154,7 +154,7 @@ fn rig_sample(
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
     let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     let start = Instant::now();
-    let mut vm = Vm::start(&cfg, private.path(), interrupt).map_err(|e| boot_error(e, &private))?;
+    let mut vm = Vm::start(&cfg, private.path(), Nonce::new(), interrupt).map_err(|e| boot_error(e, &private))?;
     vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, &private))?;
     let boot = start.elapsed();
     vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &private))?;
@@ -187,8 +187,11 @@ fn bare_sample(
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
     let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     cfg.qmp_socket = None;
-    let socket = private.path().join("raw-console.sock");
-    cfg.console = match how {
+    // The shell's port raw; the kernel's console goes nowhere, as a bare
+    // QEMU user would not read it either.
+    let socket = private.path().join("raw-shell.sock");
+    cfg.console = SerialBackend::Null;
+    cfg.shell = match how {
         RawConsole::Stdio => SerialBackend::Stdio,
         RawConsole::Socket => SerialBackend::Socket(socket.clone()),
     };
@@ -248,6 +251,7 @@ fn bare_sample(
     let boot = start.elapsed();
     let mut rtts = Vec::new();
     // Like the rig: no tty echo and the same one-byte prompts.
+    let nonce = Nonce::new();
     let shell_ready = ready
         && writer.write_all(protocol::shell_setup_line().as_bytes()).and_then(|_| writer.flush()).is_ok()
         && wait_for(format!("{}\r\n", protocol::SHELL_OK_MARKER).as_bytes(), &mut seen);
@@ -256,8 +260,8 @@ fn bare_sample(
         // `rig_step` is the rig's own overhead.
         for i in 0..opts.steps as u64 {
             let t = Instant::now();
-            let _ = writer.write_all(protocol::step_line(i, "true").as_bytes()).and_then(|_| writer.flush());
-            if !wait_for(format!("{}\r\n", protocol::end_marker(i, 0)).as_bytes(), &mut seen) {
+            let _ = writer.write_all(protocol::step_line(&nonce, i, "true").as_bytes()).and_then(|_| writer.flush());
+            if !wait_for(format!("{}\r\n", protocol::end_marker(&nonce, i, 0)).as_bytes(), &mut seen) {
                 break;
             }
             rtts.push(t.elapsed());

@@ -10,6 +10,7 @@
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
 use crate::exec::setup::{self, private_dir};
+use crate::guest::protocol::Nonce;
 use crate::host::shm::SharedMemory;
 use crate::plan::ShmPlan;
 use crate::results::Timings;
@@ -219,7 +220,7 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
     };
     let start = Instant::now();
-    let mut vm = match Vm::start(&cfg, dir.path(), interrupt) {
+    let mut vm = match Vm::start(&cfg, dir.path(), Nonce::new(), interrupt) {
         Ok(vm) => vm,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
     };
@@ -238,7 +239,7 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
         .filter(|r| !r.passed())
         .map(|r| format!("{}: {:?}", r.name, r.outcome))
         .collect();
-    problems.extend(boot.crashes.iter().map(|c| format!("kernel warning: {}", c.lines().next().unwrap_or(""))));
+    problems.extend(boot.reports.iter().map(|a| format!("kernel report: {}", a.report.title)));
     let powered_off = vm.shutdown(Duration::from_secs(10)).is_some_and(|s| s.success());
     if !powered_off {
         problems.push("QEMU did not exit cleanly after poweroff -f".into());

@@ -2,7 +2,9 @@
 //! watchdog that also notices a guest QEMU has paused, and clean-up in Drop
 //! (QEMU killed, nothing left running, whatever path the run takes).
 
-use crate::guest::console::{Console, ConsoleError};
+use crate::guest::console::{excerpts, Console, ConsoleError, Ports};
+use crate::guest::kernel_console::Attributed;
+use crate::guest::protocol::Nonce;
 use crate::guest::protocol::READY_MARKER;
 use crate::vm::qemu::{self, QemuConfig};
 use crate::vm::qmp;
@@ -25,7 +27,7 @@ pub enum VmError {
     #[error("cannot create {path}: {source}")]
     RunDir { path: PathBuf, source: std::io::Error },
     /// QEMU exited before or during boot.
-    #[error("QEMU exited ({status}) before the guest was ready; QEMU said:\n{stderr}\nconsole tail:\n{tail}")]
+    #[error("QEMU exited ({status}) before the guest was ready; QEMU said:\n{stderr}\nkernel console tail:\n{tail}")]
     Exited { status: String, stderr: String, tail: String },
     /// QEMU did not connect to the console socket.
     #[error("QEMU did not connect to the console within {0:?}")]
@@ -36,6 +38,9 @@ pub enum VmError {
     /// No ready marker within the boot timeout.
     #[error("the guest did not reach `{READY_MARKER}` within {waited:?} (boot watchdog){hint}; console tail:\n{tail}")]
     BootTimeout { waited: Duration, tail: String, hint: String },
+    /// The kernel crashed before the guest was ready.
+    #[error("the guest kernel crashed during boot:\n{excerpt}")]
+    Crashed { excerpt: String },
     /// The console reported a crash, EOF, or an interrupt.
     #[error(transparent)]
     Console(#[from] ConsoleError),
@@ -58,8 +63,8 @@ pub struct Boot {
     pub log: String,
     /// Time from spawn to the marker.
     pub elapsed: Duration,
-    /// Kernel crash reports (warnings, oopses) seen before the marker.
-    pub crashes: Vec<String>,
+    /// Kernel reports (warnings, oopses) made before the marker.
+    pub reports: Vec<Attributed>,
 }
 
 fn read_tail(path: &Path, max: usize) -> String {
@@ -68,16 +73,21 @@ fn read_tail(path: &Path, max: usize) -> String {
 }
 
 impl Vm {
-    /// Spawns QEMU and attaches the console. Files go to `run_dir`.
-    pub fn start(cfg: &QemuConfig, run_dir: &Path, interrupt: Arc<AtomicBool>) -> Result<Vm, VmError> {
+    /// Spawns QEMU and attaches both consoles. Files go to `run_dir`:
+    /// `console.log` (the kernel's console), `shell.log` (the steps'),
+    /// `qemu.cmdline`, `qemu.stderr`.
+    pub fn start(cfg: &QemuConfig, run_dir: &Path, nonce: Nonce, interrupt: Arc<AtomicBool>) -> Result<Vm, VmError> {
         let rd = |path: PathBuf| move |source| VmError::RunDir { path, source };
-        let qemu::SerialBackend::Socket(socket) = &cfg.console else {
+        let (qemu::SerialBackend::Socket(kernel_sock), qemu::SerialBackend::Socket(shell_sock)) =
+            (&cfg.console, &cfg.shell)
+        else {
             return Err(VmError::RunDir {
                 path: run_dir.to_path_buf(),
-                source: std::io::Error::other("a driven guest needs its console on a socket"),
+                source: std::io::Error::other("a driven guest needs both serial ports on sockets"),
             });
         };
-        let listener = UnixListener::bind(socket).map_err(rd(socket.clone()))?;
+        let kernel_listener = UnixListener::bind(kernel_sock).map_err(rd(kernel_sock.clone()))?;
+        let shell_listener = UnixListener::bind(shell_sock).map_err(rd(shell_sock.clone()))?;
         let argv = qemu::argv(cfg);
         let cmdline_path = run_dir.join("qemu.cmdline");
         std::fs::write(&cmdline_path, qemu::shell_line(&cfg.binary, &argv) + "\n").map_err(rd(cmdline_path))?;
@@ -99,7 +109,9 @@ impl Vm {
         let mut child =
             cmd.spawn().map_err(|source| VmError::Spawn { binary: cfg.binary.display().to_string(), source })?;
 
-        let stream = match accept_console(&listener, &mut child, &stderr_path, &interrupt) {
+        let accepted = accept_console(&kernel_listener, &mut child, &stderr_path, &interrupt)
+            .and_then(|k| Ok((k, accept_console(&shell_listener, &mut child, &stderr_path, &interrupt)?)));
+        let (kernel, shell) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 let _ = child.kill();
@@ -107,7 +119,9 @@ impl Vm {
                 return Err(e);
             }
         };
-        let console = match Console::attach(stream, &run_dir.join("console.log"), interrupt.clone()) {
+        let ports =
+            Ports { shell, shell_log: &run_dir.join("shell.log"), kernel, kernel_log: &run_dir.join("console.log") };
+        let console = match Console::attach(ports, nonce, interrupt.clone()) {
             Ok(c) => c,
             Err(e) => {
                 let _ = child.kill();
@@ -118,42 +132,52 @@ impl Vm {
         Ok(Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, accel: cfg.accel })
     }
 
-    /// Waits for the ready marker; checks every second that QEMU still runs
-    /// the guest, so a paused or dead guest fails at once, not at the timeout.
+    /// Waits for the ready marker on the shell's port; checks every second
+    /// that QEMU still runs the guest, so a paused or dead guest fails at
+    /// once, not at the timeout. Reports made on the way (a warning at
+    /// insmod) come with the result; a panic is an error.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<Boot, VmError> {
         let start = Instant::now();
-        let mut crashes = Vec::new();
+        let from = self.console.kernel().mark();
         let mut log = String::new();
         loop {
             let slice = timeout.saturating_sub(start.elapsed()).min(Duration::from_secs(1));
             match self.console.wait_str(READY_MARKER, slice) {
                 Ok(before) => {
                     log.push_str(&before);
-                    return Ok(Boot { log, elapsed: start.elapsed(), crashes });
+                    // Let a report that is still printing finish.
+                    self.console.kernel().wait_until(Duration::from_millis(500), |k| !k.open());
+                    let reports = self.console.kernel().reports_since(from);
+                    return Ok(Boot { log, elapsed: start.elapsed(), reports });
                 }
-                // A warning during module init: note it and keep booting; a
-                // panic ends QEMU and shows up as Eof below.
-                Err(ConsoleError::Crash { excerpt, .. }) => {
-                    log.push_str(&excerpt);
-                    log.push('\n');
-                    crashes.push(excerpt);
+                // A warning during module init: keep booting; a panic ends it.
+                Err(ConsoleError::Crash { reports, .. }) => {
+                    if reports.iter().any(|a| a.report.panicked) {
+                        return Err(VmError::Crashed { excerpt: excerpts(&reports) });
+                    }
                 }
+                Err(ConsoleError::ShellExited { .. }) => {}
                 Err(ConsoleError::Timeout { tail, .. }) => {
                     if let Some(e) = self.check_alive(&tail) {
                         return Err(e);
                     }
                     if start.elapsed() >= timeout {
-                        let hint = if tail.trim().is_empty() && self.accel == qemu::Accel::Kvm {
+                        let quiet = tail.trim().is_empty() && self.console.kernel().tail().trim().is_empty();
+                        let hint = if quiet && self.accel == qemu::Accel::Kvm {
                             ": the kernel printed nothing, so it never left the decompressor; this KVM cannot run it, use --accel tcg".to_string()
                         } else {
                             String::new()
                         };
+                        let tail = format!("{tail}\nkernel console:\n{}", self.console.kernel().tail());
                         return Err(VmError::BootTimeout { waited: timeout, tail, hint });
                     }
                 }
                 Err(ConsoleError::Eof { tail, .. }) => {
                     let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                    let tail = crashes.iter().map(|c| format!("{c}\n")).collect::<String>() + &tail;
+                    let reports = self.console.kernel().reports_since(from);
+                    if !reports.is_empty() {
+                        return Err(VmError::Crashed { excerpt: excerpts(&reports) });
+                    }
                     return Err(VmError::Exited { status, stderr: read_tail(&self.stderr_path, 2000), tail });
                 }
                 Err(e) => return Err(e.into()),
@@ -167,7 +191,7 @@ impl Vm {
             return Some(VmError::Exited {
                 status: status.to_string(),
                 stderr: read_tail(&self.stderr_path, 2000),
-                tail: tail.to_string(),
+                tail: format!("{tail}\nkernel console:\n{}", self.console.kernel().tail()),
             });
         }
         let socket = self.qmp_socket.as_ref()?;

@@ -50,13 +50,15 @@ pub enum SharedMemoryDevice {
     },
 }
 
-/// Where the guest's serial console is connected.
+/// Where a serial port of the guest is connected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SerialBackend {
     /// A unix socket the rig listens on; QEMU connects to it.
     Socket(PathBuf),
     /// QEMU's stdin/stdout (the bare-QEMU baseline of `rig bench`).
     Stdio,
+    /// Nowhere (a bare-QEMU baseline that does not read the kernel).
+    Null,
 }
 
 /// Everything that decides the QEMU command line of one guest.
@@ -80,8 +82,10 @@ pub struct QemuConfig {
     pub initrd: PathBuf,
     /// Kernel command line words.
     pub cmdline: Vec<String>,
-    /// Where the serial line goes.
+    /// The first serial port: the kernel's console, nothing else.
     pub console: SerialBackend,
+    /// The second serial port: the shell that runs the steps.
+    pub shell: SerialBackend,
     /// Unix socket for QMP (the rig asks it whether the guest is paused).
     pub qmp_socket: Option<PathBuf>,
     /// The ivshmem device, if any (the host side needs its socket).
@@ -124,18 +128,24 @@ pub fn kernel_args(kernel: &Path, initrd: &Path, cmdline: &[String]) -> Vec<Stri
     ]
 }
 
-/// The serial console goes to a socket the rig already listens on, so no
-/// byte is lost before the rig attaches (server=on,wait=off would drop them).
-pub fn console_args(backend: &SerialBackend) -> Vec<String> {
-    match backend {
+/// Two serial ports: ttyS0 the kernel's console, ttyS1 the shell, so step
+/// output never carries kernel messages and the kernel's log is read whole.
+/// Each goes to a socket the rig already listens on, so no byte is lost
+/// before the rig attaches (server=on,wait=off would drop them).
+pub fn console_args(kernel: &SerialBackend, shell: &SerialBackend) -> Vec<String> {
+    let port = |b: &SerialBackend, id: &str| match b {
         SerialBackend::Socket(socket) => vec![
             "-chardev".into(),
-            format!("socket,id=con0,path={}", socket.display()),
+            format!("socket,id={id},path={}", socket.display()),
             "-serial".into(),
-            "chardev:con0".into(),
+            format!("chardev:{id}"),
         ],
         SerialBackend::Stdio => vec!["-serial".into(), "stdio".into()],
-    }
+        SerialBackend::Null => vec!["-serial".into(), "null".into()],
+    };
+    let mut v = port(kernel, "con0");
+    v.extend(port(shell, "sh0"));
+    v
 }
 
 /// QMP lets the watchdog see a guest QEMU has paused (KVM internal error).
@@ -165,7 +175,7 @@ pub fn argv(cfg: &QemuConfig) -> Vec<String> {
     let mut v = base_args(&cfg.machine);
     v.extend(machine_args(&cfg.machine, cfg.accel, cfg.cpu_model.as_deref(), cfg.memory_mib, cfg.cpus));
     v.extend(kernel_args(&cfg.kernel, &cfg.initrd, &cfg.cmdline));
-    v.extend(console_args(&cfg.console));
+    v.extend(console_args(&cfg.console, &cfg.shell));
     if let Some(q) = &cfg.qmp_socket {
         v.extend(qmp_args(q));
     }
@@ -258,6 +268,7 @@ mod tests {
             kernel: "/k/vmlinuz".into(),
             initrd: "/k/initrd.cpio".into(),
             console: SerialBackend::Socket("/run/x/console.sock".into()),
+            shell: SerialBackend::Socket("/run/x/shell.sock".into()),
             qmp_socket: Some("/run/x/qmp.sock".into()),
             devices: vec![ivshmem_args(&table, &shm).expect("render")],
             ivshmem: Some(shm),
@@ -279,6 +290,10 @@ mod tests {
         assert!(has_pair(&v, "-initrd", "/k/initrd.cpio"));
         assert!(has_pair(&v, "-chardev", "socket,id=con0,path=/run/x/console.sock"));
         assert!(has_pair(&v, "-serial", "chardev:con0"));
+        assert!(has_pair(&v, "-chardev", "socket,id=sh0,path=/run/x/shell.sock"));
+        // The kernel's console is the first port, the shell's the second.
+        let first = v.iter().position(|a| a == "chardev:con0");
+        assert!(first < v.iter().position(|a| a == "chardev:sh0"));
         assert!(has_pair(&v, "-qmp", "unix:/run/x/qmp.sock,server=on,wait=off"));
         assert!(has_pair(&v, "-object", "memory-backend-file,id=shm0,mem-path=/run/x/shm,size=4194304,share=on"));
         assert!(has_pair(&v, "-device", "ivshmem-plain,memdev=shm0"));
@@ -306,7 +321,8 @@ mod tests {
         c.ivshmem = None;
         c.devices.clear();
         c.qmp_socket = None;
-        c.console = SerialBackend::Stdio;
+        c.console = SerialBackend::Null;
+        c.shell = SerialBackend::Stdio;
         let v = argv(&c);
         assert!(!v.iter().any(|a| a.contains("ivshmem") || a == "-qmp" || a == "-chardev"));
         assert!(has_pair(&v, "-serial", "stdio"));
