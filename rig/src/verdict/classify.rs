@@ -1066,6 +1066,93 @@ mod tests {
     }
 
     #[test]
+    fn other_output_inside_a_report_is_skipped() {
+        let text = "\
+[    2.000000] BUG: unable to handle page fault for address: ffffc90000185000
+[    2.000001] #PF: supervisor read access in kernel mode
+some program output
+[    2.000002] Oops: 0000 [#1] PREEMPT SMP NOPTI
+[    2.000003] RIP: 0010:rig_page_fault+0x1c/0x50 [rig_faulty]
+rig# \x1b[6n
+[    2.000004] Call Trace:
+[    2.000005]  rig_faulty_write+0xac/0x100 [rig_faulty]
+half a line of output[    2.000006]  proc_reg_write+0x56/0xa0
+[    2.000007] ---[ end trace 0000000000000000 ]---
+";
+        let r = one(text);
+        assert_eq!(
+            (r.class, r.title.as_str()),
+            (Class::PageFault, "BUG: unable to handle page fault in rig_page_fault")
+        );
+        assert_eq!(r.lines, 1..=10);
+        assert_eq!(r.excerpt.lines().count(), 8);
+        assert!(r.excerpt.contains("\n[    2.000006]  proc_reg_write+0x56/0xa0\n"));
+        assert!(!r.excerpt.contains("output"));
+    }
+
+    #[test]
+    fn hard_lockup_in_both_prefixes() {
+        for head in [
+            "NMI watchdog: Watchdog detected hard LOCKUP on cpu 1",
+            "watchdog: CPU1: Watchdog detected hard LOCKUP on cpu 1",
+        ] {
+            let text = format!(
+                "[   30.000000] {head}\n[   30.000001] Modules linked in: rig_faulty(OE)\n\
+                 [   30.000002] RIP: 0010:rig_hard_lockup+0x31/0x40 [rig_faulty]\n[   30.000003] Call Trace:\n\
+                 [   30.000004]  <TASK>\n[   30.000005]  rig_faulty_write+0xac/0x100 [rig_faulty]\n\
+                 [   30.000006] Kernel panic - not syncing: Hard LOCKUP\n"
+            );
+            let r = one(&text);
+            assert_eq!((r.class, r.title.as_str()), (Class::HardLockup, "hard lockup in rig_hard_lockup"));
+            assert!(r.panicked);
+        }
+    }
+
+    #[test]
+    fn double_fault_without_a_stack_overflow() {
+        let text = "\
+[    4.000000] traps: PANIC: double fault, error_code: 0x0
+[    4.000001] double fault: 0000 [#1] PREEMPT SMP NOPTI
+[    4.000002] RIP: 0010:__slab_alloc_node+0x1/0x2
+[    4.000003] Call Trace:
+[    4.000004]  <TASK>
+[    4.000005]  cmpxchg_frob+0x10/0x20
+[    4.000006]  </TASK>
+[    4.000007] ---[ end trace 0000000000000000 ]---
+[    4.000008] Kernel panic - not syncing: Fatal exception in interrupt
+";
+        let r = one(text);
+        assert_eq!((r.class, r.title.as_str()), (Class::DoubleFault, "double fault in cmpxchg_frob"));
+        assert!(r.panicked && r.excerpt.ends_with("Fatal exception in interrupt"));
+    }
+
+    #[test]
+    fn kasan_title_has_kind_and_access() {
+        let text = "\
+[    5.000000] ==================================================================
+[    5.000001] BUG: KASAN: slab-out-of-bounds in foo_write+0x1a/0x30 [foo]
+[    5.000002] Write of size 1 at addr ffff888003f1c238 by task sh/88
+[    5.000003] 
+[    5.000004] Call Trace:
+[    5.000005]  <TASK>
+[    5.000006]  kasan_report+0x1/0x2
+[    5.000007]  foo_write+0x1a/0x30 [foo]
+[    5.000008]  </TASK>
+[    5.000009] 
+[    5.000010] Allocated by task 88:
+[    5.000011]  kasan_save_stack+0x1/0x2
+[    5.000012]  foo_init+0x1/0x2 [foo]
+[    5.000013] The buggy address belongs to the object at ffff888003f1c220
+[    5.000014] ==================================================================
+[    5.000015] foo: bye
+";
+        let r = one(text);
+        assert_eq!((r.class, r.title.as_str()), (Class::Kasan, "KASAN: slab-out-of-bounds Write in foo_write"));
+        assert_eq!(r.lines, 1..=15);
+        assert_eq!(r.class.severity(), Severity::Corruption);
+    }
+
+    #[test]
     fn classes_have_unique_names_and_round_trip() {
         for c in Class::ALL {
             assert_eq!(Class::from_name(c.name()), Some(c));
