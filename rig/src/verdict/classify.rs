@@ -81,8 +81,9 @@ pub enum Severity {
     /// The current task was killed (the kernel goes on, tainted `D`); in
     /// interrupt context this becomes a panic.
     Oops,
-    /// A checker found corrupted memory and goes on: the guest lives, but
-    /// its state cannot be trusted.
+    /// A memory or undefined-behaviour checker (SLUB debugging, KFENCE,
+    /// KASAN, UBSAN) found a bug and lets the kernel go on: the guest lives,
+    /// but its state cannot be trusted.
     Corruption,
     /// A warning or a stall: the kernel goes on unharmed (unless the guest
     /// was booted to panic on it, which [`KernelReport::panicked`] tells).
@@ -152,18 +153,24 @@ impl Class {
     /// What the kernel does after such a report (when not booted to panic on it).
     pub fn severity(self) -> Severity {
         match self {
-            Class::Panic | Class::DoubleFault | Class::StackOverflow | Class::HardLockup => Severity::Panic,
+            Class::Panic | Class::DoubleFault | Class::StackOverflow => Severity::Panic,
             Class::SlabCorruption | Class::Kfence | Class::Kasan | Class::Ubsan => Severity::Corruption,
-            Class::SoftLockup | Class::RcuStall | Class::HungTask | Class::Warning | Class::IommuFault => {
-                Severity::Recoverable
-            }
+            // Debian boots with softlockup_panic, hardlockup_panic and
+            // hung_task_panic off: the detectors print and the kernel goes on.
+            Class::SoftLockup
+            | Class::HardLockup
+            | Class::RcuStall
+            | Class::HungTask
+            | Class::Warning
+            | Class::IommuFault => Severity::Recoverable,
             _ => Severity::Oops,
         }
     }
 
-    /// True for soft lockup, hung task, RCU stall, WARNING and IOMMU fault:
-    /// the kernel goes on unharmed. (Memory-corruption findings also let the
-    /// guest live, but are not recoverable: see [`Severity::Corruption`].)
+    /// True for soft and hard lockup, hung task, RCU stall, WARNING and IOMMU
+    /// fault: the kernel goes on unharmed. (Memory-corruption findings also
+    /// let the guest live, but are not recoverable: see
+    /// [`Severity::Corruption`].)
     pub fn recoverable(self) -> bool {
         self.severity() == Severity::Recoverable
     }
@@ -380,6 +387,10 @@ impl Classifier {
         }
         if let Some(h) = header(&k.text) {
             let mut lines = std::mem::take(&mut self.pending);
+            // A marker from long ago (or from a replay) is not this report's.
+            if lines.first().is_some_and(|m| k.time - m.time > MAX_GAP_SECS || m.time - k.time > 0.5) {
+                lines.clear();
+            }
             lines.push(k);
             let first = lines[0].no;
             let panicked = h.class == Class::Panic;
@@ -485,7 +496,7 @@ static HEADERS: LazyLock<Vec<(Regex, Class, bool)>> = LazyLock::new(|| {
         p(r"^(?:\S+: )?BUG: KASAN: ", Class::Kasan, false),
         p(r"^(?:\S+: )?BUG: KFENCE: ", Class::Kfence, false),
         p(r"^(?:\S+: )?BUG: soft lockup", Class::SoftLockup, false),
-        p(r"^(?:\S+ )*(?:\S+: )?Watchdog detected hard LOCKUP", Class::HardLockup, false),
+        p(r"^(?:NMI )?watchdog: (?:CPU\d+: )?Watchdog detected hard LOCKUP", Class::HardLockup, false),
         p(r"^BUG: (?:\w+ )?stack guard page was hit", Class::StackOverflow, false),
         p(r"^(?:Oops: )?kernel stack overflow \(double-fault\)", Class::StackOverflow, true),
         p(r"^BUG: (?:unable to handle )?kernel NULL pointer dereference", Class::NullDeref, false),
@@ -647,7 +658,7 @@ fn candidates(class: Class, lines: &[KLine]) -> Vec<String> {
         if let Some(c) = RIP.captures(t) {
             rips.push(base_name(&c[1]).to_string());
         } else if let Some(c) = FRAME.captures(&l.text) {
-            if c.get(1).is_none() && !is_header_line(&l.text) {
+            if c.get(1).is_none() && header(&l.text).is_none() {
                 frames.push(base_name(&c[2]).to_string());
             }
         }
@@ -655,10 +666,6 @@ fn candidates(class: Class, lines: &[KLine]) -> Vec<String> {
     out.extend(rips.into_iter().take(1));
     out.extend(frames);
     out
-}
-
-fn is_header_line(text: &str) -> bool {
-    header(text).is_some()
 }
 
 /// `WARNING: ... at file:line func+0x`, `BUG: KFENCE: ... in func+0x`.
@@ -730,9 +737,10 @@ fn title(class: Class, lines: &[KLine]) -> String {
             }
         }
         Class::Fortify => {
+            // `memset: detected buffer overflow: ...` (6.9+) or `detected buffer overflow in memset`.
             let c = cap(&T_FORTIFY);
-            let f = c.iter().step_by(2).find(|s| !s.is_empty()).cloned();
             let what = c.get(1).cloned().unwrap_or_default();
+            let f = [c.first(), c.get(2)].into_iter().flatten().find(|s| !s.is_empty()).cloned();
             match f {
                 Some(f) => with(format!("FORTIFY: {f} {what}")),
                 None => with(format!("FORTIFY: {what}")),
@@ -1058,6 +1066,13 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_marker_does_not_start_a_later_report() {
+        let text = "[    1.000000] ==============================\n[    1.000001] some banner\n\
+                    [   30.000000] BUG: kernel NULL pointer dereference, address: 0\n[   30.000001] RIP: 0010:f+0x1/0x2\n";
+        assert_eq!(one(text).lines, 3..=4);
+    }
+
+    #[test]
     fn oops_fallback_and_generic_bug_titles() {
         let r = one("[    1.000000] divide error: 0000 [#1] PREEMPT SMP NOPTI\n[    1.000001] RIP: 0010:f+0x1/0x2\n");
         assert_eq!((r.class, r.title.as_str()), (Class::Oops, "divide error in f"));
@@ -1100,7 +1115,7 @@ half a line of output[    2.000006]  proc_reg_write+0x56/0xa0
                 "[   30.000000] {head}\n[   30.000001] Modules linked in: rig_faulty(OE)\n\
                  [   30.000002] RIP: 0010:rig_hard_lockup+0x31/0x40 [rig_faulty]\n[   30.000003] Call Trace:\n\
                  [   30.000004]  <TASK>\n[   30.000005]  rig_faulty_write+0xac/0x100 [rig_faulty]\n\
-                 [   30.000006] Kernel panic - not syncing: Hard LOCKUP\n"
+                 [   30.000006] Kernel panic - not syncing: Watchdog detected hard LOCKUP on cpu 1\n"
             );
             let r = one(&text);
             assert_eq!((r.class, r.title.as_str()), (Class::HardLockup, "hard lockup in rig_hard_lockup"));
@@ -1160,7 +1175,7 @@ half a line of output[    2.000006]  proc_reg_write+0x56/0xa0
         let recoverable: Vec<_> = Class::ALL.into_iter().filter(|c| c.recoverable()).collect();
         assert_eq!(
             recoverable,
-            [Class::Warning, Class::SoftLockup, Class::RcuStall, Class::HungTask, Class::IommuFault]
+            [Class::Warning, Class::SoftLockup, Class::HardLockup, Class::RcuStall, Class::HungTask, Class::IommuFault]
         );
     }
 }
