@@ -81,8 +81,9 @@ pub enum Severity {
     /// The current task was killed (the kernel goes on, tainted `D`); in
     /// interrupt context this becomes a panic.
     Oops,
-    /// A checker found corrupted memory and goes on: the guest lives, but
-    /// its state cannot be trusted.
+    /// A memory or undefined-behaviour checker (SLUB debugging, KFENCE,
+    /// KASAN, UBSAN) found a bug and lets the kernel go on: the guest lives,
+    /// but its state cannot be trusted.
     Corruption,
     /// A warning or a stall: the kernel goes on unharmed (unless the guest
     /// was booted to panic on it, which [`KernelReport::panicked`] tells).
@@ -152,18 +153,24 @@ impl Class {
     /// What the kernel does after such a report (when not booted to panic on it).
     pub fn severity(self) -> Severity {
         match self {
-            Class::Panic | Class::DoubleFault | Class::StackOverflow | Class::HardLockup => Severity::Panic,
+            Class::Panic | Class::DoubleFault | Class::StackOverflow => Severity::Panic,
             Class::SlabCorruption | Class::Kfence | Class::Kasan | Class::Ubsan => Severity::Corruption,
-            Class::SoftLockup | Class::RcuStall | Class::HungTask | Class::Warning | Class::IommuFault => {
-                Severity::Recoverable
-            }
+            // Debian boots with softlockup_panic, hardlockup_panic and
+            // hung_task_panic off: the detectors print and the kernel goes on.
+            Class::SoftLockup
+            | Class::HardLockup
+            | Class::RcuStall
+            | Class::HungTask
+            | Class::Warning
+            | Class::IommuFault => Severity::Recoverable,
             _ => Severity::Oops,
         }
     }
 
-    /// True for soft lockup, hung task, RCU stall, WARNING and IOMMU fault:
-    /// the kernel goes on unharmed. (Memory-corruption findings also let the
-    /// guest live, but are not recoverable: see [`Severity::Corruption`].)
+    /// True for soft and hard lockup, hung task, RCU stall, WARNING and IOMMU
+    /// fault: the kernel goes on unharmed. (Memory-corruption findings also
+    /// let the guest live, but are not recoverable: see
+    /// [`Severity::Corruption`].)
     pub fn recoverable(self) -> bool {
         self.severity() == Severity::Recoverable
     }
@@ -380,6 +387,10 @@ impl Classifier {
         }
         if let Some(h) = header(&k.text) {
             let mut lines = std::mem::take(&mut self.pending);
+            // A marker from long ago (or from a replay) is not this report's.
+            if lines.first().is_some_and(|m| k.time - m.time > MAX_GAP_SECS || m.time - k.time > 0.5) {
+                lines.clear();
+            }
             lines.push(k);
             let first = lines[0].no;
             let panicked = h.class == Class::Panic;
@@ -485,7 +496,7 @@ static HEADERS: LazyLock<Vec<(Regex, Class, bool)>> = LazyLock::new(|| {
         p(r"^(?:\S+: )?BUG: KASAN: ", Class::Kasan, false),
         p(r"^(?:\S+: )?BUG: KFENCE: ", Class::Kfence, false),
         p(r"^(?:\S+: )?BUG: soft lockup", Class::SoftLockup, false),
-        p(r"^(?:\S+ )*(?:\S+: )?Watchdog detected hard LOCKUP", Class::HardLockup, false),
+        p(r"^(?:NMI )?watchdog: (?:CPU\d+: )?Watchdog detected hard LOCKUP", Class::HardLockup, false),
         p(r"^BUG: (?:\w+ )?stack guard page was hit", Class::StackOverflow, false),
         p(r"^(?:Oops: )?kernel stack overflow \(double-fault\)", Class::StackOverflow, true),
         p(r"^BUG: (?:unable to handle )?kernel NULL pointer dereference", Class::NullDeref, false),
@@ -647,7 +658,7 @@ fn candidates(class: Class, lines: &[KLine]) -> Vec<String> {
         if let Some(c) = RIP.captures(t) {
             rips.push(base_name(&c[1]).to_string());
         } else if let Some(c) = FRAME.captures(&l.text) {
-            if c.get(1).is_none() && !is_header_line(&l.text) {
+            if c.get(1).is_none() && header(&l.text).is_none() {
                 frames.push(base_name(&c[2]).to_string());
             }
         }
@@ -655,10 +666,6 @@ fn candidates(class: Class, lines: &[KLine]) -> Vec<String> {
     out.extend(rips.into_iter().take(1));
     out.extend(frames);
     out
-}
-
-fn is_header_line(text: &str) -> bool {
-    header(text).is_some()
 }
 
 /// `WARNING: ... at file:line func+0x`, `BUG: KFENCE: ... in func+0x`.
@@ -730,9 +737,10 @@ fn title(class: Class, lines: &[KLine]) -> String {
             }
         }
         Class::Fortify => {
+            // `memset: detected buffer overflow: ...` (6.9+) or `detected buffer overflow in memset`.
             let c = cap(&T_FORTIFY);
-            let f = c.iter().step_by(2).find(|s| !s.is_empty()).cloned();
             let what = c.get(1).cloned().unwrap_or_default();
+            let f = [c.first(), c.get(2)].into_iter().flatten().find(|s| !s.is_empty()).cloned();
             match f {
                 Some(f) => with(format!("FORTIFY: {f} {what}")),
                 None => with(format!("FORTIFY: {what}")),
@@ -1058,11 +1066,105 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_marker_does_not_start_a_later_report() {
+        let text = "[    1.000000] ==============================\n[    1.000001] some banner\n\
+                    [   30.000000] BUG: kernel NULL pointer dereference, address: 0\n[   30.000001] RIP: 0010:f+0x1/0x2\n";
+        assert_eq!(one(text).lines, 3..=4);
+    }
+
+    #[test]
     fn oops_fallback_and_generic_bug_titles() {
         let r = one("[    1.000000] divide error: 0000 [#1] PREEMPT SMP NOPTI\n[    1.000001] RIP: 0010:f+0x1/0x2\n");
         assert_eq!((r.class, r.title.as_str()), (Class::Oops, "divide error in f"));
         let r = one("[    1.000000] BUG: scheduling while atomic: sh/88/0x00000002\n[    1.000001]  g+0x1/0x2\n");
         assert_eq!((r.class, r.title.as_str()), (Class::Bug, "BUG: scheduling while atomic in g"));
+    }
+
+    #[test]
+    fn other_output_inside_a_report_is_skipped() {
+        let text = "\
+[    2.000000] BUG: unable to handle page fault for address: ffffc90000185000
+[    2.000001] #PF: supervisor read access in kernel mode
+some program output
+[    2.000002] Oops: 0000 [#1] PREEMPT SMP NOPTI
+[    2.000003] RIP: 0010:rig_page_fault+0x1c/0x50 [rig_faulty]
+rig# \x1b[6n
+[    2.000004] Call Trace:
+[    2.000005]  rig_faulty_write+0xac/0x100 [rig_faulty]
+half a line of output[    2.000006]  proc_reg_write+0x56/0xa0
+[    2.000007] ---[ end trace 0000000000000000 ]---
+";
+        let r = one(text);
+        assert_eq!(
+            (r.class, r.title.as_str()),
+            (Class::PageFault, "BUG: unable to handle page fault in rig_page_fault")
+        );
+        assert_eq!(r.lines, 1..=10);
+        assert_eq!(r.excerpt.lines().count(), 8);
+        assert!(r.excerpt.contains("\n[    2.000006]  proc_reg_write+0x56/0xa0\n"));
+        assert!(!r.excerpt.contains("output"));
+    }
+
+    #[test]
+    fn hard_lockup_in_both_prefixes() {
+        for head in [
+            "NMI watchdog: Watchdog detected hard LOCKUP on cpu 1",
+            "watchdog: CPU1: Watchdog detected hard LOCKUP on cpu 1",
+        ] {
+            let text = format!(
+                "[   30.000000] {head}\n[   30.000001] Modules linked in: rig_faulty(OE)\n\
+                 [   30.000002] RIP: 0010:rig_hard_lockup+0x31/0x40 [rig_faulty]\n[   30.000003] Call Trace:\n\
+                 [   30.000004]  <TASK>\n[   30.000005]  rig_faulty_write+0xac/0x100 [rig_faulty]\n\
+                 [   30.000006] Kernel panic - not syncing: Watchdog detected hard LOCKUP on cpu 1\n"
+            );
+            let r = one(&text);
+            assert_eq!((r.class, r.title.as_str()), (Class::HardLockup, "hard lockup in rig_hard_lockup"));
+            assert!(r.panicked);
+        }
+    }
+
+    #[test]
+    fn double_fault_without_a_stack_overflow() {
+        let text = "\
+[    4.000000] traps: PANIC: double fault, error_code: 0x0
+[    4.000001] double fault: 0000 [#1] PREEMPT SMP NOPTI
+[    4.000002] RIP: 0010:__slab_alloc_node+0x1/0x2
+[    4.000003] Call Trace:
+[    4.000004]  <TASK>
+[    4.000005]  cmpxchg_frob+0x10/0x20
+[    4.000006]  </TASK>
+[    4.000007] ---[ end trace 0000000000000000 ]---
+[    4.000008] Kernel panic - not syncing: Fatal exception in interrupt
+";
+        let r = one(text);
+        assert_eq!((r.class, r.title.as_str()), (Class::DoubleFault, "double fault in cmpxchg_frob"));
+        assert!(r.panicked && r.excerpt.ends_with("Fatal exception in interrupt"));
+    }
+
+    #[test]
+    fn kasan_title_has_kind_and_access() {
+        let text = "\
+[    5.000000] ==================================================================
+[    5.000001] BUG: KASAN: slab-out-of-bounds in foo_write+0x1a/0x30 [foo]
+[    5.000002] Write of size 1 at addr ffff888003f1c238 by task sh/88
+[    5.000003] 
+[    5.000004] Call Trace:
+[    5.000005]  <TASK>
+[    5.000006]  kasan_report+0x1/0x2
+[    5.000007]  foo_write+0x1a/0x30 [foo]
+[    5.000008]  </TASK>
+[    5.000009] 
+[    5.000010] Allocated by task 88:
+[    5.000011]  kasan_save_stack+0x1/0x2
+[    5.000012]  foo_init+0x1/0x2 [foo]
+[    5.000013] The buggy address belongs to the object at ffff888003f1c220
+[    5.000014] ==================================================================
+[    5.000015] foo: bye
+";
+        let r = one(text);
+        assert_eq!((r.class, r.title.as_str()), (Class::Kasan, "KASAN: slab-out-of-bounds Write in foo_write"));
+        assert_eq!(r.lines, 1..=15);
+        assert_eq!(r.class.severity(), Severity::Corruption);
     }
 
     #[test]
@@ -1073,7 +1175,7 @@ mod tests {
         let recoverable: Vec<_> = Class::ALL.into_iter().filter(|c| c.recoverable()).collect();
         assert_eq!(
             recoverable,
-            [Class::Warning, Class::SoftLockup, Class::RcuStall, Class::HungTask, Class::IommuFault]
+            [Class::Warning, Class::SoftLockup, Class::HardLockup, Class::RcuStall, Class::HungTask, Class::IommuFault]
         );
     }
 }
