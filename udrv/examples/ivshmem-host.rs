@@ -13,9 +13,9 @@
 //! `!seed`), the region header, the interrupt count, no refused entries.
 //! Prints one line per assertion; exits 0 when all held and QEMU exited.
 
-use rig::checks::Doorbell;
-use rig::doorbell::{DoorbellServer, GUEST_PEER_ID, HOST_PEER_ID};
-use rig::shm::SharedMemory;
+use rig::host::doorbell::Doorbell;
+use rig::host::doorbell::{DoorbellServer, GUEST_PEER_ID, HOST_PEER_ID};
+use rig::host::shm::SharedMemory;
 use rig_abi::{hring_field, ShmHeader, DB_VEC_CONSUMED, DB_VEC_PRODUCED, HRING_READY, POOL_PAYLOAD_MAX};
 use rig_abi::{ABI_VERSION, SHM_AREA_SIZE, SHM_G2H_OFFSET, SHM_HEADER_OFFSET, SHM_MAGIC};
 use std::path::PathBuf;
