@@ -123,6 +123,17 @@ pub fn tail_lines(text: &str, n: usize) -> String {
     out
 }
 
+/// The first `head` and the last `tail` lines of `text`, with a marker for
+/// what is left out (a report's head says what happened, its tail where).
+pub fn head_and_tail(text: &str, head: usize, tail: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= head + tail {
+        return lines.join("\n");
+    }
+    let cut = lines.len() - head - tail;
+    format!("{}\n[... {cut} lines ...]\n{}", lines[..head].join("\n"), lines[lines.len() - tail..].join("\n"))
+}
+
 /// The last `max` bytes of `text`, cut at a character boundary.
 pub fn tail_bytes(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -160,6 +171,8 @@ mod tests {
         assert_eq!(tail_lines("a\nb\nc", 2), "[... 1 earlier lines ...]\nb\nc");
         assert_eq!(tail_bytes("abcdef", 3), "def");
         assert_eq!(tail_bytes("aé", 1), "");
+        assert_eq!(head_and_tail("a\nb\nc\nd\ne", 1, 2), "a\n[... 2 lines ...]\nd\ne");
+        assert_eq!(head_and_tail("a\nb", 1, 1), "a\nb");
     }
 
     #[test]

@@ -155,8 +155,14 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
 /// Brings the shell back after a step the kernel or the shell's own exit
 /// cut short: stops what runs, sets up a new shell if one took over, and
 /// checks it answers.
-fn recover(console: &mut crate::guest::console::Console) -> bool {
-    let _ = console.interrupt_step();
+fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> bool {
+    if shell_exited {
+        if console.prepare_shell(Duration::from_secs(10)).is_err() {
+            return false;
+        }
+    } else {
+        let _ = console.interrupt_step();
+    }
     for _ in 0..2 {
         match console.run("true", Duration::from_secs(5)) {
             Ok(_) => return true,
@@ -277,7 +283,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
                 let panicked =
                     matches!(&e, ConsoleError::Crash { reports, .. } if reports.iter().any(|a| a.report.panicked));
                 let survivable = matches!(e, ConsoleError::Crash { .. } | ConsoleError::ShellExited { .. });
-                if panicked || !(survivable && recover(&mut vm.console)) {
+                let shell_exited = matches!(e, ConsoleError::ShellExited { .. });
+                if panicked || !(survivable && recover(&mut vm.console, shell_exited)) {
                     aborted = Some(abort_reason(&e));
                 }
             } else if timed_out && vm.console.run("true", Duration::from_secs(5)).is_err() {
@@ -296,18 +303,19 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
             let _ = std::fs::write(run_dir.path().join("kernel.log"), out.output + "\n");
         }
     }
-    // Whatever the kernel reported that no check was charged with.
-    vm.console.kernel().wait_until(Duration::from_secs(1), |k| !k.open() || k.eof());
-    let leftover = charged.fresh(vm.console.kernel().reports());
-    let (clean, excerpt) = report_outcome(&leftover).unwrap_or((Outcome::Pass, String::new()));
-    rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) });
     t.checks = phase.elapsed();
 
     let phase = Instant::now();
     // A guest that stopped answering will not power off: do not wait for it.
     vm.shutdown(if aborted.is_some() { Duration::from_millis(500) } else { Duration::from_secs(5) });
-    drop(vm);
     t.shutdown = phase.elapsed();
+    // The kernel console to its end: whatever the kernel reported that no
+    // check was charged with, up to the power-off, fails the last check.
+    vm.console.kernel().wait_until(Duration::from_secs(2), |k| k.eof());
+    let leftover = charged.fresh(vm.console.kernel().reports());
+    let (clean, excerpt) = report_outcome(&leftover).unwrap_or((Outcome::Pass, String::new()));
+    rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) });
+    drop(vm);
     drop(server);
     drop(shm);
     drop(private);

@@ -7,6 +7,7 @@ use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
 use crate::plan::step::{Action, Check, Expect};
 use crate::results::{CheckResult, Outcome};
+use crate::verdict::Class;
 use std::time::{Duration, Instant};
 
 /// What host-side checks can reach.
@@ -26,35 +27,53 @@ pub enum Abort {
     Console(ConsoleError),
 }
 
-/// Kernel time within which a report with the key of one already charged
-/// is its repeat (a soft lockup or hung task reports every few seconds).
+/// Kernel time within which an ongoing condition (a lockup, a stall, a
+/// hung task) reporting again is the same condition.
 const REPEAT_WINDOW_SECS: f64 = 30.0;
 
-/// Kernel reports already charged to a check: a report and its repeats
-/// count once, so a guest that recovers is not failed again and again.
+/// Conditions the kernel reports again and again while they last.
+fn ongoing(c: Class) -> bool {
+    matches!(c, Class::SoftLockup | Class::HardLockup | Class::RcuStall | Class::HungTask)
+}
+
+/// Kernel reports already charged to a check. Each report is charged once;
+/// an ongoing condition's repeats are charged once too, so a guest that
+/// recovers from a lockup is not failed again by its next report. A
+/// WARNING or an oops that happens again is a new event and counts again.
 #[derive(Debug, Default)]
 pub struct Charged {
-    seen: Vec<(String, Option<f64>)>,
+    /// (key, first line): the reports charged.
+    ids: Vec<(String, usize)>,
+    /// (key, kernel time) of charged ongoing conditions.
+    ongoing: Vec<(String, Option<f64>)>,
 }
 
 impl Charged {
-    /// The reports of `found` that are not repeats of charged ones; they
-    /// are charged now.
+    /// The reports of `found` not charged yet (nor repeats of an ongoing
+    /// condition charged within the window); they are charged now.
     pub fn fresh(&mut self, found: Vec<Attributed>) -> Vec<Attributed> {
         let mut out = vec![];
         for a in found {
-            let t = report_time(&a.report);
-            let repeat = self.seen.iter().any(|(k, seen_at)| {
-                *k == a.report.key
-                    && match (t, seen_at) {
-                        (Some(t), Some(s)) => (t - s).abs() <= REPEAT_WINDOW_SECS,
-                        _ => true,
-                    }
-            });
-            self.seen.push((a.report.key.clone(), t));
-            if !repeat {
-                out.push(a);
+            let id = (a.report.key.clone(), *a.report.lines.start());
+            if self.ids.contains(&id) {
+                continue;
             }
+            self.ids.push(id);
+            let t = report_time(&a.report);
+            if ongoing(a.report.class) {
+                let repeat = self.ongoing.iter().any(|(k, at)| {
+                    *k == a.report.key
+                        && match (t, at) {
+                            (Some(t), Some(s)) => (t - s).abs() <= REPEAT_WINDOW_SECS,
+                            _ => true,
+                        }
+                });
+                self.ongoing.push((a.report.key.clone(), t));
+                if repeat {
+                    continue;
+                }
+            }
+            out.push(a);
         }
         out
     }
@@ -128,14 +147,16 @@ pub fn run_check(
                 };
                 (result(o, excerpt, false), Some(Abort::Console(ConsoleError::ShellExited { what, reports })))
             }
-            Err(ConsoleError::Timeout { waited, tail, .. }) => (
-                result(
-                    Outcome::Fail(format!("timed out after {waited:?}")),
-                    crate::guest::console::clean(&tail),
-                    false,
-                ),
-                None,
-            ),
+            Err(ConsoleError::Timeout { waited, tail, reports, .. }) => {
+                let tail = crate::guest::console::clean(&tail);
+                let (o, output) = match report_outcome(&charged.fresh(reports)) {
+                    Some((Outcome::Fail(why), ex)) => {
+                        (Outcome::Fail(format!("timed out after {waited:?}; {why}")), format!("{tail}\n{ex}"))
+                    }
+                    _ => (Outcome::Fail(format!("timed out after {waited:?}")), tail),
+                };
+                (result(o, output, false), None)
+            }
             Err(e) => (result(Outcome::Fail(e.to_string()), String::new(), false), Some(Abort::Console(e))),
         },
         Action::HostHeader { state } => {
@@ -298,6 +319,34 @@ mod tests {
         assert!(matches!(guest_verdict(&out(0, "nope"), 0, &want), Outcome::Fail(_)));
         let re = Some(Expect::Matches(Regex::new(r"^\d+$").expect("re")));
         assert_eq!(guest_verdict(&out(0, "42"), 0, &re), Outcome::Pass);
+    }
+
+    fn report(title: &str, class: Class, first_line: usize, time: f64) -> Attributed {
+        let report = crate::verdict::KernelReport {
+            class,
+            title: title.into(),
+            key: format!("{}|{title}", class.name()),
+            excerpt: format!("[{time:>12.6}] {title}"),
+            lines: first_line..=first_line + 3,
+            panicked: false,
+            repeats: 1,
+        };
+        Attributed { report, step: Some(1) }
+    }
+
+    #[test]
+    fn a_report_is_charged_once_and_a_lockup_with_its_repeats() {
+        let mut c = Charged::default();
+        let warn = report("WARNING in f", Class::Warning, 10, 5.0);
+        let lock = report("soft lockup in g", Class::SoftLockup, 20, 6.0);
+        assert_eq!(c.fresh(vec![warn.clone(), lock.clone()]).len(), 2);
+        // The same reports again (the run's final sweep): nothing new.
+        assert!(c.fresh(vec![warn.clone(), lock.clone()]).is_empty());
+        // The lockup reporting again 4 s later is the same condition...
+        assert!(c.fresh(vec![report("soft lockup in g", Class::SoftLockup, 40, 10.0)]).is_empty());
+        // ...a minute later it is a new one; a WARNING again is a new event.
+        assert_eq!(c.fresh(vec![report("soft lockup in g", Class::SoftLockup, 60, 70.0)]).len(), 1);
+        assert_eq!(c.fresh(vec![report("WARNING in f", Class::Warning, 80, 7.0)]).len(), 1);
     }
 
     #[test]

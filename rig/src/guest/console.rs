@@ -13,6 +13,7 @@
 use super::kernel_console::{Attributed, KernelConsole, KernelMark, Wake};
 use super::protocol::{self, Nonce, PROMPT_CHAR};
 use crate::support::tail_bytes as tail_of;
+use crate::verdict::Severity;
 use regex::Regex;
 use rexpect::session::{Options, StreamSession};
 use rexpect::ReadUntil;
@@ -27,9 +28,10 @@ use std::time::{Duration, Instant};
 /// How a console wait ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
-    /// The needle did not show up in time.
+    /// The needle did not show up in time (`reports`: what the kernel
+    /// reported meanwhile).
     #[error("timed out after {waited:?} waiting for {what}; console tail:\n{tail}")]
-    Timeout { what: String, waited: Duration, tail: String },
+    Timeout { what: String, waited: Duration, tail: String, reports: Vec<Attributed> },
     /// QEMU closed the console (the guest powered off or QEMU died).
     #[error("the console closed while waiting for {what} (QEMU exited); kernel console tail:\n{tail}")]
     Eof { what: String, tail: String },
@@ -123,9 +125,11 @@ pub struct Console {
 /// Arrivals wake the waiter at once (see [`TeeReader`]).
 const IDLE_NAP: Duration = Duration::from_millis(50);
 
-/// After a kernel report, how long a step may still take to end on its own
-/// before the report counts as a crash of the step.
-const AFTER_REPORT: Duration = Duration::from_secs(2);
+/// After an oops, how long a step may still take to end on its own before
+/// the oops counts as a crash of the step (the task it killed may have been
+/// the step's, leaving the shell waiting). Warnings, stalls and corruption
+/// reports let the step run to its own end or timeout.
+const AFTER_OOPS: Duration = Duration::from_secs(2);
 
 /// How long the kernel console may lag the shell's: the kernel prints its
 /// console from a thread on recent kernels.
@@ -178,7 +182,7 @@ impl Console {
     pub fn wait_regex(&mut self, re: &Regex, what: &str, timeout: Duration) -> Result<(String, String), ConsoleError> {
         let start = Instant::now();
         let from = self.kernel.mark();
-        let mut report_done: Option<Instant> = None;
+        let mut oops_done: Option<Instant> = None;
         let needles = || vec![ReadUntil::Regex(re.clone()), ReadUntil::Regex(self.respawn.clone())];
         loop {
             let seen = self.wake.current();
@@ -194,9 +198,10 @@ impl Console {
                     return Ok((utf8(&before), utf8(&matched)));
                 }
                 Err(rexpect::error::Error::Timeout { got, .. }) => {
-                    if self.kernel.started_since(from) {
+                    if self.kernel.started_since(from) && !self.kernel.open() {
                         let reports = self.kernel.reports_since(from);
-                        // A panic ends the guest; anything else may let the step go on.
+                        // A panic ends the guest; an oops may have killed the
+                        // step's task; anything else lets the step go on.
                         if reports.iter().any(|a| a.report.panicked) {
                             self.settle_kernel();
                             return Err(ConsoleError::Crash {
@@ -204,9 +209,9 @@ impl Console {
                                 reports: self.kernel.reports_since(from),
                             });
                         }
-                        if !self.kernel.open() {
-                            let done = *report_done.get_or_insert_with(Instant::now);
-                            if done.elapsed() >= AFTER_REPORT {
+                        if reports.iter().any(|a| a.report.class.severity() == Severity::Oops) {
+                            let done = *oops_done.get_or_insert_with(Instant::now);
+                            if done.elapsed() >= AFTER_OOPS {
                                 return Err(ConsoleError::Crash { what: what.into(), reports });
                             }
                         }
@@ -216,6 +221,7 @@ impl Console {
                             what: what.into(),
                             waited: timeout,
                             tail: tail_of(&utf8(&got), 2000),
+                            reports: self.kernel.reports_since(from),
                         });
                     }
                     if self.interrupt.load(Ordering::Relaxed) {
@@ -291,10 +297,10 @@ impl Console {
         let result = self.wait_regex(&re, &format!("the end of `{}`", short(command)), timeout);
         let (before, matched) = match result {
             Ok(v) => v,
-            Err(ConsoleError::Timeout { what, waited, tail }) => {
+            Err(e @ ConsoleError::Timeout { .. }) => {
                 // Stop the command so the shell is usable for the next step.
                 let _ = self.interrupt_step();
-                return Err(ConsoleError::Timeout { what, waited, tail });
+                return Err(e);
             }
             Err(e) => return Err(e),
         };

@@ -17,6 +17,9 @@ pub fn init_script(modules: &[(String, String)]) -> String {
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
+# Boot quietly (loglevel=5), then let the kernel's console show everything:
+# a hung task's stack, say, is printed at info level.
+echo 7 > /proc/sys/kernel/printk
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 # The first serial port is the kernel's console alone; /init and the shell
@@ -40,10 +43,11 @@ export PS1='rig# '
 # A session leader that opens the tty gets it as its controlling tty, so
 # Ctrl-C reaches a step. Not exec'd: the shell must not be PID 1, or its
 # exit (after a background job ends, say) panics the kernel. If it exits, a
-# new one takes the port and says so.
+# new one takes the port and says so. The exit of the tty's session leader
+# hangs up every open file of the tty, /init's own too: reopen it to speak.
 while :; do
     setsid sh -c 'exec sh -i <>/dev/{shell_tty} >&0 2>&0'
-    echo {respawn}
+    echo {respawn} >/dev/{shell_tty}
 done
 "#,
         shell_tty = protocol::SHELL_TTY,

@@ -58,7 +58,7 @@ impl Ktap {
                 s.push_str(&diag(&p2, why, 40));
                 if !r.output.is_empty() && r.output.trim() != why.trim() {
                     s.push_str(&format!("\n{p2}# output:"));
-                    s.push_str(&diag(&p2, &crate::support::tail_bytes(&r.output, 1500), 40));
+                    s.push_str(&diag(&p2, &crate::support::head_and_tail(&r.output, 24, 15), 40));
                 }
             }
         }
