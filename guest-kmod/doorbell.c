@@ -342,7 +342,7 @@ void rig_doorbell_remove(struct rig_dev *rdev)
 	rdev->doorbell = false;
 }
 
-void rig_doorbell_show(struct seq_file *m)
+static void rig_doorbell_show(struct seq_file *m)
 {
 	u32 i;
 
@@ -363,12 +363,21 @@ void rig_doorbell_show(struct seq_file *m)
 	mutex_unlock(&rig_db_lock);
 }
 
+static struct rig_stats_source rig_db_stats = { .show = rig_doorbell_show };
+
 int rig_doorbell_init(void)
 {
-	return misc_register(&rig_db_dev);
+	int ret;
+
+	ret = misc_register(&rig_db_dev);
+	if (ret)
+		return ret;
+	rig_stats_add(&rig_db_stats);
+	return 0;
 }
 
 void rig_doorbell_exit(void)
 {
+	rig_stats_del(&rig_db_stats);
 	misc_deregister(&rig_db_dev);
 }

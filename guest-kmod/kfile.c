@@ -164,7 +164,9 @@ static ssize_t rig_kfile_proc_write(struct file *file, const char __user *ubuf,
 RIG_DEFINE_PROC_OPS(rig_kfile_proc_ops, rig_kfile_proc_open, single_release,
 		    rig_kfile_proc_write);
 
-void rig_kfile_show(struct seq_file *m)
+/* ---- its lines in /proc/rig_kmod/stats -------------------------------- */
+
+static void rig_kfile_show(struct seq_file *m)
 {
 	seq_printf(m, "%-16s %s\n", "kfile_path", rig_kfile_path);
 	if (rig_kfile_loadcheck > 0)
@@ -173,6 +175,10 @@ void rig_kfile_show(struct seq_file *m)
 		seq_printf(m, "%-16s %s %d\n", "kfile_loadcheck", "error",
 			   rig_kfile_loadcheck);
 }
+
+static struct rig_stats_source rig_kfile_stats = { .show = rig_kfile_show };
+
+/* ---- setup ------------------------------------------------------------- */
 
 int rig_kfile_init(void)
 {
@@ -192,10 +198,12 @@ int rig_kfile_init(void)
 
 	if (!proc_create("kfile", 0600, rig_proc_dir(), &rig_kfile_proc_ops))
 		return -ENOMEM;
+	rig_stats_add(&rig_kfile_stats);
 	return 0;
 }
 
 void rig_kfile_exit(void)
 {
+	rig_stats_del(&rig_kfile_stats);
 	remove_proc_entry("kfile", rig_proc_dir());
 }

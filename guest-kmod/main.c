@@ -12,7 +12,7 @@
  *   mmap_dev.c    mmap of kmalloc'd and vmalloc'd buffers
  *   fault_dev.c   pages handed out by a .fault handler
  *   sockopt.c     get/setsockopt through nf_register_sockopt()
- *   procfs.c      /proc/rig_kmod with seq_file
+ *   procfs.c      /proc/rig_kmod with seq_file, showing core.c's state
  *   chardev_rw.c  read/write with copy_{to,from}_user
  *   ioctl.c       _IOR/_IOW/_IOWR ioctls
  *   kfile.c       file I/O from the kernel
@@ -57,7 +57,7 @@ static const struct rig_part {
 	int (*init)(void);
 	void (*exit)(void);
 } rig_parts[] = {
-	/* First: the others register their regions with it. */
+	/* First: kfile.c adds its file to the directory. */
 	{ "procfs",	rig_procfs_init,	rig_procfs_exit },
 	{ "shm_dev",	rig_shm_dev_create,	rig_shm_dev_destroy },
 	{ "netlink",	rig_netlink_init,	rig_netlink_exit },

@@ -712,7 +712,7 @@ u32 rig_pool_host_peer(void)
 	return peer;
 }
 
-void rig_pool_show(struct seq_file *m)
+static void rig_pool_show(struct seq_file *m)
 {
 	struct rig_pool *p = &rig_pool;
 	struct rig_pool_info info;
@@ -743,12 +743,21 @@ void rig_pool_show(struct seq_file *m)
 	seq_printf(m, "%-16s %u\n", "hring_cons", cons);
 }
 
+static struct rig_stats_source rig_pool_stats = { .show = rig_pool_show };
+
 int rig_pool_init(void)
 {
-	return misc_register(&rig_pool_dev);
+	int ret;
+
+	ret = misc_register(&rig_pool_dev);
+	if (ret)
+		return ret;
+	rig_stats_add(&rig_pool_stats);
+	return 0;
 }
 
 void rig_pool_exit(void)
 {
+	rig_stats_del(&rig_pool_stats);
 	misc_deregister(&rig_pool_dev);
 }

@@ -138,16 +138,19 @@ err_release:
 	release_mem_region(phys, size);
 }
 
-void rig_reserved_show(struct seq_file *m)
+static void rig_resv_show(struct seq_file *m)
 {
 	seq_printf(m, "%-16s %s\n", "reserved", rig_resv_why);
 }
+
+static struct rig_stats_source rig_resv_stats = { .show = rig_resv_show };
 
 int rig_reserved_init(void)
 {
 	int ret;
 
 	rig_resv_map();
+	rig_stats_add(&rig_resv_stats);
 	ret = misc_register(&rig_resv_dev);
 	if (ret)
 		goto err_unmap;
@@ -160,6 +163,7 @@ int rig_reserved_init(void)
 	return 0;
 
 err_unmap:
+	rig_stats_del(&rig_resv_stats);
 	if (rig_resv_mem) {
 		memunmap(rig_resv_mem);
 		release_mem_region(rig_reserved_phys, rig_reserved_size);
@@ -176,4 +180,5 @@ void rig_reserved_exit(void)
 		memunmap(rig_resv_mem);
 		release_mem_region(rig_reserved_phys, rig_reserved_size);
 	}
+	rig_stats_del(&rig_resv_stats);
 }
