@@ -30,6 +30,7 @@
 #include <linux/jiffies.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/uaccess.h>
@@ -39,6 +40,14 @@
 
 #include "compat.h"
 #include "rig_kmod.h"
+
+/*
+ * Read-only once loaded: RIG_IOC_DB_INFO reads it without a lock, and a
+ * peer id that changed under a running exchange would be wrong anyway.
+ */
+static int rig_host_peer = -1;
+module_param_named(host_peer, rig_host_peer, int, 0444);
+MODULE_PARM_DESC(host_peer, "ivshmem peer id of the host (default -1: as the host writes it into the ring)");
 
 /* BAR0 registers (ivshmem-spec.rst). */
 #define RIG_REG_INTRMASK	0x00	/* INTx only, unused with MSI-X */

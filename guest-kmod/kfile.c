@@ -19,6 +19,7 @@
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
@@ -30,6 +31,10 @@
 
 #include "compat.h"
 #include "rig_kmod.h"
+
+static char *rig_kfile_path = RIG_KFILE_DEFAULT_PATH;
+module_param_named(kfile_path, rig_kfile_path, charp, 0444);
+MODULE_PARM_DESC(kfile_path, "file the module writes and reads with kernel_write/kernel_read (default " RIG_KFILE_DEFAULT_PATH ")");
 
 /* The largest file the module reads or writes. */
 #define RIG_KFILE_MAX	4096
@@ -183,8 +188,7 @@ static struct rig_stats_source rig_kfile_stats = { .show = rig_kfile_show };
 int rig_kfile_init(void)
 {
 	if (!rig_kfile_path || rig_kfile_path[0] != '/') {
-		pr_err("%s: kfile_path must be an absolute path\n",
-		       KBUILD_MODNAME);
+		pr_err("kfile_path must be an absolute path\n");
 		return -EINVAL;
 	}
 
@@ -193,8 +197,8 @@ int rig_kfile_init(void)
 	rig_kfile_loadcheck = rig_kfile_check();
 	mutex_unlock(&rig_kfile_lock);
 	if (rig_kfile_loadcheck < 0)
-		pr_warn("%s: writing and reading back %s failed: %d\n",
-			KBUILD_MODNAME, rig_kfile_path, rig_kfile_loadcheck);
+		pr_warn("writing and reading back %s failed: %d\n",
+			rig_kfile_path, rig_kfile_loadcheck);
 
 	if (!proc_create("kfile", 0600, rig_proc_dir(), &rig_kfile_proc_ops))
 		return -ENOMEM;

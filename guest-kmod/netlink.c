@@ -185,8 +185,7 @@ int rig_netlink_init(void)
 	rig_nl_sock = rig_netlink_kernel_create(&init_net, RIG_NETLINK_PROTO,
 						rig_nl_input);
 	if (!rig_nl_sock) {
-		pr_err("%s: netlink protocol %d is taken\n", KBUILD_MODNAME,
-		       RIG_NETLINK_PROTO);
+		pr_err("netlink protocol %d is taken\n", RIG_NETLINK_PROTO);
 		ret = -EBUSY;
 		goto err_free_pages;
 	}

@@ -20,6 +20,7 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
@@ -27,6 +28,15 @@
 
 #include "compat.h"
 #include "rig_kmod.h"
+
+/* memmap=SIZE$START on the kernel command line reserves this range. */
+static unsigned long rig_reserved_phys;
+module_param_named(reserved_phys, rig_reserved_phys, ulong, 0444);
+MODULE_PARM_DESC(reserved_phys, "start of the memory reserved at boot with memmap=SIZE$START");
+
+static unsigned long rig_reserved_size;
+module_param_named(reserved_size, rig_reserved_size, ulong, 0444);
+MODULE_PARM_DESC(reserved_size, "length of that memory; 0 (default) disables /dev/" RIG_RESERVED_DEV_NAME);
 
 static void *rig_resv_mem;		/* NULL: disabled */
 static const char *rig_resv_why = "disabled: reserved_size=0";

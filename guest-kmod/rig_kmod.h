@@ -92,13 +92,6 @@ void rig_stats_show_sources(struct seq_file *m);
 
 long rig_region_info_reply(unsigned long arg, u64 phys, u64 size, u32 kind);
 
-/* ---- main.c: the module parameters ------------------------------------- */
-
-extern char *rig_kfile_path;
-extern unsigned long rig_reserved_phys;
-extern unsigned long rig_reserved_size;
-extern int rig_host_peer;
-
 /* ---- procfs.c ----------------------------------------------------------- */
 
 int rig_procfs_init(void);
