@@ -20,6 +20,7 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/netlink.h>
 #include <linux/string.h>
 #include <net/net_namespace.h>
@@ -34,11 +35,44 @@
 static struct sock *rig_nl_sock;
 static void *rig_nl_pages;	/* RIG_NL_PAGES_SIZE bytes, reserved */
 
+/* BAR2 of the bound device, given by ivshmem_pci.c; size 0: none. */
+static DEFINE_MUTEX(rig_mem_lock);
+static phys_addr_t rig_mem_shm_phys;
+static resource_size_t rig_mem_shm_size;
+
 static struct rig_region rig_nl_region = {
 	.name = "netlink",
 	.kind = "pages",
 	.size = RIG_NL_PAGES_SIZE,
 };
+
+/* ---- the device's BAR2 ------------------------------------------------ */
+
+void rig_mem_attach(struct rig_dev *rdev)
+{
+	mutex_lock(&rig_mem_lock);
+	rig_mem_shm_phys = rdev->shm_phys;
+	rig_mem_shm_size = rdev->shm_size;
+	mutex_unlock(&rig_mem_lock);
+}
+
+void rig_mem_detach(struct rig_dev *rdev)
+{
+	mutex_lock(&rig_mem_lock);
+	rig_mem_shm_phys = 0;
+	rig_mem_shm_size = 0;
+	mutex_unlock(&rig_mem_lock);
+}
+
+/* BAR2 of the bound device: false when there is none. */
+static bool rig_mem_shm(phys_addr_t *phys, resource_size_t *size)
+{
+	mutex_lock(&rig_mem_lock);
+	*phys = rig_mem_shm_phys;
+	*size = rig_mem_shm_size;
+	mutex_unlock(&rig_mem_lock);
+	return *size != 0;
+}
 
 /* ---- the netlink side ------------------------------------------------ */
 
@@ -77,7 +111,7 @@ static int rig_nl_get(struct sk_buff *skb, struct nlmsghdr *nlh,
 	memset(ans, 0, sizeof(*ans));
 	ans->pages_phys = virt_to_phys(rig_nl_pages);
 	ans->pages_size = RIG_NL_PAGES_SIZE;
-	if (rig_pci_shm_region(&shm_phys, &shm_size)) {
+	if (rig_mem_shm(&shm_phys, &shm_size)) {
 		ans->shm_phys = shm_phys;
 		ans->shm_size = shm_size;
 	}
@@ -121,7 +155,7 @@ static int rig_mem_mmap(struct file *file, struct vm_area_struct *vma)
 
 	if (!rig_mem_within(start, len, virt_to_phys(rig_nl_pages),
 			    RIG_NL_PAGES_SIZE) &&
-	    !(rig_pci_shm_region(&shm_phys, &shm_size) &&
+	    !(rig_mem_shm(&shm_phys, &shm_size) &&
 	      rig_mem_within(start, len, shm_phys, shm_size)))
 		return -EPERM;	/* what /dev/mem says too */
 

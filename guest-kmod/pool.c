@@ -99,6 +99,9 @@ struct rig_pool {
 	u32 host_next;			/* ring position to look at next */
 	u32 host_cons;			/* oldest ring position not given back */
 	u32 host_overrun;		/* prod at the last overrun seen */
+
+	/* Interrupts on RIG_DB_VEC_PRODUCED; mirrored into hring->irqs. */
+	atomic_t host_irqs;
 };
 
 static struct rig_pool rig_pool;
@@ -616,6 +619,8 @@ static void rig_pool_reset(struct rig_pool *p, struct rig_dev *rdev)
 	WRITE_ONCE(ring->guest_magic, RIG_HRING_MAGIC);
 	WRITE_ONCE(ring->nslots, RIG_HRING_SLOTS);
 	WRITE_ONCE(ring->first_buf, RIG_HRING_FIRST_BUF);
+	/* No handler runs yet: doorbell.c starts them after attach. */
+	atomic_set(&p->host_irqs, 0);
 	WRITE_ONCE(ring->irqs, 0);
 	WRITE_ONCE(ring->bad, 0);
 	memset(ring->guest_reserved, 0, sizeof(ring->guest_reserved));
@@ -647,20 +652,19 @@ int rig_pool_attach(struct rig_dev *rdev)
 	BUILD_BUG_ON(RIG_POOL_KBUFS > RIG_HRING_FIRST_BUF);
 	BUILD_BUG_ON(RIG_HRING_FIRST_BUF + RIG_HRING_SLOTS > RIG_POOL_NBUF);
 
+	/*
+	 * The thread first: it idles until a job comes, and nothing is
+	 * published to the host that a failure would have to take back.
+	 */
+	thread = kthread_run(rig_pool_thread, NULL, "rig_pool");
+	if (IS_ERR(thread))
+		return PTR_ERR(thread);
+
 	mutex_lock(&rig_pool_attach_lock);
+	p->thread = thread;
 	spin_lock(&rig_pool_lock);
 	rig_pool_reset(p, rdev);
 	spin_unlock(&rig_pool_lock);
-
-	thread = kthread_run(rig_pool_thread, NULL, "rig_pool");
-	if (IS_ERR(thread)) {
-		spin_lock(&rig_pool_lock);
-		p->bufs = NULL;
-		spin_unlock(&rig_pool_lock);
-		mutex_unlock(&rig_pool_attach_lock);
-		return PTR_ERR(thread);
-	}
-	p->thread = thread;
 	mutex_unlock(&rig_pool_attach_lock);
 
 	rig_pool_region.phys = p->bufs_phys;
@@ -693,9 +697,18 @@ void rig_pool_detach(struct rig_dev *rdev)
 	wake_up_interruptible_all(&rig_pool_read_wq);
 }
 
-/* A doorbell interrupt: the host may have produced. Any context. */
-void rig_pool_kick(void)
+/*
+ * An interrupt on RIG_DB_VEC_PRODUCED: the host may have produced. Hard
+ * IRQ context. doorbell.c requests the handler after rig_pool_attach()
+ * and frees it before rig_pool_detach(), so the ring is there, and the
+ * kernel never runs one handler on two CPUs at once, so the mirror in
+ * shared memory is written in order.
+ */
+void rig_pool_host_irq(void)
 {
+	struct rig_pool *p = &rig_pool;
+
+	WRITE_ONCE(p->hring->irqs, (u32)atomic_inc_return(&p->host_irqs));
 	wake_up_interruptible_all(&rig_pool_read_wq);
 }
 

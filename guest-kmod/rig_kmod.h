@@ -4,8 +4,15 @@
  * defines them. Not an ABI: what userspace and the host see is in the uapi
  * header.
  *
- * core.c holds what the parts share (counters, regions, stats lines) and
- * calls none of them; procfs.c displays it.
+ * Who calls whom, always one way:
+ *
+ *   main.c         sets up and tears down every part
+ *   ivshmem_pci.c  owns the PCI device; probe hands it to doorbell.c,
+ *                  pool.c, shm_dev.c and netlink.c, remove takes it back;
+ *                  nothing calls back into it
+ *   doorbell.c     tells pool.c about the host's interrupts
+ *   core.c         counters, regions, stats lines: used by all, calls none
+ *   procfs.c       displays what core.c holds
  *
  * One header rather than one per file: every file includes this one for
  * its own entry points (W=1 wants each non-static function declared), and
@@ -102,7 +109,6 @@ struct proc_dir_entry *rig_proc_dir(void);
 
 int rig_pci_register(void);
 void rig_pci_unregister(void);
-bool rig_pci_shm_region(phys_addr_t *phys, resource_size_t *size);
 
 /* ---- shm_dev.c ---------------------------------------------------------- */
 
@@ -115,6 +121,8 @@ void rig_shm_dev_detach(struct rig_dev *rdev);
 
 int rig_netlink_init(void);
 void rig_netlink_exit(void);
+void rig_mem_attach(struct rig_dev *rdev);
+void rig_mem_detach(struct rig_dev *rdev);
 
 /* ---- mmap_dev.c --------------------------------------------------------- */
 
@@ -157,14 +165,16 @@ int rig_pool_init(void);
 void rig_pool_exit(void);
 int rig_pool_attach(struct rig_dev *rdev);
 void rig_pool_detach(struct rig_dev *rdev);
-void rig_pool_kick(void);
+void rig_pool_host_irq(void);
 u32 rig_pool_host_peer(void);
 
 /* ---- doorbell.c --------------------------------------------------------- */
 
 int rig_doorbell_init(void);
 void rig_doorbell_exit(void);
-int rig_doorbell_probe(struct rig_dev *rdev);
+void rig_doorbell_probe(struct rig_dev *rdev);
+int rig_doorbell_start(struct rig_dev *rdev);
+void rig_doorbell_stop(struct rig_dev *rdev);
 void rig_doorbell_remove(struct rig_dev *rdev);
 
 #endif /* _RIG_KMOD_H */
