@@ -450,18 +450,10 @@ out_unlock:
 	return ret;
 }
 
-static int rig_pool_info(struct rig_pool_info *info)
+/* A copy of the pool's state; changes nothing. Locked, attached. */
+static void rig_pool_snapshot(struct rig_pool *p, struct rig_pool_info *info)
 {
-	struct rig_pool *p = &rig_pool;
-	int ret = 0;
-
 	memset(info, 0, sizeof(*info));
-	spin_lock(&rig_pool_lock);
-	if (!p->bufs) {
-		ret = -ENODEV;
-		goto out_unlock;
-	}
-	rig_pool_import_host(p);
 	info->nbuf = RIG_POOL_NBUF;
 	info->buf_size = RIG_POOL_BUF_SIZE;
 	info->kbufs = RIG_POOL_KBUFS;
@@ -473,8 +465,21 @@ static int rig_pool_info(struct rig_pool_info *info)
 	info->host_queued = p->host_queued;
 	info->host_consumed = p->host_consumed;
 	info->pending = p->pending;
+}
 
-out_unlock:
+/* RIG_IOC_POOL_INFO: what the host published is queued first. */
+static int rig_pool_info(struct rig_pool_info *info)
+{
+	struct rig_pool *p = &rig_pool;
+	int ret = 0;
+
+	spin_lock(&rig_pool_lock);
+	if (p->bufs) {
+		rig_pool_import_host(p);
+		rig_pool_snapshot(p, info);
+	} else {
+		ret = -ENODEV;
+	}
 	spin_unlock(&rig_pool_lock);
 	return ret;
 }
@@ -725,6 +730,11 @@ u32 rig_pool_host_peer(void)
 	return peer;
 }
 
+/*
+ * Only shows: what the host published and nobody looked at yet stays in
+ * the ring (hring_prod ahead of what was queued), and nothing is written
+ * to shared memory.
+ */
 static void rig_pool_show(struct seq_file *m)
 {
 	struct rig_pool *p = &rig_pool;
@@ -732,17 +742,18 @@ static void rig_pool_show(struct seq_file *m)
 	u32 prod = 0, cons = 0;
 	bool attached;
 
-	attached = !rig_pool_info(&info);
-	seq_printf(m, "%-16s %s\n", "pool", attached ? "attached" : "detached");
-	if (!attached)
-		return;
-
 	spin_lock(&rig_pool_lock);
-	if (p->hring) {
+	attached = p->bufs;
+	if (attached) {
+		rig_pool_snapshot(p, &info);
 		prod = READ_ONCE(p->hring->prod);
 		cons = p->host_cons;
 	}
 	spin_unlock(&rig_pool_lock);
+
+	seq_printf(m, "%-16s %s\n", "pool", attached ? "attached" : "detached");
+	if (!attached)
+		return;
 
 	seq_printf(m, "%-16s %u\n", "pool_free", info.free);
 	seq_printf(m, "%-16s %u\n", "pool_ready", info.ready);
