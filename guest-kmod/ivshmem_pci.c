@@ -175,12 +175,10 @@ static void rig_pci_remove(struct pci_dev *pdev)
 	struct rig_dev *rdev = pci_get_drvdata(pdev);
 
 	/*
-	 * After this no file operation can reach rdev. Userspace mappings made
-	 * earlier stay: they are page table entries for BAR2's bus address
-	 * (VM_PFNMAP, no struct page, no kernel pointer), so freeing rdev and
-	 * unmapping the kernel's view below cannot make them a use-after-free.
-	 * They keep reaching the shared memory (pci_disable_device() leaves
-	 * decoding on), and their file keeps the module loaded until munmap().
+	 * First the parts that let processes map BAR2: they revoke every
+	 * mapping (barmap.c), so no page table points at the BAR once it is
+	 * released below; a later touch gets SIGBUS. The files stay open and
+	 * keep the module loaded; their operations fail with -ENODEV.
 	 */
 	rig_region_del(&rig_pci_region);
 	rig_mem_detach(rdev);

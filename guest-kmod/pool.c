@@ -12,7 +12,8 @@
  * them. The other buffers are the slots of the host's ring (struct
  * rig_hring, protocol in the uapi header): whenever the queue is looked
  * at, entries the host published are queued too. ivshmem-doorbell
- * interrupts (doorbell.c) only wake the waiters, who then look.
+ * interrupts (doorbell.c) are counted in the ring and wake the waiters,
+ * who then look.
  *
  * Userspace waits with poll()/select() or RIG_IOC_POOL_TAKE_WAIT
  * (sleeps, interruptible by a signal), takes a buffer with
@@ -20,6 +21,7 @@
  * through its mmap() of /dev/rig_pool (buffer i at offset
  * i * RIG_POOL_BUF_SIZE) and gives it back with RIG_IOC_POOL_RELEASE.
  * Buffers a file still holds when it is closed are given back then.
+ * Detaching revokes the mappings (barmap.c): a later touch gets SIGBUS.
  *
  * The pool's state is mirrored into struct rig_pool_status for the host.
  * Without a bound ivshmem device every operation fails with -ENODEV.
@@ -75,7 +77,7 @@ static u32 rig_fifo_pop(struct rig_fifo *f)
 }
 
 struct rig_pool {
-	/* Set and cleared by attach/detach, under both locks. */
+	/* Set and cleared by attach/detach, under rig_pool_lock. */
 	void *bufs;			/* NULL: no device */
 	phys_addr_t bufs_phys;
 	struct rig_pool_status *status;
@@ -105,9 +107,9 @@ struct rig_pool {
 };
 
 static struct rig_pool rig_pool;
-/* Serialises attach/detach against mmap() (which may sleep). */
-static DEFINE_MUTEX(rig_pool_attach_lock);
 static DEFINE_SPINLOCK(rig_pool_lock);
+/* The buffers as userspace maps them; revoked on detach. */
+static struct rig_barmap rig_pool_map;
 /* Userspace waiting for a ready buffer. */
 static DECLARE_WAIT_QUEUE_HEAD(rig_pool_read_wq);
 /* The producer waiting for work and a free buffer. */
@@ -377,6 +379,7 @@ static int rig_pool_put(struct file *file, u32 index)
 
 static int rig_pool_open(struct inode *inode, struct file *file)
 {
+	rig_barmap_open(&rig_pool_map, file);
 	return nonseekable_open(inode, file);
 }
 
@@ -422,31 +425,11 @@ static __poll_t rig_pool_poll(struct file *file, poll_table *wait)
 
 static int rig_pool_mmap(struct file *file, struct vm_area_struct *vma)
 {
-	unsigned long npages = (RIG_POOL_NBUF * RIG_POOL_BUF_SIZE) >> PAGE_SHIFT;
 	int ret;
 
-	if (!(vma->vm_flags & VM_SHARED))
-		return -EINVAL;
-	if (vma->vm_pgoff >= npages || vma_pages(vma) > npages - vma->vm_pgoff)
-		return -EINVAL;
-
-	mutex_lock(&rig_pool_attach_lock);
-	if (!rig_pool.bufs) {
-		ret = -ENODEV;
-		goto out_unlock;
-	}
-
-	rig_count(mmaps);
-	/* Write-back, like the kernel's mapping of BAR2 (ivshmem_pci.c). */
-	rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
-	ret = io_remap_pfn_range(vma, vma->vm_start,
-				 (rig_pool.bufs_phys >> PAGE_SHIFT) +
-				 vma->vm_pgoff,
-				 vma->vm_end - vma->vm_start,
-				 vma->vm_page_prot);
-
-out_unlock:
-	mutex_unlock(&rig_pool_attach_lock);
+	ret = rig_barmap_mmap(&rig_pool_map, vma);
+	if (!ret)
+		rig_count(mmaps);
 	return ret;
 }
 
@@ -665,12 +648,12 @@ int rig_pool_attach(struct rig_dev *rdev)
 	if (IS_ERR(thread))
 		return PTR_ERR(thread);
 
-	mutex_lock(&rig_pool_attach_lock);
 	p->thread = thread;
 	spin_lock(&rig_pool_lock);
 	rig_pool_reset(p, rdev);
 	spin_unlock(&rig_pool_lock);
-	mutex_unlock(&rig_pool_attach_lock);
+	rig_barmap_attach(&rig_pool_map, p->bufs_phys,
+			  RIG_POOL_NBUF * RIG_POOL_BUF_SIZE, 0);
 
 	rig_pool_region.phys = p->bufs_phys;
 	rig_region_add(&rig_pool_region);
@@ -683,7 +666,9 @@ void rig_pool_detach(struct rig_dev *rdev)
 
 	rig_region_del(&rig_pool_region);
 
-	mutex_lock(&rig_pool_attach_lock);
+	/* First: no process may touch the buffers any more. */
+	rig_barmap_detach(&rig_pool_map);
+
 	/* Waits for a buffer being filled to be queued. */
 	kthread_stop(p->thread);
 	p->thread = NULL;
@@ -696,7 +681,6 @@ void rig_pool_detach(struct rig_dev *rdev)
 	p->hring = NULL;
 	p->pending = 0;
 	spin_unlock(&rig_pool_lock);
-	mutex_unlock(&rig_pool_attach_lock);
 
 	/* Sleepers see -ENODEV, pollers EPOLLHUP. */
 	wake_up_interruptible_all(&rig_pool_read_wq);
@@ -773,9 +757,15 @@ int rig_pool_init(void)
 {
 	int ret;
 
-	ret = misc_register(&rig_pool_dev);
+	ret = rig_barmap_init(&rig_pool_map);
 	if (ret)
 		return ret;
+
+	ret = misc_register(&rig_pool_dev);
+	if (ret) {
+		rig_barmap_exit(&rig_pool_map);
+		return ret;
+	}
 	rig_stats_add(&rig_pool_stats);
 	return 0;
 }
@@ -784,4 +774,5 @@ void rig_pool_exit(void)
 {
 	rig_stats_del(&rig_pool_stats);
 	misc_deregister(&rig_pool_dev);
+	rig_barmap_exit(&rig_pool_map);
 }

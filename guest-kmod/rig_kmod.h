@@ -12,6 +12,8 @@
  *                  nothing calls back into it
  *   doorbell.c     tells pool.c about the host's interrupts
  *   core.c         counters, regions, stats lines: used by all, calls none
+ *   barmap.c       revocable user mappings of BAR2, used by shm_dev.c,
+ *                  pool.c and netlink.c
  *   procfs.c       displays what core.c holds
  *
  * One header rather than one per file: every file includes this one for
@@ -24,6 +26,7 @@
 
 #include <linux/atomic.h>
 #include <linux/list.h>
+#include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/seq_file.h>
 #include <linux/types.h>
@@ -98,6 +101,31 @@ void rig_stats_del(struct rig_stats_source *src);
 void rig_stats_show_sources(struct seq_file *m);
 
 long rig_region_info_reply(unsigned long arg, u64 phys, u64 size, u32 kind);
+
+/* ---- barmap.c ----------------------------------------------------------- */
+
+/*
+ * A window of BAR2 that processes map through one device node. Detaching
+ * revokes every mapping of it.
+ */
+struct rig_barmap {
+	struct mutex lock;
+	struct inode *inode;		/* every open file uses its i_mapping */
+	phys_addr_t phys;		/* start of the window */
+	unsigned long npages;		/* its length; 0: detached */
+	pgoff_t pgoff;			/* its file offset, in pages */
+	unsigned long gen;		/* attachment; bumped by every detach */
+};
+
+int rig_barmap_init(struct rig_barmap *bm);
+void rig_barmap_exit(struct rig_barmap *bm);
+void rig_barmap_open(struct rig_barmap *bm, struct file *file);
+int rig_barmap_mmap(struct rig_barmap *bm, struct vm_area_struct *vma);
+void rig_barmap_attach(struct rig_barmap *bm, phys_addr_t phys,
+		       resource_size_t size, pgoff_t pgoff);
+void rig_barmap_detach(struct rig_barmap *bm);
+bool rig_barmap_window(struct rig_barmap *bm, phys_addr_t *phys,
+		       resource_size_t *size);
 
 /* ---- procfs.c ----------------------------------------------------------- */
 

@@ -20,6 +20,7 @@ mod rw;
 mod shm;
 mod sockopt;
 mod sys;
+mod unbind;
 mod unload;
 
 use std::process::ExitCode;
@@ -47,6 +48,7 @@ commands:
                                         11: consume buffers the host produced, ring it back;
                                         with --detach in the background, once waiting in poll()
   collect PREFIX [--timeout S]          the output and verdict of a --detach program
+  unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
   kernel-clean                          no kernel warning, oops or call trace so far";
 
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         "doorbell" => doorbell::run(rest),
         "hring" => doorbell::hring(rest),
         "collect" => doorbell::collect_cmd(rest),
+        "unbind-while-mapped" => no_args(unbind::run),
         "unload-while-mapped" => no_args(unload::run),
         "kernel-clean" => no_args(kernel::run),
         "-h" | "--help" | "help" => {
