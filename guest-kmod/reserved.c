@@ -58,6 +58,7 @@ static ssize_t rig_resv_read(struct file *file, char __user *ubuf,
 static int rig_resv_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	unsigned long npages = rig_reserved_size >> PAGE_SHIFT;
+	int ret;
 
 	if (!rig_resv_mem)
 		return -ENODEV;
@@ -66,12 +67,14 @@ static int rig_resv_mmap(struct file *file, struct vm_area_struct *vma)
 	if (vma->vm_pgoff >= npages || vma_pages(vma) > npages - vma->vm_pgoff)
 		return -EINVAL;
 
-	rig_count(mmaps);
 	/* Write-back, the type memremap() gave the kernel's mapping. */
 	rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
-	return remap_pfn_range(vma, vma->vm_start,
-			       (rig_reserved_phys >> PAGE_SHIFT) + vma->vm_pgoff,
-			       vma->vm_end - vma->vm_start, vma->vm_page_prot);
+	ret = remap_pfn_range(vma, vma->vm_start,
+			      (rig_reserved_phys >> PAGE_SHIFT) + vma->vm_pgoff,
+			      vma->vm_end - vma->vm_start, vma->vm_page_prot);
+	if (!ret)
+		rig_count(mmaps);
+	return ret;
 }
 
 static long rig_resv_ioctl(struct file *file, unsigned int cmd,
@@ -148,6 +151,16 @@ err_release:
 	release_mem_region(phys, size);
 }
 
+/* Undoes rig_resv_map(). */
+static void rig_resv_unmap(void)
+{
+	if (!rig_resv_mem)
+		return;
+	memunmap(rig_resv_mem);
+	release_mem_region(rig_reserved_phys, rig_reserved_size);
+	rig_resv_mem = NULL;
+}
+
 static void rig_resv_show(struct seq_file *m)
 {
 	seq_printf(m, "%-16s %s\n", "reserved", rig_resv_why);
@@ -159,36 +172,30 @@ int rig_reserved_init(void)
 {
 	int ret;
 
+	/* A range that cannot be used is reported, not fatal. */
 	rig_resv_map();
-	rig_stats_add(&rig_resv_stats);
+
 	ret = misc_register(&rig_resv_dev);
-	if (ret)
-		goto err_unmap;
+	if (ret) {
+		rig_resv_unmap();
+		return ret;
+	}
 
 	if (rig_resv_mem) {
 		rig_resv_region.phys = rig_reserved_phys;
 		rig_resv_region.size = rig_reserved_size;
 		rig_region_add(&rig_resv_region);
 	}
+	rig_stats_add(&rig_resv_stats);
 	return 0;
-
-err_unmap:
-	rig_stats_del(&rig_resv_stats);
-	if (rig_resv_mem) {
-		memunmap(rig_resv_mem);
-		release_mem_region(rig_reserved_phys, rig_reserved_size);
-	}
-	return ret;
 }
 
-/* Only runs when no mapping is left: each holds the file, which pins us. */
+/* Undoes init in reverse; no mapping is left (each pins the module). */
 void rig_reserved_exit(void)
 {
-	misc_deregister(&rig_resv_dev);
-	if (rig_resv_mem) {
-		rig_region_del(&rig_resv_region);
-		memunmap(rig_resv_mem);
-		release_mem_region(rig_reserved_phys, rig_reserved_size);
-	}
 	rig_stats_del(&rig_resv_stats);
+	if (rig_resv_mem)
+		rig_region_del(&rig_resv_region);
+	misc_deregister(&rig_resv_dev);
+	rig_resv_unmap();
 }
