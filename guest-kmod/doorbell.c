@@ -155,7 +155,7 @@ static int rig_db_wait(struct rig_db_wait *w)
 		return ret;
 
 	left = wait_event_interruptible_timeout(rig_db_wq,
-		atomic64_read(&rig_db_irqs[w->vector]) != w->count ||
+		(u64)atomic64_read(&rig_db_irqs[w->vector]) != w->count ||
 		!READ_ONCE(rig_db.regs),
 		msecs_to_jiffies(w->timeout_ms));
 	if (left < 0)

@@ -59,7 +59,8 @@ static ssize_t rig_kfile_write(const void *data, size_t len)
 	filp_close(file, NULL);
 	rig_count(kfile_writes);
 
-	if (ret >= 0 && ret != len)
+	/* A short write leaves a truncated file: report it. */
+	if (ret >= 0 && (size_t)ret != len)
 		ret = -EIO;
 	return ret;
 }
@@ -163,7 +164,9 @@ static ssize_t rig_kfile_proc_write(struct file *file, const char __user *ubuf,
 	mutex_unlock(&rig_kfile_lock);
 
 	kfree(data);
-	return ret < 0 ? ret : count;
+	if (ret < 0)
+		return ret;
+	return count;
 }
 
 RIG_DEFINE_PROC_OPS(rig_kfile_proc_ops, rig_kfile_proc_open, single_release,

@@ -26,8 +26,8 @@
  * The pool's state is mirrored into struct rig_pool_status for the host.
  * Without a bound ivshmem device every operation fails with -ENODEV.
  */
-#include <linux/delay.h>
 #include <linux/fs.h>
+#include <linux/hrtimer.h>
 #include <linux/kthread.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
@@ -236,6 +236,21 @@ static void rig_pool_fill(struct rig_pool *p, u32 index, u64 seq, u32 len,
 	hdr->index = index;
 }
 
+/*
+ * The pause between two buffers, cut short by kthread_stop(): remove
+ * waits for this thread, and an interval may be up to a second.
+ */
+static void rig_pool_pause(u32 us)
+{
+	ktime_t t = (ktime_t)us * NSEC_PER_USEC;
+
+	/* Set before the test: kthread_stop() sets the flag, then wakes us. */
+	set_current_state(TASK_INTERRUPTIBLE);
+	if (!kthread_should_stop())
+		schedule_hrtimeout(&t, HRTIMER_MODE_REL);
+	__set_current_state(TASK_RUNNING);
+}
+
 static bool rig_pool_can_produce(void)
 {
 	bool can;
@@ -292,7 +307,7 @@ static int rig_pool_thread(void *unused)
 		wake_up_interruptible(&rig_pool_read_wq);
 
 		if (job.interval_us)
-			fsleep(job.interval_us);
+			rig_pool_pause(job.interval_us);
 	}
 	return 0;
 }
