@@ -9,7 +9,7 @@
  * data, one mechanism per file:
  *
  *   netlink.c     netlink hands out physical addresses; /dev/rig_mem
- *   mmap_dev.c    mmap of kmalloc'd and vmalloc'd buffers
+ *   mmap_dev.c    mmap of kmalloc'd and vmalloc'd buffers, old and new way
  *   fault_dev.c   pages handed out by a .fault handler
  *   sockopt.c     get/setsockopt through nf_register_sockopt()
  *   procfs.c      /proc/rig_kmod with seq_file, showing core.c's state
@@ -19,6 +19,13 @@
  *   reserved.c    memory reserved at boot (memmap=)
  *   pool.c        buffer pool in ivshmem, kernel producer, poll
  *   doorbell.c    ivshmem-doorbell interrupts: the host as producer
+ *
+ * and the plumbing they share:
+ *
+ *   ivshmem_pci.c the PCI driver; owns the device, hands it to the parts
+ *   shm_dev.c     /dev/rig_shm
+ *   barmap.c      mappings of BAR2 that unbind revokes
+ *   core.c        counters, the region list, the stats lines
  *
  * This file orders the parts; each part owns its module parameters.
  * Every char device exists from load to unload; the ones that need the
