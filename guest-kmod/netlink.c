@@ -11,8 +11,9 @@
  * limits, and with IO_STRICT_DEVMEM so is a BAR a driver claimed), so
  * the module offers its own memory device, /dev/rig_mem: mmap() at
  * offset = physical address, allowed only for the netlink pages and the
- * ivshmem BAR2 (whose mappings are revoked when the device goes away). The answer carries both addresses. Only a caller with
- * CAP_SYS_ADMIN gets them; others get an NLMSG_ERROR with -EPERM.
+ * ivshmem BAR2 (whose mappings are revoked when the device goes away).
+ * The answer carries both addresses. Only a caller with CAP_SYS_ADMIN
+ * gets them; others get an NLMSG_ERROR with -EPERM.
  */
 #include <linux/capability.h>
 #include <linux/gfp.h>

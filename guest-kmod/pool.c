@@ -493,11 +493,11 @@ static int rig_pool_start(const struct rig_pool_start *start)
 		return -EINVAL;
 
 	spin_lock(&rig_pool_lock);
-	if (!p->bufs)
+	if (!p->bufs) {
 		ret = -ENODEV;
-	else if (p->pending)
+	} else if (p->pending) {
 		ret = -EBUSY;
-	else {
+	} else {
 		p->job = *start;
 		p->pending = start->count;
 	}

@@ -109,6 +109,7 @@ long rig_region_info_reply(unsigned long arg, u64 phys, u64 size, u32 kind);
  * revokes every mapping of it.
  */
 struct rig_barmap {
+	/* Guards what follows; the fault handler holds it while it inserts. */
 	struct mutex lock;
 	struct inode *inode;		/* every open file uses its i_mapping */
 	phys_addr_t phys;		/* start of the window */
