@@ -32,14 +32,15 @@
 static DEFINE_MUTEX(rig_rw_lock);
 static char *rig_rw_buf;	/* RIG_RW_BUF_SIZE bytes */
 static char *rig_rw_bounce;	/* as big: where write() copies first */
-static size_t rig_rw_len;	/* bytes of data, <= RIG_RW_BUF_SIZE */
+/* Bytes of data, <= RIG_RW_BUF_SIZE; llseek() reads it without the lock. */
+static size_t rig_rw_len;
 
 static int rig_rw_open(struct inode *inode, struct file *file)
 {
 	if ((file->f_mode & FMODE_WRITE) && (file->f_flags & O_TRUNC)) {
 		mutex_lock(&rig_rw_lock);
 		memset(rig_rw_buf, 0, RIG_RW_BUF_SIZE);
-		rig_rw_len = 0;
+		WRITE_ONCE(rig_rw_len, 0);
 		mutex_unlock(&rig_rw_lock);
 	}
 	return 0;
@@ -101,7 +102,7 @@ static ssize_t rig_rw_write(struct file *file, const char __user *ubuf,
 		goto out_unlock;
 	}
 	memcpy(rig_rw_buf + pos, rig_rw_bounce, n);
-	rig_rw_len = max_t(size_t, rig_rw_len, pos + n);
+	WRITE_ONCE(rig_rw_len, max_t(size_t, rig_rw_len, pos + n));
 	*ppos = pos + n;
 	ret = n;
 

@@ -9,11 +9,13 @@
  * MSI-X capability; a plain device stays plain here, and everything else
  * works the same on both.
  *
- * With a doorbell the module requests every vector (up to
- * RIG_DB_MAX_VECTORS). An interrupt on RIG_DB_VEC_PRODUCED means the
- * host produced into its ring (uapi header): it wakes the pool's waiters
- * (pool.c), who then queue the new buffers. Every vector is counted, and
- * /dev/rig_doorbell lets userspace
+ * With a doorbell the module allocates every vector (up to
+ * RIG_DB_MAX_VECTORS) at probe, and requests their handlers only once the
+ * pool is attached (ivshmem_pci.c orders it). An interrupt on
+ * RIG_DB_VEC_PRODUCED means the host produced into its ring (uapi
+ * header): pool.c counts it in the ring and wakes its waiters, who then
+ * queue the new buffers. Every vector is counted, and /dev/rig_doorbell
+ * lets userspace
  *
  *   RIG_IOC_DB_INFO  learn its own peer id (IVPosition), the vectors,
  *                    the counts and the host's peer id (the host_peer
@@ -30,6 +32,7 @@
 #include <linux/jiffies.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/uaccess.h>
@@ -40,25 +43,25 @@
 #include "compat.h"
 #include "rig_kmod.h"
 
+/*
+ * Read-only once loaded: RIG_IOC_DB_INFO reads it without a lock, and a
+ * peer id that changed under a running exchange would be wrong anyway.
+ */
+static int rig_host_peer = -1;
+module_param_named(host_peer, rig_host_peer, int, 0444);
+MODULE_PARM_DESC(host_peer, "ivshmem peer id of the host (default -1: as the host writes it into the ring)");
+
 /* BAR0 registers (ivshmem-spec.rst). */
 #define RIG_REG_INTRMASK	0x00	/* INTx only, unused with MSI-X */
 #define RIG_REG_INTRSTATUS	0x04	/* INTx only, unused with MSI-X */
 #define RIG_REG_IVPOSITION	0x08	/* our peer id */
 #define RIG_REG_DOORBELL	0x0c	/* (peer << 16) | vector */
 
-struct rig_db_vec {
-	u32 vector;
-	char name[24];			/* shown in /proc/interrupts */
-};
-
+/* The bound device as this file sees it; set at probe, cleared at remove. */
 static struct {
-	struct rig_dev *rdev;		/* NULL: no doorbell; rig_db_lock */
-	void __iomem *regs;
-	struct rig_hring *hring;
-	u32 nvec;
-	struct rig_db_vec vec[RIG_DB_MAX_VECTORS];
-	atomic64_t irqs[RIG_DB_MAX_VECTORS];
-	atomic64_t rings;
+	struct rig_dev *rdev;		/* plain or doorbell; NULL: none */
+	void __iomem *regs;		/* BAR0; NULL: plain */
+	u32 nvec;			/* MSI-X vectors allocated */
 	const char *mode;		/* for /proc/rig_kmod/stats */
 } rig_db = { .mode = "no device" };
 
@@ -66,45 +69,52 @@ static DEFINE_MUTEX(rig_db_lock);
 /* RIG_IOC_DB_WAIT sleepers. */
 static DECLARE_WAIT_QUEUE_HEAD(rig_db_wq);
 
+/* What the interrupt handlers touch: no lock. */
+struct rig_db_vec {
+	u32 vector;
+	char name[24];			/* shown in /proc/interrupts */
+};
+
+static struct rig_db_vec rig_db_vecs[RIG_DB_MAX_VECTORS];
+static atomic64_t rig_db_irqs[RIG_DB_MAX_VECTORS];
+static atomic64_t rig_db_rings;
+
 static irqreturn_t rig_db_irq(int irq, void *data)
 {
 	struct rig_db_vec *v = data;
 
-	atomic64_inc(&rig_db.irqs[v->vector]);
-	if (v->vector == RIG_DB_VEC_PRODUCED) {
-		/* Only this handler writes it; the host may read it. */
-		WRITE_ONCE(rig_db.hring->irqs, READ_ONCE(rig_db.hring->irqs) + 1);
-		rig_pool_kick();
-	}
+	atomic64_inc(&rig_db_irqs[v->vector]);
+	if (v->vector == RIG_DB_VEC_PRODUCED)
+		rig_pool_host_irq();
 	wake_up_interruptible_all(&rig_db_wq);
 	return IRQ_HANDLED;
 }
 
 /* ---- /dev/rig_doorbell ------------------------------------------------- */
 
-/* Why there is no doorbell to use; rig_db_lock held. */
-static int rig_db_absent(void)
+/* 0 when the doorbell can be used, else why not; rig_db_lock held. */
+static int rig_db_usable(void)
 {
-	resource_size_t size;
-	phys_addr_t phys;
-
-	return rig_pci_shm_region(&phys, &size) ? -EOPNOTSUPP : -ENODEV;
+	if (!rig_db.rdev)
+		return -ENODEV;
+	if (!rig_db.regs)
+		return -EOPNOTSUPP;
+	return 0;
 }
 
 static int rig_db_ring(const struct rig_db_ring *r)
 {
-	int ret = 0;
+	int ret;
 
 	if (r->peer > 0xffff || r->vector > 0xffff)
 		return -EINVAL;
 
 	mutex_lock(&rig_db_lock);
-	if (!rig_db.rdev) {
-		ret = rig_db_absent();
-	} else {
+	ret = rig_db_usable();
+	if (!ret) {
 		iowrite32(r->peer << 16 | r->vector,
 			  rig_db.regs + RIG_REG_DOORBELL);
-		atomic64_inc(&rig_db.rings);
+		atomic64_inc(&rig_db_rings);
 	}
 	mutex_unlock(&rig_db_lock);
 	return ret;
@@ -116,16 +126,16 @@ static void rig_db_info(struct rig_db_info *info)
 
 	memset(info, 0, sizeof(*info));
 	mutex_lock(&rig_db_lock);
-	info->doorbell = !!rig_db.rdev;
+	info->doorbell = !!rig_db.regs;
 	info->own_peer = rig_db.rdev ? rig_db.rdev->own_peer : RIG_PEER_NONE;
-	info->vectors = rig_db.rdev ? rig_db.nvec : 0;
+	info->vectors = rig_db.regs ? rig_db.nvec : 0;
 	mutex_unlock(&rig_db_lock);
 
 	info->host_peer = rig_host_peer >= 0 ? rig_host_peer :
 			  rig_pool_host_peer();
 	for (i = 0; i < RIG_DB_MAX_VECTORS; i++)
-		info->irqs[i] = atomic64_read(&rig_db.irqs[i]);
-	info->rings = atomic64_read(&rig_db.rings);
+		info->irqs[i] = atomic64_read(&rig_db_irqs[i]);
+	info->rings = atomic64_read(&rig_db_rings);
 }
 
 static int rig_db_wait(struct rig_db_wait *w)
@@ -137,22 +147,21 @@ static int rig_db_wait(struct rig_db_wait *w)
 		return -EINVAL;
 
 	mutex_lock(&rig_db_lock);
-	if (!rig_db.rdev)
-		ret = rig_db_absent();
-	else
-		ret = w->vector < rig_db.nvec ? 0 : -EINVAL;
+	ret = rig_db_usable();
+	if (!ret && w->vector >= rig_db.nvec)
+		ret = -EINVAL;
 	mutex_unlock(&rig_db_lock);
 	if (ret)
 		return ret;
 
 	left = wait_event_interruptible_timeout(rig_db_wq,
-		atomic64_read(&rig_db.irqs[w->vector]) != w->count ||
-		!READ_ONCE(rig_db.rdev),
+		(u64)atomic64_read(&rig_db_irqs[w->vector]) != w->count ||
+		!READ_ONCE(rig_db.regs),
 		msecs_to_jiffies(w->timeout_ms));
 	if (left < 0)
 		return left;	/* -ERESTARTSYS */
 
-	w->count = atomic64_read(&rig_db.irqs[w->vector]);
+	w->count = atomic64_read(&rig_db_irqs[w->vector]);
 	return left ? 0 : -ETIMEDOUT;
 }
 
@@ -211,21 +220,14 @@ static struct miscdevice rig_db_dev = {
 	.mode	= 0600,
 };
 
-/* ---- probe and remove, called by ivshmem_pci.c ------------------------- */
+/* ---- probe, start, stop, remove: called by ivshmem_pci.c --------------- */
 
-static void rig_db_free_irqs(struct pci_dev *pdev, u32 count)
+/* Maps BAR0 and allocates the vectors; on failure nothing is kept. */
+static int rig_db_setup(struct pci_dev *pdev, void __iomem **regsp,
+			u32 *nvecp)
 {
-	while (count--)
-		free_irq(pci_irq_vector(pdev, count), &rig_db.vec[count]);
-}
-
-/* Sets up the vectors; on failure the device is used as a plain one. */
-static int rig_db_setup(struct rig_dev *rdev)
-{
-	struct pci_dev *pdev = rdev->pdev;
 	void __iomem *regs;
 	int nvec, ret;
-	u32 i;
 
 	ret = pci_request_region(pdev, RIG_REGS_BAR, KBUILD_MODNAME);
 	if (ret)
@@ -250,36 +252,10 @@ static int rig_db_setup(struct rig_dev *rdev)
 	if (ret < 0)
 		goto err_clear_master;
 
-	rig_db.regs = regs;
-	rig_db.hring = rdev->shm + RIG_HRING_OFFSET;
-	rig_db.nvec = nvec;
-	for (i = 0; i < RIG_DB_MAX_VECTORS; i++)
-		atomic64_set(&rig_db.irqs[i], 0);
-
-	for (i = 0; i < nvec; i++) {
-		struct rig_db_vec *v = &rig_db.vec[i];
-
-		v->vector = i;
-		snprintf(v->name, sizeof(v->name), "%s-db%u", KBUILD_MODNAME, i);
-		ret = request_irq(pci_irq_vector(pdev, i), rig_db_irq, 0,
-				  v->name, v);
-		if (ret) {
-			rig_db_free_irqs(pdev, i);
-			goto err_free_vectors;
-		}
-	}
-
-	rdev->doorbell = true;
-	rdev->own_peer = ioread32(regs + RIG_REG_IVPOSITION);
-
-	mutex_lock(&rig_db_lock);
-	rig_db.rdev = rdev;
-	rig_db.mode = "doorbell";
-	mutex_unlock(&rig_db_lock);
+	*regsp = regs;
+	*nvecp = nvec;
 	return 0;
 
-err_free_vectors:
-	pci_free_irq_vectors(pdev);
 err_clear_master:
 	pci_clear_master(pdev);
 err_unmap:
@@ -289,86 +265,169 @@ err_release_region:
 	return ret;
 }
 
-int rig_doorbell_probe(struct rig_dev *rdev)
+/*
+ * Finds out what rdev is: sets rdev->doorbell and rdev->own_peer (the pool
+ * tells the host our peer id). No handler runs yet. A doorbell that cannot
+ * be set up leaves the device plain.
+ */
+void rig_doorbell_probe(struct rig_dev *rdev)
 {
 	struct pci_dev *pdev = rdev->pdev;
+	const char *mode = "plain";
+	void __iomem *regs = NULL;
+	u32 nvec = 0;
 	int ret;
 
 	rdev->doorbell = false;
 	rdev->own_peer = RIG_PEER_NONE;
 
 	/* ivshmem-plain has no MSI-X capability and no BAR1. */
-	if (!pdev->msix_cap || !pci_resource_len(pdev, RIG_MSIX_BAR)) {
-		rig_db.mode = "plain";
-		return 0;
-	}
-
-	ret = rig_db_setup(rdev);
-	if (ret) {
-		dev_warn(&pdev->dev, "doorbell setup failed (%d), using the shared memory only\n",
-			 ret);
-		rig_db.mode = "plain: doorbell setup failed";
-		return 0;
-	}
-
-	dev_info(&pdev->dev, "doorbell: peer id %u, %u MSI-X vectors\n",
-		 rdev->own_peer, rig_db.nvec);
-	return 0;
-}
-
-void rig_doorbell_remove(struct rig_dev *rdev)
-{
-	struct pci_dev *pdev = rdev->pdev;
-
-	if (!rdev->doorbell) {
-		rig_db.mode = "no device";
-		return;
+	if (pdev->msix_cap && pci_resource_len(pdev, RIG_MSIX_BAR)) {
+		ret = rig_db_setup(pdev, &regs, &nvec);
+		if (ret) {
+			dev_warn(&pdev->dev, "doorbell setup failed (%d), using the shared memory only\n",
+				 ret);
+			mode = "plain: doorbell setup failed";
+		} else {
+			rdev->doorbell = true;
+			rdev->own_peer = ioread32(regs + RIG_REG_IVPOSITION);
+			mode = "doorbell";
+			dev_info(&pdev->dev, "doorbell: peer id %u, %u MSI-X vectors\n",
+				 rdev->own_peer, nvec);
+		}
 	}
 
 	mutex_lock(&rig_db_lock);
-	rig_db.rdev = NULL;
-	rig_db.mode = "no device";
+	rig_db.rdev = rdev;
+	rig_db.regs = regs;
+	rig_db.nvec = nvec;
+	rig_db.mode = mode;
 	mutex_unlock(&rig_db_lock);
-	/* RIG_IOC_DB_WAIT sleepers see rdev gone. */
-	wake_up_interruptible_all(&rig_db_wq);
-
-	rig_db_free_irqs(pdev, rig_db.nvec);
-	pci_free_irq_vectors(pdev);
-	pci_clear_master(pdev);
-	pci_iounmap(pdev, rig_db.regs);
-	pci_release_region(pdev, RIG_REGS_BAR);
-	rig_db.regs = NULL;
-	rig_db.hring = NULL;
-	rdev->doorbell = false;
 }
 
-void rig_doorbell_show(struct seq_file *m)
+static void rig_db_free_irqs(struct pci_dev *pdev, u32 count)
+{
+	while (count--)
+		free_irq(pci_irq_vector(pdev, count), &rig_db_vecs[count]);
+}
+
+/*
+ * Requests the handlers. The pool is attached by now, so the handler of
+ * RIG_DB_VEC_PRODUCED may count into its ring. An interrupt the host sent
+ * earlier is not lost: MSI-X keeps it pending while the vector is masked,
+ * and request_irq() unmasks it.
+ */
+int rig_doorbell_start(struct rig_dev *rdev)
+{
+	struct pci_dev *pdev = rdev->pdev;
+	u32 i, nvec;
+	int ret;
+
+	if (!rdev->doorbell)
+		return 0;
+
+	mutex_lock(&rig_db_lock);
+	nvec = rig_db.nvec;
+	mutex_unlock(&rig_db_lock);
+
+	for (i = 0; i < RIG_DB_MAX_VECTORS; i++)
+		atomic64_set(&rig_db_irqs[i], 0);
+
+	for (i = 0; i < nvec; i++) {
+		struct rig_db_vec *v = &rig_db_vecs[i];
+
+		v->vector = i;
+		snprintf(v->name, sizeof(v->name), "%s-db%u", KBUILD_MODNAME, i);
+		ret = request_irq(pci_irq_vector(pdev, i), rig_db_irq, 0,
+				  v->name, v);
+		if (ret) {
+			rig_db_free_irqs(pdev, i);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Frees the handlers; none runs once this returns (free_irq() waits). */
+void rig_doorbell_stop(struct rig_dev *rdev)
+{
+	u32 nvec;
+
+	if (!rdev->doorbell)
+		return;
+
+	mutex_lock(&rig_db_lock);
+	nvec = rig_db.nvec;
+	mutex_unlock(&rig_db_lock);
+	rig_db_free_irqs(rdev->pdev, nvec);
+}
+
+/* Undoes rig_doorbell_probe(). */
+void rig_doorbell_remove(struct rig_dev *rdev)
+{
+	struct pci_dev *pdev = rdev->pdev;
+	void __iomem *regs;
+
+	mutex_lock(&rig_db_lock);
+	regs = rig_db.regs;
+	rig_db.rdev = NULL;
+	rig_db.regs = NULL;
+	rig_db.nvec = 0;
+	rig_db.mode = "no device";
+	mutex_unlock(&rig_db_lock);
+	/* RIG_IOC_DB_WAIT sleepers see the doorbell gone. */
+	wake_up_interruptible_all(&rig_db_wq);
+
+	if (!regs)
+		return;
+	pci_free_irq_vectors(pdev);
+	pci_clear_master(pdev);
+	pci_iounmap(pdev, regs);
+	pci_release_region(pdev, RIG_REGS_BAR);
+	rdev->doorbell = false;
+	rdev->own_peer = RIG_PEER_NONE;
+}
+
+/* ---- its lines in /proc/rig_kmod/stats --------------------------------- */
+
+static void rig_doorbell_show(struct seq_file *m)
 {
 	u32 i;
 
 	mutex_lock(&rig_db_lock);
 	seq_printf(m, "%-16s %s\n", "doorbell", rig_db.mode);
-	if (rig_db.rdev) {
+	if (rig_db.regs) {
 		seq_printf(m, "%-16s %u\n", "doorbell_peer",
 			   rig_db.rdev->own_peer);
 		seq_printf(m, "%-16s %u\n", "doorbell_vectors", rig_db.nvec);
 		seq_printf(m, "%-16s", "doorbell_irqs");
 		for (i = 0; i < rig_db.nvec; i++)
 			seq_printf(m, " %lld",
-				   (long long)atomic64_read(&rig_db.irqs[i]));
+				   (long long)atomic64_read(&rig_db_irqs[i]));
 		seq_putc(m, '\n');
 		seq_printf(m, "%-16s %lld\n", "doorbell_rings",
-			   (long long)atomic64_read(&rig_db.rings));
+			   (long long)atomic64_read(&rig_db_rings));
 	}
 	mutex_unlock(&rig_db_lock);
 }
 
+static struct rig_stats_source rig_db_stats = { .show = rig_doorbell_show };
+
+/* ---- setup ------------------------------------------------------------- */
+
 int rig_doorbell_init(void)
 {
-	return misc_register(&rig_db_dev);
+	int ret;
+
+	ret = misc_register(&rig_db_dev);
+	if (ret)
+		return ret;
+	rig_stats_add(&rig_db_stats);
+	return 0;
 }
 
 void rig_doorbell_exit(void)
 {
+	rig_stats_del(&rig_db_stats);
 	misc_deregister(&rig_db_dev);
 }

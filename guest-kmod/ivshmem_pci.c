@@ -4,17 +4,23 @@
  *
  * Probe maps BAR2, the memory shared with the host, and writes a
  * struct rig_shm_header at RIG_SHM_HEADER_OFFSET so the host can tell the
- * module ran, on which kernel, and how often it probed. Then doorbell.c
- * sets up interrupts when the device has them (ivshmem-doorbell), the
- * pool moves into BAR2 and /dev/rig_shm gets the device. Remove marks the
- * header RIG_STATE_REMOVED and undoes probe in reverse.
+ * module ran, on which kernel, and how often it probed. Then the device
+ * is handed to the parts that use it, in this order:
+ *
+ *   doorbell.c  BAR0 and the MSI-X vectors, when the device has them
+ *               (ivshmem-doorbell); this gives our peer id
+ *   pool.c      the buffer pool and the host's ring move into BAR2
+ *   doorbell.c  the interrupt handlers, which count into the pool's ring
+ *   shm_dev.c, netlink.c  /dev/rig_shm and /dev/rig_mem map BAR2
+ *
+ * Remove marks the header RIG_STATE_REMOVED and undoes probe in reverse.
+ * The parts get the device from here and never call back.
  *
  * Only one device is supported: /dev/rig_shm exposes a single BAR.
  */
 #include <linux/atomic.h>
 #include <linux/io.h>
 #include <linux/module.h>
-#include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -27,49 +33,11 @@
 /* Set while a device is bound; a second one is refused. */
 static atomic_t rig_pci_claimed = ATOMIC_INIT(0);
 
-/* The bound device's BAR2, for netlink.c and /dev/rig_mem. */
-static DEFINE_MUTEX(rig_pci_lock);
-static struct rig_dev *rig_pci_bound;
+/* BAR2 in /proc/rig_kmod/regions while a device is bound. */
 static struct rig_region rig_pci_region = {
 	.name = "shm",
 	.kind = "ivshmem",
 };
-
-/* BAR2 of the bound device: false when there is none. */
-bool rig_pci_shm_region(phys_addr_t *phys, resource_size_t *size)
-{
-	bool bound;
-
-	mutex_lock(&rig_pci_lock);
-	bound = rig_pci_bound;
-	if (bound) {
-		*phys = rig_pci_bound->shm_phys;
-		*size = rig_pci_bound->shm_size;
-	}
-	mutex_unlock(&rig_pci_lock);
-
-	return bound;
-}
-
-static void rig_pci_publish(struct rig_dev *rdev)
-{
-	mutex_lock(&rig_pci_lock);
-	rig_pci_bound = rdev;
-	mutex_unlock(&rig_pci_lock);
-
-	rig_pci_region.phys = rdev->shm_phys;
-	rig_pci_region.size = rdev->shm_size;
-	rig_region_add(&rig_pci_region);
-}
-
-static void rig_pci_unpublish(void)
-{
-	rig_region_del(&rig_pci_region);
-
-	mutex_lock(&rig_pci_lock);
-	rig_pci_bound = NULL;
-	mutex_unlock(&rig_pci_lock);
-}
 
 static struct rig_shm_header *rig_header(struct rig_dev *rdev)
 {
@@ -160,25 +128,35 @@ static int rig_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	rig_header_write_probed(rdev);
 	pci_set_drvdata(pdev, rdev);
 
-	ret = rig_doorbell_probe(rdev);
-	if (ret)
-		goto err_header_removed;
+	/* No handlers yet: the pool needs the peer id, the handlers the pool. */
+	rig_doorbell_probe(rdev);
 
 	ret = rig_pool_attach(rdev);
 	if (ret)
 		goto err_doorbell_remove;
 
+	ret = rig_doorbell_start(rdev);
+	if (ret) {
+		dev_err(&pdev->dev, "cannot request the doorbell interrupts: %d\n",
+			ret);
+		goto err_pool_detach;
+	}
+
 	rig_shm_dev_attach(rdev);
-	rig_pci_publish(rdev);
+	rig_mem_attach(rdev);
+	rig_pci_region.phys = rdev->shm_phys;
+	rig_pci_region.size = rdev->shm_size;
+	rig_region_add(&rig_pci_region);
 
 	dev_info(&pdev->dev, "shared memory %pR, %s\n",
 		 &pdev->resource[RIG_SHM_BAR],
 		 rdev->doorbell ? "doorbell" : "plain (no doorbell)");
 	return 0;
 
+err_pool_detach:
+	rig_pool_detach(rdev);
 err_doorbell_remove:
 	rig_doorbell_remove(rdev);
-err_header_removed:
 	rig_header_write_removed(rdev);
 	memunmap(rdev->shm);
 err_release_region:
@@ -197,15 +175,15 @@ static void rig_pci_remove(struct pci_dev *pdev)
 	struct rig_dev *rdev = pci_get_drvdata(pdev);
 
 	/*
-	 * After this no file operation can reach rdev. Userspace mappings made
-	 * earlier stay: they are page table entries for BAR2's bus address
-	 * (VM_PFNMAP, no struct page, no kernel pointer), so freeing rdev and
-	 * unmapping the kernel's view below cannot make them a use-after-free.
-	 * They keep reaching the shared memory (pci_disable_device() leaves
-	 * decoding on), and their file keeps the module loaded until munmap().
+	 * First the parts that let processes map BAR2: they revoke every
+	 * mapping (barmap.c), so no page table points at the BAR once it is
+	 * released below; a later touch gets SIGBUS. The files stay open and
+	 * keep the module loaded; their operations fail with -ENODEV.
 	 */
-	rig_pci_unpublish();
+	rig_region_del(&rig_pci_region);
+	rig_mem_detach(rdev);
 	rig_shm_dev_detach(rdev);
+	rig_doorbell_stop(rdev);
 	rig_pool_detach(rdev);
 	rig_doorbell_remove(rdev);
 

@@ -19,6 +19,7 @@
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
@@ -30,6 +31,10 @@
 
 #include "compat.h"
 #include "rig_kmod.h"
+
+static char *rig_kfile_path = RIG_KFILE_DEFAULT_PATH;
+module_param_named(kfile_path, rig_kfile_path, charp, 0444);
+MODULE_PARM_DESC(kfile_path, "file the module writes and reads with kernel_write/kernel_read (default " RIG_KFILE_DEFAULT_PATH ")");
 
 /* The largest file the module reads or writes. */
 #define RIG_KFILE_MAX	4096
@@ -54,7 +59,8 @@ static ssize_t rig_kfile_write(const void *data, size_t len)
 	filp_close(file, NULL);
 	rig_count(kfile_writes);
 
-	if (ret >= 0 && ret != len)
+	/* A short write leaves a truncated file: report it. */
+	if (ret >= 0 && (size_t)ret != len)
 		ret = -EIO;
 	return ret;
 }
@@ -158,13 +164,17 @@ static ssize_t rig_kfile_proc_write(struct file *file, const char __user *ubuf,
 	mutex_unlock(&rig_kfile_lock);
 
 	kfree(data);
-	return ret < 0 ? ret : count;
+	if (ret < 0)
+		return ret;
+	return count;
 }
 
 RIG_DEFINE_PROC_OPS(rig_kfile_proc_ops, rig_kfile_proc_open, single_release,
 		    rig_kfile_proc_write);
 
-void rig_kfile_show(struct seq_file *m)
+/* ---- its lines in /proc/rig_kmod/stats -------------------------------- */
+
+static void rig_kfile_show(struct seq_file *m)
 {
 	seq_printf(m, "%-16s %s\n", "kfile_path", rig_kfile_path);
 	if (rig_kfile_loadcheck > 0)
@@ -174,11 +184,14 @@ void rig_kfile_show(struct seq_file *m)
 			   rig_kfile_loadcheck);
 }
 
+static struct rig_stats_source rig_kfile_stats = { .show = rig_kfile_show };
+
+/* ---- setup ------------------------------------------------------------- */
+
 int rig_kfile_init(void)
 {
 	if (!rig_kfile_path || rig_kfile_path[0] != '/') {
-		pr_err("%s: kfile_path must be an absolute path\n",
-		       KBUILD_MODNAME);
+		pr_err("kfile_path must be an absolute path\n");
 		return -EINVAL;
 	}
 
@@ -187,15 +200,17 @@ int rig_kfile_init(void)
 	rig_kfile_loadcheck = rig_kfile_check();
 	mutex_unlock(&rig_kfile_lock);
 	if (rig_kfile_loadcheck < 0)
-		pr_warn("%s: writing and reading back %s failed: %d\n",
-			KBUILD_MODNAME, rig_kfile_path, rig_kfile_loadcheck);
+		pr_warn("writing and reading back %s failed: %d\n",
+			rig_kfile_path, rig_kfile_loadcheck);
 
 	if (!proc_create("kfile", 0600, rig_proc_dir(), &rig_kfile_proc_ops))
 		return -ENOMEM;
+	rig_stats_add(&rig_kfile_stats);
 	return 0;
 }
 
 void rig_kfile_exit(void)
 {
+	rig_stats_del(&rig_kfile_stats);
 	remove_proc_entry("kfile", rig_proc_dir());
 }

@@ -9,10 +9,10 @@
  * data, one mechanism per file:
  *
  *   netlink.c     netlink hands out physical addresses; /dev/rig_mem
- *   mmap_dev.c    mmap of kmalloc'd and vmalloc'd buffers
+ *   mmap_dev.c    mmap of kmalloc'd and vmalloc'd buffers, old and new way
  *   fault_dev.c   pages handed out by a .fault handler
  *   sockopt.c     get/setsockopt through nf_register_sockopt()
- *   procfs.c      /proc/rig_kmod with seq_file
+ *   procfs.c      /proc/rig_kmod with seq_file, showing core.c's state
  *   chardev_rw.c  read/write with copy_{to,from}_user
  *   ioctl.c       _IOR/_IOW/_IOWR ioctls
  *   kfile.c       file I/O from the kernel
@@ -20,36 +20,22 @@
  *   pool.c        buffer pool in ivshmem, kernel producer, poll
  *   doorbell.c    ivshmem-doorbell interrupts: the host as producer
  *
- * This file holds the parameters and orders the parts. Every char device
- * exists from load to unload; the ones that need the ivshmem device
- * report -ENODEV until the PCI driver binds one.
+ * and the plumbing they share:
+ *
+ *   ivshmem_pci.c the PCI driver; owns the device, hands it to the parts
+ *   shm_dev.c     /dev/rig_shm
+ *   barmap.c      mappings of BAR2 that unbind revokes
+ *   core.c        counters, the region list, the stats lines
+ *
+ * This file orders the parts; each part owns its module parameters.
+ * Every char device exists from load to unload; the ones that need the
+ * ivshmem device report -ENODEV until the PCI driver binds one.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-
 #include <linux/init.h>
 #include <linux/kernel.h>
 #include <linux/module.h>
-#include <linux/moduleparam.h>
-
-#include "uapi/rig_kmod.h"
 
 #include "rig_kmod.h"
-
-char *rig_kfile_path = RIG_KFILE_DEFAULT_PATH;
-module_param_named(kfile_path, rig_kfile_path, charp, 0444);
-MODULE_PARM_DESC(kfile_path, "file the module writes and reads with kernel_write/kernel_read (default " RIG_KFILE_DEFAULT_PATH ")");
-
-unsigned long rig_reserved_phys;
-module_param_named(reserved_phys, rig_reserved_phys, ulong, 0444);
-MODULE_PARM_DESC(reserved_phys, "start of the memory reserved at boot with memmap=SIZE$START");
-
-unsigned long rig_reserved_size;
-module_param_named(reserved_size, rig_reserved_size, ulong, 0444);
-MODULE_PARM_DESC(reserved_size, "length of that memory; 0 (default) disables /dev/" RIG_RESERVED_DEV_NAME);
-
-int rig_host_peer = -1;
-module_param_named(host_peer, rig_host_peer, int, 0644);
-MODULE_PARM_DESC(host_peer, "ivshmem peer id of the host (default -1: as the host writes it into the ring)");
 
 /* The parts, set up in this order and torn down in reverse. */
 static const struct rig_part {
@@ -57,7 +43,7 @@ static const struct rig_part {
 	int (*init)(void);
 	void (*exit)(void);
 } rig_parts[] = {
-	/* First: the others register their regions with it. */
+	/* First: kfile.c adds its file to the directory. */
 	{ "procfs",	rig_procfs_init,	rig_procfs_exit },
 	{ "shm_dev",	rig_shm_dev_create,	rig_shm_dev_destroy },
 	{ "netlink",	rig_netlink_init,	rig_netlink_exit },

@@ -11,8 +11,9 @@
  * limits, and with IO_STRICT_DEVMEM so is a BAR a driver claimed), so
  * the module offers its own memory device, /dev/rig_mem: mmap() at
  * offset = physical address, allowed only for the netlink pages and the
- * ivshmem BAR2. The answer carries both addresses. Only a caller with
- * CAP_SYS_ADMIN gets them; others get an NLMSG_ERROR with -EPERM.
+ * ivshmem BAR2 (whose mappings are revoked when the device goes away).
+ * The answer carries both addresses. Only a caller with CAP_SYS_ADMIN
+ * gets them; others get an NLMSG_ERROR with -EPERM.
  */
 #include <linux/capability.h>
 #include <linux/gfp.h>
@@ -34,11 +35,30 @@
 static struct sock *rig_nl_sock;
 static void *rig_nl_pages;	/* RIG_NL_PAGES_SIZE bytes, reserved */
 
+/*
+ * BAR2 of the bound device, given by ivshmem_pci.c, at file offset =
+ * physical address; its mappings are revoked on detach.
+ */
+static struct rig_barmap rig_mem_map;
+
 static struct rig_region rig_nl_region = {
 	.name = "netlink",
 	.kind = "pages",
 	.size = RIG_NL_PAGES_SIZE,
 };
+
+/* ---- the device's BAR2 ------------------------------------------------ */
+
+void rig_mem_attach(struct rig_dev *rdev)
+{
+	rig_barmap_attach(&rig_mem_map, rdev->shm_phys, rdev->shm_size,
+			  PHYS_PFN(rdev->shm_phys));
+}
+
+void rig_mem_detach(struct rig_dev *rdev)
+{
+	rig_barmap_detach(&rig_mem_map);
+}
 
 /* ---- the netlink side ------------------------------------------------ */
 
@@ -77,7 +97,7 @@ static int rig_nl_get(struct sk_buff *skb, struct nlmsghdr *nlh,
 	memset(ans, 0, sizeof(*ans));
 	ans->pages_phys = virt_to_phys(rig_nl_pages);
 	ans->pages_size = RIG_NL_PAGES_SIZE;
-	if (rig_pci_shm_region(&shm_phys, &shm_size)) {
+	if (rig_barmap_window(&rig_mem_map, &shm_phys, &shm_size)) {
 		ans->shm_phys = shm_phys;
 		ans->shm_size = shm_size;
 	}
@@ -104,12 +124,17 @@ static bool rig_mem_within(phys_addr_t start, size_t len, phys_addr_t base,
 	       len <= size - (start - base);
 }
 
+static int rig_mem_open(struct inode *inode, struct file *file)
+{
+	rig_barmap_open(&rig_mem_map, file);
+	return 0;
+}
+
 static int rig_mem_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	phys_addr_t start = (phys_addr_t)vma->vm_pgoff << PAGE_SHIFT;
 	size_t len = vma->vm_end - vma->vm_start;
-	resource_size_t shm_size;
-	phys_addr_t shm_phys;
+	int ret;
 
 	/* The point is to share: a private copy would be no use. */
 	if (!(vma->vm_flags & VM_SHARED))
@@ -119,25 +144,26 @@ static int rig_mem_mmap(struct file *file, struct vm_area_struct *vma)
 	if (start >> PAGE_SHIFT != vma->vm_pgoff)
 		return -EINVAL;
 
-	if (!rig_mem_within(start, len, virt_to_phys(rig_nl_pages),
-			    RIG_NL_PAGES_SIZE) &&
-	    !(rig_pci_shm_region(&shm_phys, &shm_size) &&
-	      rig_mem_within(start, len, shm_phys, shm_size)))
-		return -EPERM;	/* what /dev/mem says too */
+	if (rig_mem_within(start, len, virt_to_phys(rig_nl_pages),
+			   RIG_NL_PAGES_SIZE)) {
+		/* Write-back, the default protection: the pages are RAM. */
+		rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
+		ret = remap_pfn_range(vma, vma->vm_start, vma->vm_pgoff, len,
+				      vma->vm_page_prot);
+	} else {
+		/* BAR2 of the bound device, else refused as /dev/mem does. */
+		ret = rig_barmap_mmap(&rig_mem_map, vma) ? -EPERM : 0;
+	}
 
-	rig_count(mem_mmaps);
-	/*
-	 * Write-back, the default protection: the pages are RAM, and the BAR
-	 * is mapped write-back by the kernel as well (see ivshmem_pci.c).
-	 */
-	rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
-	return remap_pfn_range(vma, vma->vm_start, vma->vm_pgoff, len,
-			       vma->vm_page_prot);
+	if (!ret)
+		rig_count(mem_mmaps);
+	return ret;
 }
 
 /* .owner pins the module while the file or a mapping of it exists. */
 static const struct file_operations rig_mem_fops = {
 	.owner	= THIS_MODULE,
+	.open	= rig_mem_open,
 	.mmap	= rig_mem_mmap,
 };
 
@@ -176,7 +202,8 @@ int rig_netlink_init(void)
 	 * Reserved page by page, as the article did. remap_pfn_range() has
 	 * not needed it since 2.6.15 (VM_PFNMAP mappings take no page
 	 * references); it still documents that the pages are not the page
-	 * allocator's while the module holds them.
+	 * allocator's while the module holds them. Allowed here because
+	 * without __GFP_COMP these are not a compound page (see mmap_dev.c).
 	 */
 	for (off = 0; off < RIG_NL_PAGES_SIZE; off += PAGE_SIZE)
 		SetPageReserved(virt_to_page(rig_nl_pages + off));
@@ -185,20 +212,25 @@ int rig_netlink_init(void)
 	rig_nl_sock = rig_netlink_kernel_create(&init_net, RIG_NETLINK_PROTO,
 						rig_nl_input);
 	if (!rig_nl_sock) {
-		pr_err("%s: netlink protocol %d is taken\n", KBUILD_MODNAME,
-		       RIG_NETLINK_PROTO);
+		pr_err("netlink protocol %d is taken\n", RIG_NETLINK_PROTO);
 		ret = -EBUSY;
 		goto err_free_pages;
 	}
 
-	ret = misc_register(&rig_mem_dev);
+	ret = rig_barmap_init(&rig_mem_map);
 	if (ret)
 		goto err_release_sock;
+
+	ret = misc_register(&rig_mem_dev);
+	if (ret)
+		goto err_barmap_exit;
 
 	rig_nl_region.phys = virt_to_phys(rig_nl_pages);
 	rig_region_add(&rig_nl_region);
 	return 0;
 
+err_barmap_exit:
+	rig_barmap_exit(&rig_mem_map);
 err_release_sock:
 	netlink_kernel_release(rig_nl_sock);
 err_free_pages:
@@ -210,6 +242,7 @@ void rig_netlink_exit(void)
 {
 	rig_region_del(&rig_nl_region);
 	misc_deregister(&rig_mem_dev);
+	rig_barmap_exit(&rig_mem_map);
 	netlink_kernel_release(rig_nl_sock);
 	rig_nl_free_pages();
 }

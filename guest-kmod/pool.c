@@ -12,7 +12,8 @@
  * them. The other buffers are the slots of the host's ring (struct
  * rig_hring, protocol in the uapi header): whenever the queue is looked
  * at, entries the host published are queued too. ivshmem-doorbell
- * interrupts (doorbell.c) only wake the waiters, who then look.
+ * interrupts (doorbell.c) are counted in the ring and wake the waiters,
+ * who then look.
  *
  * Userspace waits with poll()/select() or RIG_IOC_POOL_TAKE_WAIT
  * (sleeps, interruptible by a signal), takes a buffer with
@@ -20,12 +21,13 @@
  * through its mmap() of /dev/rig_pool (buffer i at offset
  * i * RIG_POOL_BUF_SIZE) and gives it back with RIG_IOC_POOL_RELEASE.
  * Buffers a file still holds when it is closed are given back then.
+ * Detaching revokes the mappings (barmap.c): a later touch gets SIGBUS.
  *
  * The pool's state is mirrored into struct rig_pool_status for the host.
  * Without a bound ivshmem device every operation fails with -ENODEV.
  */
-#include <linux/delay.h>
 #include <linux/fs.h>
+#include <linux/hrtimer.h>
 #include <linux/kthread.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
@@ -75,7 +77,7 @@ static u32 rig_fifo_pop(struct rig_fifo *f)
 }
 
 struct rig_pool {
-	/* Set and cleared by attach/detach, under both locks. */
+	/* Set and cleared by attach/detach, under rig_pool_lock. */
 	void *bufs;			/* NULL: no device */
 	phys_addr_t bufs_phys;
 	struct rig_pool_status *status;
@@ -99,12 +101,15 @@ struct rig_pool {
 	u32 host_next;			/* ring position to look at next */
 	u32 host_cons;			/* oldest ring position not given back */
 	u32 host_overrun;		/* prod at the last overrun seen */
+
+	/* Interrupts on RIG_DB_VEC_PRODUCED; mirrored into hring->irqs. */
+	atomic_t host_irqs;
 };
 
 static struct rig_pool rig_pool;
-/* Serialises attach/detach against mmap() (which may sleep). */
-static DEFINE_MUTEX(rig_pool_attach_lock);
 static DEFINE_SPINLOCK(rig_pool_lock);
+/* The buffers as userspace maps them; revoked on detach. */
+static struct rig_barmap rig_pool_map;
 /* Userspace waiting for a ready buffer. */
 static DECLARE_WAIT_QUEUE_HEAD(rig_pool_read_wq);
 /* The producer waiting for work and a free buffer. */
@@ -231,6 +236,21 @@ static void rig_pool_fill(struct rig_pool *p, u32 index, u64 seq, u32 len,
 	hdr->index = index;
 }
 
+/*
+ * The pause between two buffers, cut short by kthread_stop(): remove
+ * waits for this thread, and an interval may be up to a second.
+ */
+static void rig_pool_pause(u32 us)
+{
+	ktime_t t = (ktime_t)us * NSEC_PER_USEC;
+
+	/* Set before the test: kthread_stop() sets the flag, then wakes us. */
+	set_current_state(TASK_INTERRUPTIBLE);
+	if (!kthread_should_stop())
+		schedule_hrtimeout(&t, HRTIMER_MODE_REL);
+	__set_current_state(TASK_RUNNING);
+}
+
 static bool rig_pool_can_produce(void)
 {
 	bool can;
@@ -287,7 +307,7 @@ static int rig_pool_thread(void *unused)
 		wake_up_interruptible(&rig_pool_read_wq);
 
 		if (job.interval_us)
-			fsleep(job.interval_us);
+			rig_pool_pause(job.interval_us);
 	}
 	return 0;
 }
@@ -374,6 +394,7 @@ static int rig_pool_put(struct file *file, u32 index)
 
 static int rig_pool_open(struct inode *inode, struct file *file)
 {
+	rig_barmap_open(&rig_pool_map, file);
 	return nonseekable_open(inode, file);
 }
 
@@ -419,46 +440,18 @@ static __poll_t rig_pool_poll(struct file *file, poll_table *wait)
 
 static int rig_pool_mmap(struct file *file, struct vm_area_struct *vma)
 {
-	unsigned long npages = (RIG_POOL_NBUF * RIG_POOL_BUF_SIZE) >> PAGE_SHIFT;
 	int ret;
 
-	if (!(vma->vm_flags & VM_SHARED))
-		return -EINVAL;
-	if (vma->vm_pgoff >= npages || vma_pages(vma) > npages - vma->vm_pgoff)
-		return -EINVAL;
-
-	mutex_lock(&rig_pool_attach_lock);
-	if (!rig_pool.bufs) {
-		ret = -ENODEV;
-		goto out_unlock;
-	}
-
-	rig_count(mmaps);
-	/* Write-back, like the kernel's mapping of BAR2 (ivshmem_pci.c). */
-	rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
-	ret = io_remap_pfn_range(vma, vma->vm_start,
-				 (rig_pool.bufs_phys >> PAGE_SHIFT) +
-				 vma->vm_pgoff,
-				 vma->vm_end - vma->vm_start,
-				 vma->vm_page_prot);
-
-out_unlock:
-	mutex_unlock(&rig_pool_attach_lock);
+	ret = rig_barmap_mmap(&rig_pool_map, vma);
+	if (!ret)
+		rig_count(mmaps);
 	return ret;
 }
 
-static int rig_pool_info(struct rig_pool_info *info)
+/* A copy of the pool's state; changes nothing. Locked, attached. */
+static void rig_pool_snapshot(struct rig_pool *p, struct rig_pool_info *info)
 {
-	struct rig_pool *p = &rig_pool;
-	int ret = 0;
-
 	memset(info, 0, sizeof(*info));
-	spin_lock(&rig_pool_lock);
-	if (!p->bufs) {
-		ret = -ENODEV;
-		goto out_unlock;
-	}
-	rig_pool_import_host(p);
 	info->nbuf = RIG_POOL_NBUF;
 	info->buf_size = RIG_POOL_BUF_SIZE;
 	info->kbufs = RIG_POOL_KBUFS;
@@ -470,8 +463,21 @@ static int rig_pool_info(struct rig_pool_info *info)
 	info->host_queued = p->host_queued;
 	info->host_consumed = p->host_consumed;
 	info->pending = p->pending;
+}
 
-out_unlock:
+/* RIG_IOC_POOL_INFO: what the host published is queued first. */
+static int rig_pool_info(struct rig_pool_info *info)
+{
+	struct rig_pool *p = &rig_pool;
+	int ret = 0;
+
+	spin_lock(&rig_pool_lock);
+	if (p->bufs) {
+		rig_pool_import_host(p);
+		rig_pool_snapshot(p, info);
+	} else {
+		ret = -ENODEV;
+	}
 	spin_unlock(&rig_pool_lock);
 	return ret;
 }
@@ -487,11 +493,11 @@ static int rig_pool_start(const struct rig_pool_start *start)
 		return -EINVAL;
 
 	spin_lock(&rig_pool_lock);
-	if (!p->bufs)
+	if (!p->bufs) {
 		ret = -ENODEV;
-	else if (p->pending)
+	} else if (p->pending) {
 		ret = -EBUSY;
-	else {
+	} else {
 		p->job = *start;
 		p->pending = start->count;
 	}
@@ -616,6 +622,8 @@ static void rig_pool_reset(struct rig_pool *p, struct rig_dev *rdev)
 	WRITE_ONCE(ring->guest_magic, RIG_HRING_MAGIC);
 	WRITE_ONCE(ring->nslots, RIG_HRING_SLOTS);
 	WRITE_ONCE(ring->first_buf, RIG_HRING_FIRST_BUF);
+	/* No handler runs yet: doorbell.c starts them after attach. */
+	atomic_set(&p->host_irqs, 0);
 	WRITE_ONCE(ring->irqs, 0);
 	WRITE_ONCE(ring->bad, 0);
 	memset(ring->guest_reserved, 0, sizeof(ring->guest_reserved));
@@ -647,21 +655,20 @@ int rig_pool_attach(struct rig_dev *rdev)
 	BUILD_BUG_ON(RIG_POOL_KBUFS > RIG_HRING_FIRST_BUF);
 	BUILD_BUG_ON(RIG_HRING_FIRST_BUF + RIG_HRING_SLOTS > RIG_POOL_NBUF);
 
-	mutex_lock(&rig_pool_attach_lock);
+	/*
+	 * The thread first: it idles until a job comes, and nothing is
+	 * published to the host that a failure would have to take back.
+	 */
+	thread = kthread_run(rig_pool_thread, NULL, "rig_pool");
+	if (IS_ERR(thread))
+		return PTR_ERR(thread);
+
+	p->thread = thread;
 	spin_lock(&rig_pool_lock);
 	rig_pool_reset(p, rdev);
 	spin_unlock(&rig_pool_lock);
-
-	thread = kthread_run(rig_pool_thread, NULL, "rig_pool");
-	if (IS_ERR(thread)) {
-		spin_lock(&rig_pool_lock);
-		p->bufs = NULL;
-		spin_unlock(&rig_pool_lock);
-		mutex_unlock(&rig_pool_attach_lock);
-		return PTR_ERR(thread);
-	}
-	p->thread = thread;
-	mutex_unlock(&rig_pool_attach_lock);
+	rig_barmap_attach(&rig_pool_map, p->bufs_phys,
+			  RIG_POOL_NBUF * RIG_POOL_BUF_SIZE, 0);
 
 	rig_pool_region.phys = p->bufs_phys;
 	rig_region_add(&rig_pool_region);
@@ -674,7 +681,9 @@ void rig_pool_detach(struct rig_dev *rdev)
 
 	rig_region_del(&rig_pool_region);
 
-	mutex_lock(&rig_pool_attach_lock);
+	/* First: no process may touch the buffers any more. */
+	rig_barmap_detach(&rig_pool_map);
+
 	/* Waits for a buffer being filled to be queued. */
 	kthread_stop(p->thread);
 	p->thread = NULL;
@@ -687,15 +696,23 @@ void rig_pool_detach(struct rig_dev *rdev)
 	p->hring = NULL;
 	p->pending = 0;
 	spin_unlock(&rig_pool_lock);
-	mutex_unlock(&rig_pool_attach_lock);
 
 	/* Sleepers see -ENODEV, pollers EPOLLHUP. */
 	wake_up_interruptible_all(&rig_pool_read_wq);
 }
 
-/* A doorbell interrupt: the host may have produced. Any context. */
-void rig_pool_kick(void)
+/*
+ * An interrupt on RIG_DB_VEC_PRODUCED: the host may have produced. Hard
+ * IRQ context. doorbell.c requests the handler after rig_pool_attach()
+ * and frees it before rig_pool_detach(), so the ring is there, and the
+ * kernel never runs one handler on two CPUs at once, so the mirror in
+ * shared memory is written in order.
+ */
+void rig_pool_host_irq(void)
 {
+	struct rig_pool *p = &rig_pool;
+
+	WRITE_ONCE(p->hring->irqs, (u32)atomic_inc_return(&p->host_irqs));
 	wake_up_interruptible_all(&rig_pool_read_wq);
 }
 
@@ -712,24 +729,30 @@ u32 rig_pool_host_peer(void)
 	return peer;
 }
 
-void rig_pool_show(struct seq_file *m)
+/*
+ * Only shows: what the host published and nobody looked at yet stays in
+ * the ring (hring_prod ahead of what was queued), and nothing is written
+ * to shared memory.
+ */
+static void rig_pool_show(struct seq_file *m)
 {
 	struct rig_pool *p = &rig_pool;
 	struct rig_pool_info info;
 	u32 prod = 0, cons = 0;
 	bool attached;
 
-	attached = !rig_pool_info(&info);
-	seq_printf(m, "%-16s %s\n", "pool", attached ? "attached" : "detached");
-	if (!attached)
-		return;
-
 	spin_lock(&rig_pool_lock);
-	if (p->hring) {
+	attached = p->bufs;
+	if (attached) {
+		rig_pool_snapshot(p, &info);
 		prod = READ_ONCE(p->hring->prod);
 		cons = p->host_cons;
 	}
 	spin_unlock(&rig_pool_lock);
+
+	seq_printf(m, "%-16s %s\n", "pool", attached ? "attached" : "detached");
+	if (!attached)
+		return;
 
 	seq_printf(m, "%-16s %u\n", "pool_free", info.free);
 	seq_printf(m, "%-16s %u\n", "pool_ready", info.ready);
@@ -743,12 +766,28 @@ void rig_pool_show(struct seq_file *m)
 	seq_printf(m, "%-16s %u\n", "hring_cons", cons);
 }
 
+static struct rig_stats_source rig_pool_stats = { .show = rig_pool_show };
+
 int rig_pool_init(void)
 {
-	return misc_register(&rig_pool_dev);
+	int ret;
+
+	ret = rig_barmap_init(&rig_pool_map);
+	if (ret)
+		return ret;
+
+	ret = misc_register(&rig_pool_dev);
+	if (ret) {
+		rig_barmap_exit(&rig_pool_map);
+		return ret;
+	}
+	rig_stats_add(&rig_pool_stats);
+	return 0;
 }
 
 void rig_pool_exit(void)
 {
+	rig_stats_del(&rig_pool_stats);
 	misc_deregister(&rig_pool_dev);
+	rig_barmap_exit(&rig_pool_map);
 }

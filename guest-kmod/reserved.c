@@ -20,6 +20,7 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
@@ -27,6 +28,15 @@
 
 #include "compat.h"
 #include "rig_kmod.h"
+
+/* memmap=SIZE$START on the kernel command line reserves this range. */
+static unsigned long rig_reserved_phys;
+module_param_named(reserved_phys, rig_reserved_phys, ulong, 0444);
+MODULE_PARM_DESC(reserved_phys, "start of the memory reserved at boot with memmap=SIZE$START");
+
+static unsigned long rig_reserved_size;
+module_param_named(reserved_size, rig_reserved_size, ulong, 0444);
+MODULE_PARM_DESC(reserved_size, "length of that memory; 0 (default) disables /dev/" RIG_RESERVED_DEV_NAME);
 
 static void *rig_resv_mem;		/* NULL: disabled */
 static const char *rig_resv_why = "disabled: reserved_size=0";
@@ -48,6 +58,7 @@ static ssize_t rig_resv_read(struct file *file, char __user *ubuf,
 static int rig_resv_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	unsigned long npages = rig_reserved_size >> PAGE_SHIFT;
+	int ret;
 
 	if (!rig_resv_mem)
 		return -ENODEV;
@@ -56,12 +67,14 @@ static int rig_resv_mmap(struct file *file, struct vm_area_struct *vma)
 	if (vma->vm_pgoff >= npages || vma_pages(vma) > npages - vma->vm_pgoff)
 		return -EINVAL;
 
-	rig_count(mmaps);
 	/* Write-back, the type memremap() gave the kernel's mapping. */
 	rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
-	return remap_pfn_range(vma, vma->vm_start,
-			       (rig_reserved_phys >> PAGE_SHIFT) + vma->vm_pgoff,
-			       vma->vm_end - vma->vm_start, vma->vm_page_prot);
+	ret = remap_pfn_range(vma, vma->vm_start,
+			      (rig_reserved_phys >> PAGE_SHIFT) + vma->vm_pgoff,
+			      vma->vm_end - vma->vm_start, vma->vm_page_prot);
+	if (!ret)
+		rig_count(mmaps);
+	return ret;
 }
 
 static long rig_resv_ioctl(struct file *file, unsigned int cmd,
@@ -138,42 +151,51 @@ err_release:
 	release_mem_region(phys, size);
 }
 
-void rig_reserved_show(struct seq_file *m)
+/* Undoes rig_resv_map(). */
+static void rig_resv_unmap(void)
+{
+	if (!rig_resv_mem)
+		return;
+	memunmap(rig_resv_mem);
+	release_mem_region(rig_reserved_phys, rig_reserved_size);
+	rig_resv_mem = NULL;
+}
+
+static void rig_resv_show(struct seq_file *m)
 {
 	seq_printf(m, "%-16s %s\n", "reserved", rig_resv_why);
 }
+
+static struct rig_stats_source rig_resv_stats = { .show = rig_resv_show };
 
 int rig_reserved_init(void)
 {
 	int ret;
 
+	/* A range that cannot be used is reported, not fatal. */
 	rig_resv_map();
+
 	ret = misc_register(&rig_resv_dev);
-	if (ret)
-		goto err_unmap;
+	if (ret) {
+		rig_resv_unmap();
+		return ret;
+	}
 
 	if (rig_resv_mem) {
 		rig_resv_region.phys = rig_reserved_phys;
 		rig_resv_region.size = rig_reserved_size;
 		rig_region_add(&rig_resv_region);
 	}
+	rig_stats_add(&rig_resv_stats);
 	return 0;
-
-err_unmap:
-	if (rig_resv_mem) {
-		memunmap(rig_resv_mem);
-		release_mem_region(rig_reserved_phys, rig_reserved_size);
-	}
-	return ret;
 }
 
-/* Only runs when no mapping is left: each holds the file, which pins us. */
+/* Undoes init in reverse; no mapping is left (each pins the module). */
 void rig_reserved_exit(void)
 {
-	misc_deregister(&rig_resv_dev);
-	if (rig_resv_mem) {
+	rig_stats_del(&rig_resv_stats);
+	if (rig_resv_mem)
 		rig_region_del(&rig_resv_region);
-		memunmap(rig_resv_mem);
-		release_mem_region(rig_reserved_phys, rig_reserved_size);
-	}
+	misc_deregister(&rig_resv_dev);
+	rig_resv_unmap();
 }

@@ -7,14 +7,15 @@
  * after, every operation fails with -ENODEV.
  *
  * mmap() maps BAR2 itself (its bus address, not the kernel's mapping)
- * shared into the caller; RIG_IOC_SHM_INFO says where and how big it is.
+ * shared into the caller, page by page as it is touched; detaching
+ * revokes those mappings (barmap.c). RIG_IOC_SHM_INFO says where BAR2 is
+ * and how big.
  */
 #include <linux/cdev.h>
 #include <linux/device.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/module.h>
-#include <linux/mutex.h>
 #include <linux/uaccess.h>
 
 #include "uapi/rig_kmod.h"
@@ -27,78 +28,39 @@ static struct cdev rig_shm_cdev;
 static struct class *rig_shm_class;
 static struct device *rig_shm_device;
 
-/* Protects rig_shm_rdev against PCI remove while a file op uses it. */
-static DEFINE_MUTEX(rig_shm_lock);
-static struct rig_dev *rig_shm_rdev;
+/* BAR2 of the bound device, revoked on detach. */
+static struct rig_barmap rig_shm_map;
 
 static int rig_shm_open(struct inode *inode, struct file *file)
 {
-	int ret = 0;
+	resource_size_t size;
+	phys_addr_t phys;
 
-	mutex_lock(&rig_shm_lock);
-	if (!rig_shm_rdev)
-		ret = -ENODEV;
-	mutex_unlock(&rig_shm_lock);
-
-	return ret;
+	if (!rig_barmap_window(&rig_shm_map, &phys, &size))
+		return -ENODEV;
+	rig_barmap_open(&rig_shm_map, file);
+	return 0;
 }
 
 static int rig_shm_mmap(struct file *file, struct vm_area_struct *vma)
 {
-	unsigned long npages;
-	int ret;
-
-	/* A private mapping would copy on write and never reach the host. */
-	if (!(vma->vm_flags & VM_SHARED))
-		return -EINVAL;
-
-	mutex_lock(&rig_shm_lock);
-	if (!rig_shm_rdev) {
-		ret = -ENODEV;
-		goto out_unlock;
-	}
-
-	/* Counted in pages, so neither offset nor length can overflow. */
-	npages = rig_shm_rdev->shm_size >> PAGE_SHIFT;
-	if (vma->vm_pgoff >= npages ||
-	    vma_pages(vma) > npages - vma->vm_pgoff) {
-		ret = -EINVAL;
-		goto out_unlock;
-	}
-
-	/*
-	 * The page protection stays the default write-back one, the memory
-	 * type the kernel mapped the BAR with (see ivshmem_pci.c); x86 PAT
-	 * would refuse a conflicting one.
-	 */
-	rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
-	ret = io_remap_pfn_range(vma, vma->vm_start,
-				 (rig_shm_rdev->shm_phys >> PAGE_SHIFT) +
-				 vma->vm_pgoff,
-				 vma->vm_end - vma->vm_start,
-				 vma->vm_page_prot);
-
-out_unlock:
-	mutex_unlock(&rig_shm_lock);
-	return ret;
+	return rig_barmap_mmap(&rig_shm_map, vma);
 }
 
 static long rig_shm_ioctl(struct file *file, unsigned int cmd,
 			  unsigned long arg)
 {
 	struct rig_shm_info info = { .abi_version = RIG_ABI_VERSION };
+	resource_size_t size;
+	phys_addr_t phys;
 
 	if (cmd != RIG_IOC_SHM_INFO)
 		return -ENOTTY;
 
-	mutex_lock(&rig_shm_lock);
-	if (!rig_shm_rdev) {
-		mutex_unlock(&rig_shm_lock);
+	if (!rig_barmap_window(&rig_shm_map, &phys, &size))
 		return -ENODEV;
-	}
-	info.phys_addr = rig_shm_rdev->shm_phys;
-	info.size = rig_shm_rdev->shm_size;
-	mutex_unlock(&rig_shm_lock);
+	info.phys_addr = phys;
+	info.size = size;
 
 	if (copy_to_user((void __user *)arg, &info, sizeof(info)))
 		return -EFAULT;
@@ -128,27 +90,25 @@ static char *rig_shm_devnode(RIG_DEVNODE_CONST struct device *dev,
 
 void rig_shm_dev_attach(struct rig_dev *rdev)
 {
-	mutex_lock(&rig_shm_lock);
-	WARN_ON(rig_shm_rdev);
-	rig_shm_rdev = rdev;
-	mutex_unlock(&rig_shm_lock);
+	rig_barmap_attach(&rig_shm_map, rdev->shm_phys, rdev->shm_size, 0);
 }
 
 void rig_shm_dev_detach(struct rig_dev *rdev)
 {
-	mutex_lock(&rig_shm_lock);
-	WARN_ON(rig_shm_rdev != rdev);
-	rig_shm_rdev = NULL;
-	mutex_unlock(&rig_shm_lock);
+	rig_barmap_detach(&rig_shm_map);
 }
 
 int rig_shm_dev_create(void)
 {
 	int ret;
 
-	ret = alloc_chrdev_region(&rig_shm_devt, 0, 1, RIG_SHM_DEV_NAME);
+	ret = rig_barmap_init(&rig_shm_map);
 	if (ret)
 		return ret;
+
+	ret = alloc_chrdev_region(&rig_shm_devt, 0, 1, RIG_SHM_DEV_NAME);
+	if (ret)
+		goto err_barmap_exit;
 
 	cdev_init(&rig_shm_cdev, &rig_shm_fops);
 	rig_shm_cdev.owner = THIS_MODULE;
@@ -178,6 +138,8 @@ err_del_cdev:
 	cdev_del(&rig_shm_cdev);
 err_unregister_region:
 	unregister_chrdev_region(rig_shm_devt, 1);
+err_barmap_exit:
+	rig_barmap_exit(&rig_shm_map);
 	return ret;
 }
 
@@ -187,4 +149,5 @@ void rig_shm_dev_destroy(void)
 	class_destroy(rig_shm_class);
 	cdev_del(&rig_shm_cdev);
 	unregister_chrdev_region(rig_shm_devt, 1);
+	rig_barmap_exit(&rig_shm_map);
 }

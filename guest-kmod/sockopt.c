@@ -15,6 +15,7 @@
  * and CAP_NET_ADMIN is required (-EPERM), as for iptables.
  */
 #include <linux/capability.h>
+#include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/netfilter.h>
@@ -60,7 +61,9 @@ static int rig_so_set(struct sock *sk, int optval, RIG_SOCKOPT_ARG arg,
 	memset(&rig_so_msg, 0, sizeof(rig_so_msg));
 	memcpy(rig_so_msg.data, msg.data, msg.len);
 	rig_so_msg.len = msg.len;
-	rig_so_msg.seq = ++rig_so_stats.sets;
+	rig_so_stats.sets++;
+	/* seq is 32 bits wide: it wraps, the 64-bit count does not. */
+	rig_so_msg.seq = lower_32_bits(rig_so_stats.sets);
 	mutex_unlock(&rig_so_lock);
 
 	rig_count(sockopt_sets);

@@ -164,6 +164,8 @@ pub mod dev {
     pub const KMALLOC: &str = "rig_kmalloc";
     /// 2: a vmalloc'd buffer.
     pub const VMALLOC: &str = "rig_vmalloc";
+    /// 2: a vmalloc_user() buffer mapped with remap_vmalloc_range().
+    pub const VMALLOC_USER: &str = "rig_vmalloc_user";
     /// 3: pages handed out by `.fault`.
     pub const FAULT: &str = "rig_fault";
     /// 6: read/write.
@@ -256,6 +258,8 @@ pub struct NlShared {
 pub const KMALLOC_SIZE: u64 = 0x4000;
 /// Size of the vmalloc'd buffer.
 pub const VMALLOC_SIZE: u64 = 0x10000;
+/// Size of the vmalloc_user() buffer.
+pub const VMALLOC_USER_SIZE: u64 = 0x4000;
 /// Pages behind /dev/rig_fault.
 pub const FAULT_PAGES: u64 = 2;
 /// Start of fault page 0.
@@ -266,6 +270,8 @@ pub const FAULT_STR1: &str = "abcdefghij";
 pub const KMALLOC_GREETING: &str = "rig kmalloc buffer";
 /// Start of the vmalloc'd buffer after load.
 pub const VMALLOC_GREETING: &str = "rig vmalloc buffer";
+/// Start of the vmalloc_user() buffer after load.
+pub const VMALLOC_USER_GREETING: &str = "rig vmalloc_user buffer";
 /// Start of the memory reserved at boot after load.
 pub const RESERVED_GREETING: &str = "rig reserved memory";
 /// [`RegionInfo::kind`] of /dev/rig_kmalloc.
@@ -276,6 +282,8 @@ pub const REGION_VMALLOC: u32 = 2;
 pub const REGION_FAULT: u32 = 3;
 /// [`RegionInfo::kind`] of /dev/rig_reserved.
 pub const REGION_RESERVED: u32 = 4;
+/// [`RegionInfo::kind`] of /dev/rig_vmalloc_user.
+pub const REGION_VMALLOC_USER: u32 = 5;
 
 /// Answer of `RIG_IOC_REGION_INFO`.
 #[repr(C)]

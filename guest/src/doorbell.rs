@@ -19,23 +19,23 @@ use rig_abi::{DB_VEC_CONSUMED, DB_VEC_PRODUCED, HRING_FIRST_BUF, HRING_MAGIC, HR
 use rig_abi::{PEER_NONE, POOL_BUF_SIZE, POOL_NBUF, POOL_SRC_HOST};
 use std::time::{Duration, Instant};
 
-fn db_info(fd: &Fd) -> Sys<DbInfo> {
+pub fn db_info(fd: &Fd) -> Sys<DbInfo> {
     let mut i = DbInfo::default();
     fd.ioctl(IOC_DB_INFO, &mut i).map(|_| i)
 }
 
-fn ring(fd: &Fd, peer: u32, vector: u32) -> Sys<()> {
+pub fn ring(fd: &Fd, peer: u32, vector: u32) -> Sys<()> {
     let mut r = DbRing { peer, vector };
     fd.ioctl(IOC_DB_RING, &mut r).map(|_| ())
 }
 
-fn wait(fd: &Fd, vector: u32, count: u64, timeout_ms: u32) -> Sys<u64> {
+pub fn wait(fd: &Fd, vector: u32, count: u64, timeout_ms: u32) -> Sys<u64> {
     let mut w = DbWait { vector, timeout_ms, count };
     fd.ioctl(IOC_DB_WAIT, &mut w).map(|_| w.count)
 }
 
 /// The ring control block, read through /dev/rig_shm.
-fn read_hring() -> Result<Hring, String> {
+pub fn read_hring() -> Result<Hring, String> {
     let shm = Fd::open(&dev_path(rig_abi::SHM_DEV_NAME), libc::O_RDWR)
         .map_err(|e| format!("open /dev/rig_shm: {}", ename(e)))?;
     let len = (HRING_OFFSET + 4096) as usize;

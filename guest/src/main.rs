@@ -20,6 +20,7 @@ mod rw;
 mod shm;
 mod sockopt;
 mod sys;
+mod unbind;
 mod unload;
 
 use std::process::ExitCode;
@@ -31,7 +32,8 @@ commands:
   shm-verify --seed N --offset N --len N  check the pattern through the /dev/rig_shm mapping
   netlink                               1: netlink hands out addresses; /dev/mem refuses, /dev/rig_mem maps
   mmap-kmalloc [--seed N]               2: mmap of a kmalloc'd buffer
-  mmap-vmalloc [--seed N]               2: mmap of a vmalloc'd buffer
+  mmap-vmalloc [--seed N]               2: mmap of a vmalloc'd buffer, one pfn per page
+  mmap-vmalloc-user [--seed N]          2: vmalloc_user + remap_vmalloc_range (the modern way)
   fault                                 3: pages handed out by .fault; SIGBUS beyond them
   sockopt                               4: get/setsockopt through nf_register_sockopt
   procfs                                5: /proc/rig_kmod with seq_file
@@ -46,6 +48,7 @@ commands:
                                         11: consume buffers the host produced, ring it back;
                                         with --detach in the background, once waiting in poll()
   collect PREFIX [--timeout S]          the output and verdict of a --detach program
+  unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
   kernel-clean                          no kernel warning, oops or call trace so far";
 
@@ -67,8 +70,9 @@ fn main() -> ExitCode {
         "shm-fill" => args::Region::parse(rest).and_then(|r| shm::fill(&r)),
         "shm-verify" => args::Region::parse(rest).and_then(|r| shm::verify(&r)),
         "netlink" => no_args(netlink::run),
-        "mmap-kmalloc" => mmap::run(rest, "kmalloc"),
-        "mmap-vmalloc" => mmap::run(rest, "vmalloc"),
+        "mmap-kmalloc" => mmap::run(rest, mmap::Which::Kmalloc),
+        "mmap-vmalloc" => mmap::run(rest, mmap::Which::Vmalloc),
+        "mmap-vmalloc-user" => mmap::run(rest, mmap::Which::VmallocUser),
         "fault" => no_args(fault::run),
         "sockopt" => no_args(sockopt::run),
         "procfs" => no_args(procfs::run),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         "doorbell" => doorbell::run(rest),
         "hring" => doorbell::hring(rest),
         "collect" => doorbell::collect_cmd(rest),
+        "unbind-while-mapped" => no_args(unbind::run),
         "unload-while-mapped" => no_args(unload::run),
         "kernel-clean" => no_args(kernel::run),
         "-h" | "--help" | "help" => {

@@ -17,13 +17,13 @@ const NLMSG_HDRLEN: usize = 16;
 
 /// What the module answered.
 #[derive(Debug)]
-enum Answer {
+pub enum Answer {
     Shared(NlShared),
     /// NLMSG_ERROR with this (negative) errno.
     Error(i32),
 }
 
-fn ask() -> Result<Answer, String> {
+pub fn ask() -> Result<Answer, String> {
     let sock = Fd::socket(libc::AF_NETLINK, libc::SOCK_RAW, rig_abi::NETLINK_PROTO)
         .map_err(|e| format!("socket(AF_NETLINK, {}): {}", rig_abi::NETLINK_PROTO, ename(e)))?;
     // A reply that never comes must not hang the check.

@@ -48,6 +48,7 @@ pub fn run() -> Result<(), Failure> {
         ("netlink", rig_abi::NL_PAGES_SIZE),
         ("kmalloc", rig_abi::KMALLOC_SIZE),
         ("vmalloc", rig_abi::VMALLOC_SIZE),
+        ("vmalloc_user", rig_abi::VMALLOC_USER_SIZE),
         ("fault", rig_abi::FAULT_PAGES * 4096),
         ("pool", (rig_abi::POOL_NBUF * rig_abi::POOL_BUF_SIZE) as u64),
     ];

@@ -47,8 +47,8 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         size: Some(size),
         greeting: rig_abi::RESERVED_GREETING,
     };
-    if let Some(info) = check_buffer(&mut r, &b, seed) {
-        r.eq("RIG_IOC_REGION_INFO reports the range of the parameters", phys, info.phys);
+    if let Some(c) = check_buffer(&mut r, &b, seed) {
+        r.eq("RIG_IOC_REGION_INFO reports the range of the parameters", phys, c.info.phys);
     }
     r.finish()
 }

@@ -301,6 +301,69 @@ pub const TAINT_WARN: u64 = 1 << 9;
 /// Taint bit D: the kernel died (oops).
 pub const TAINT_DIE: u64 = 1 << 7;
 
+/// Bits of /proc/kpageflags (Documentation/admin-guide/mm/pagemap.rst).
+pub mod kpf {
+    /// Part of the slab allocator.
+    pub const SLAB: u32 = 7;
+    /// Mapped into some process through its struct page (rmap).
+    pub const MMAP: u32 = 11;
+    /// First page of a compound page.
+    pub const COMPOUND_HEAD: u32 = 15;
+    /// Any other page of a compound page.
+    pub const COMPOUND_TAIL: u32 = 16;
+    /// PG_reserved.
+    pub const RESERVED: u32 = 32;
+
+    /// True when bit `bit` is set in `flags`.
+    pub fn has(flags: u64, bit: u32) -> bool {
+        flags & (1 << bit) != 0
+    }
+
+    /// The names of the bits above that are set, for messages.
+    pub fn names(flags: u64) -> String {
+        let known = [
+            (SLAB, "slab"),
+            (MMAP, "mmap"),
+            (COMPOUND_HEAD, "compound_head"),
+            (COMPOUND_TAIL, "compound_tail"),
+            (RESERVED, "reserved"),
+        ];
+        let set: Vec<&str> = known.iter().filter(|(b, _)| has(flags, *b)).map(|(_, n)| *n).collect();
+        if set.is_empty() {
+            "none of slab/mmap/compound/reserved".to_string()
+        } else {
+            set.join("|")
+        }
+    }
+}
+
+/// The flags of physical page `pfn`, from /proc/kpageflags (root only).
+pub fn page_flags(pfn: u64) -> Result<u64, String> {
+    let fd =
+        Fd::open("/proc/kpageflags", libc::O_RDONLY).map_err(|e| format!("open /proc/kpageflags: {}", ename(e)))?;
+    let mut b = [0u8; 8];
+    match fd.pread(&mut b, pfn * 8) {
+        Ok(8) => Ok(u64::from_ne_bytes(b)),
+        other => Err(format!("read /proc/kpageflags at pfn {pfn:#x}: {}", show(&other))),
+    }
+}
+
+/// The pfn in a /proc/self/pagemap entry: None when the page is not present.
+pub fn pagemap_entry_pfn(entry: u64) -> Option<u64> {
+    (entry >> 63 == 1).then_some(entry & ((1 << 55) - 1))
+}
+
+/// The pfn behind address `addr` of this process (root sees real pfns).
+pub fn pagemap_pfn(addr: usize) -> Result<Option<u64>, String> {
+    let fd =
+        Fd::open("/proc/self/pagemap", libc::O_RDONLY).map_err(|e| format!("open /proc/self/pagemap: {}", ename(e)))?;
+    let mut b = [0u8; 8];
+    match fd.pread(&mut b, (addr / 4096) as u64 * 8) {
+        Ok(8) => Ok(pagemap_entry_pfn(u64::from_ne_bytes(b))),
+        other => Err(format!("read /proc/self/pagemap at {addr:#x}: {}", show(&other))),
+    }
+}
+
 /// The C string at the start of `bytes` (up to the first NUL).
 pub fn c_str(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -423,4 +486,27 @@ pub fn collect(prefix: &str, timeout: std::time::Duration) -> Result<i32, String
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagemap_entries() {
+        assert_eq!(pagemap_entry_pfn(0), None);
+        assert_eq!(pagemap_entry_pfn(1 << 63 | 0x1234), Some(0x1234));
+        // Bits 55..62 are flags (soft-dirty, exclusive, file/shared), not pfn.
+        assert_eq!(pagemap_entry_pfn(1 << 63 | 1 << 61 | 1 << 55 | 7), Some(7));
+        // Swapped, not present: no pfn.
+        assert_eq!(pagemap_entry_pfn(1 << 62 | 0x55), None);
+    }
+
+    #[test]
+    fn page_flag_names() {
+        let f = 1 << kpf::RESERVED | 1 << kpf::COMPOUND_TAIL;
+        assert!(kpf::has(f, kpf::RESERVED) && !kpf::has(f, kpf::SLAB));
+        assert_eq!(kpf::names(f), "compound_tail|reserved");
+        assert_eq!(kpf::names(1 << 3), "none of slab/mmap/compound/reserved");
+    }
 }

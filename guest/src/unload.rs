@@ -16,6 +16,7 @@ pub fn run() -> Result<(), Failure> {
     let targets = [
         (rig_abi::dev::KMALLOC, 4096usize),
         (rig_abi::dev::VMALLOC, 4096),
+        (rig_abi::dev::VMALLOC_USER, 4096),
         (rig_abi::dev::FAULT, 4096),
         (rig_abi::dev::POOL, 4096),
         (rig_abi::SHM_DEV_NAME, 4096),

@@ -82,6 +82,7 @@ static inline __u8 rig_pattern_byte(__u32 seed, __u64 index)
 #define RIG_MEM_DEV_NAME	"rig_mem"	/* 1: maps the netlink pages and BAR2 by physical address */
 #define RIG_KMALLOC_DEV_NAME	"rig_kmalloc"	/* 2: kmalloc'd buffer, remap_pfn_range */
 #define RIG_VMALLOC_DEV_NAME	"rig_vmalloc"	/* 2: vmalloc'd buffer, one pfn per page */
+#define RIG_VMALLOC_USER_DEV_NAME "rig_vmalloc_user"	/* 2: vmalloc_user + remap_vmalloc_range */
 #define RIG_FAULT_DEV_NAME	"rig_fault"	/* 3: pages handed out by .fault */
 #define RIG_RW_DEV_NAME		"rig_rw"	/* 6: read/write */
 #define RIG_IOCTL_DEV_NAME	"rig_ioctl"	/* 7: ioctl */
@@ -140,14 +141,16 @@ struct rig_nl_shared {
 
 /* ---- 2, 3, 9. mapped regions ---------------------------------------- */
 
-#define RIG_KMALLOC_SIZE	0x4000	/* kmalloc, pages reserved */
+#define RIG_KMALLOC_SIZE	0x4000	/* kmalloc (a compound page: not reserved) */
 #define RIG_VMALLOC_SIZE	0x10000	/* vmalloc */
+#define RIG_VMALLOC_USER_SIZE	0x4000	/* vmalloc_user */
 #define RIG_FAULT_PAGES		2	/* pages behind /dev/rig_fault */
 #define RIG_FAULT_STR0		"1234567890"	/* start of fault page 0 */
 #define RIG_FAULT_STR1		"abcdefghij"	/* start of fault page 1 */
 /* Written by the module at the start of the kmalloc/vmalloc buffers. */
 #define RIG_KMALLOC_GREETING	"rig kmalloc buffer"
 #define RIG_VMALLOC_GREETING	"rig vmalloc buffer"
+#define RIG_VMALLOC_USER_GREETING "rig vmalloc_user buffer"
 
 /* Written by the module at the start of the memory reserved at boot. */
 #define RIG_RESERVED_GREETING	"rig reserved memory"
@@ -157,8 +160,12 @@ struct rig_nl_shared {
 #define RIG_REGION_VMALLOC	2
 #define RIG_REGION_FAULT	3
 #define RIG_REGION_RESERVED	4
+#define RIG_REGION_VMALLOC_USER	5
 
-/* RIG_IOC_REGION_INFO on rig_kmalloc, rig_vmalloc, rig_fault, rig_reserved. */
+/*
+ * RIG_IOC_REGION_INFO on rig_kmalloc, rig_vmalloc, rig_vmalloc_user,
+ * rig_fault, rig_reserved.
+ */
 struct rig_region_info {
 	__u64 phys;		/* physical start; 0 when not contiguous */
 	__u64 size;		/* bytes mmap() may cover */
