@@ -6,64 +6,8 @@ use rig::verdict::{classify, Class, Classifier, Event, KernelReport};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// The four catalog kernels.
-const CATALOG: [&str; 4] = ["bullseye-5.10", "bookworm-6.1", "trixie-6.12", "sid-7"];
-
-/// Fixture name, the class and title its first report must get, and a
-/// needle its header line contains.
-const EXPECT: &[(&str, Class, &str, &str)] = &[
-    ("warning", Class::Warning, "WARNING in rig_faulty_write", "WARNING: "),
-    ("kernel_bug", Class::KernelBug, "kernel BUG in rig_bug", "kernel BUG at"),
-    ("bug_work", Class::KernelBug, "kernel BUG in rig_bugon_work", "kernel BUG at"),
-    ("bug_timer", Class::KernelBug, "kernel BUG in rig_bugon_timer", "kernel BUG at"),
-    ("invalid_opcode", Class::InvalidOpcode, "invalid opcode in rig_ud2", "invalid opcode:"),
-    ("null_deref", Class::NullDeref, "BUG: kernel NULL pointer dereference in rig_null_deref", "NULL pointer"),
-    ("gpf", Class::GeneralProtection, "general protection fault in rig_gpf", "general protection fault"),
-    ("page_fault", Class::PageFault, "BUG: unable to handle page fault in rig_page_fault", "BUG: unable to handle"),
-    ("list_del", Class::ListCorruption, "list_del corruption in rig_list_del", "list_del corruption"),
-    ("slab_oob", Class::SlabCorruption, "BUG kmalloc-32: Right Redzone overwritten in rig_slab_oob", "BUG kmalloc-32"),
-    ("slab_uaf", Class::SlabCorruption, "BUG kmalloc-64: Poison overwritten in rig_slab_uaf", "BUG kmalloc-64"),
-    ("fortify", Class::Fortify, "FORTIFY: memset buffer overflow in rig_fortify", "detected buffer overflow"),
-    ("ubsan", Class::Ubsan, "UBSAN: array-index-out-of-bounds in rig_ubsan", "UBSAN:"),
-    ("kfence", Class::Kfence, "KFENCE: out-of-bounds write in rig_kfence", "BUG: KFENCE"),
-    ("soft_lockup", Class::SoftLockup, "soft lockup in rig_soft_lockup", "soft lockup"),
-    ("rcu_stall", Class::RcuStall, "RCU stall in rig_rcu_stall", "stall"),
-    ("hung_task", Class::HungTask, "task hung in rig_hung_task", "blocked for more than"),
-    ("hung_task_loglevel5", Class::HungTask, "task hung", "blocked for more than"),
-    ("stack_overflow", Class::StackOverflow, "stack overflow in rig_recurse", "stack"),
-    ("panic", Class::Panic, "kernel panic: rig_faulty: panic on request", "Kernel panic"),
-    ("iommu_fault", Class::IommuFault, "IOMMU fault: DMA Write by 00:01.0: PTE Write access is not set", "DMAR"),
-];
-
-/// Reports each catalog kernel can print, so each must have a fixture.
-fn producible(kernel: &str) -> BTreeSet<&'static str> {
-    let mut all: BTreeSet<&str> = [
-        "warning",
-        "kernel_bug",
-        "bug_work",
-        "bug_timer",
-        "invalid_opcode",
-        "null_deref",
-        "gpf",
-        "page_fault",
-        "list_del",
-        "slab_oob",
-        "slab_uaf",
-        "fortify",
-        "soft_lockup",
-        "rcu_stall",
-        "hung_task",
-        "stack_overflow",
-        "panic",
-        "iommu_fault",
-    ]
-    .into();
-    // CONFIG_KFENCE=y from 6.12 on (5.10 predates KFENCE; 6.1's cloud config lacks it).
-    if kernel == "trixie-6.12" || kernel == "sid-7" {
-        all.insert("kfence");
-    }
-    all
-}
+mod common;
+use common::{producible, CATALOG, EXPECT};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reports")
@@ -95,7 +39,8 @@ fn read(path: &Path) -> String {
 
 fn expect(stem: &str) -> (Class, &'static str, &'static str) {
     let e = EXPECT.iter().find(|e| e.0 == stem).unwrap_or_else(|| panic!("no expectation for fixture {stem}"));
-    (e.1, e.2, e.3)
+    let class = Class::from_name(e.1).unwrap_or_else(|| panic!("no class named {}", e.1));
+    (class, e.2, e.3)
 }
 
 /// The raw line `no` (1-based) from its printk time prefix on.

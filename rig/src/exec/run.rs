@@ -265,6 +265,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         shm: shm.as_ref(),
         run_dir: run_dir.path(),
         doorbell: server.as_mut().map(|s| s as &mut dyn crate::host::doorbell::Doorbell),
+        interrupt: &interrupt,
     };
     let last = group_list.len() - 1;
     for (gi, (gname, group)) in group_list.iter().enumerate().skip(1).take(last - 1) {

@@ -3,11 +3,13 @@
 
 use crate::guest::console::{excerpts, titles, Console, ConsoleError, StepOutput};
 use crate::guest::kernel_console::{report_time, Attributed};
+use crate::host::command::shell_quote;
 use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
 use crate::plan::step::{Action, Check, Expect};
 use crate::results::{CheckResult, Outcome};
 use crate::verdict::Class;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// What host-side checks can reach.
@@ -18,6 +20,8 @@ pub struct HostSide<'a> {
     pub run_dir: &'a std::path::Path,
     /// The host's doorbell peer, if the guest has ivshmem-doorbell.
     pub doorbell: Option<&'a mut dyn Doorbell>,
+    /// Set by Ctrl-C or SIGTERM: host commands stop at once.
+    pub interrupt: &'a AtomicBool,
 }
 
 /// Why a run of checks stopped before the end.
@@ -243,10 +247,12 @@ pub fn run_check(
             (result(o, out, true), None)
         }
         Action::HostCommand { command, status, expect, timeout, cwd } => {
-            let line = command
-                .replace("{shm}", &shm.map(|m| m.path().display().to_string()).unwrap_or_default())
-                .replace("{dir}", &side.run_dir.display().to_string());
-            let (o, out) = match crate::host::command::run(&line, cwd, *timeout) {
+            let shm_path = shm.map(|m| m.path().display().to_string()).unwrap_or_default();
+            let dir = side.run_dir.display().to_string();
+            // Quoted: a path with a space or a quote stays one word.
+            let line = command.replace("{shm}", &shell_quote(&shm_path)).replace("{dir}", &shell_quote(&dir));
+            let env = [("RIG_SHM", shm_path), ("RIG_RUN_DIR", dir)];
+            let (o, out) = match crate::host::command::run(&line, cwd, &env, *timeout, side.interrupt) {
                 Ok(done) => {
                     let verdict = guest_verdict(
                         &StepOutput {
@@ -364,7 +370,8 @@ mod tests {
         let nonce = crate::guest::protocol::Nonce::fixed("0");
         let mut c = Console::attach(ports, nonce, Default::default()).expect("attach");
         let check = Check { name: "h".into(), action: Action::HostVerify { offset: 0, len: 1, seed: 0 } };
-        let mut side = HostSide { shm: None, run_dir: dir.path(), doorbell: None };
+        let flag = AtomicBool::new(false);
+        let mut side = HostSide { shm: None, run_dir: dir.path(), doorbell: None, interrupt: &flag };
         let (r, abort) = run_check(&check, &mut c, &mut side, &mut Charged::default());
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         assert!(abort.is_none());

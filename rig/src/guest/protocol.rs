@@ -2,6 +2,9 @@
 //! types into its shell, in one place. `/init` (image), the console driver,
 //! the boot watchdog and `rig bench` all take them from here.
 
+/// Where the modules live in the guest; `/init` loads them in order.
+pub const MODULE_DIR: &str = "/lib/rig/modules";
+
 /// The guest's kernel console is the first serial port; the shell that runs
 /// the steps, and `/init`'s own messages, use the second.
 pub const KERNEL_TTY: &str = "ttyS0";

@@ -4,8 +4,7 @@
 
 use crate::guest::protocol;
 
-/// Where modules live in the guest; `/init` loads them in file-name order.
-pub const MODULE_DIR: &str = "/lib/rig/modules";
+pub use protocol::MODULE_DIR;
 
 /// The `/init` script. Modules load in the order given; their status is
 /// printed so the rig can report a failing init as a failed check.

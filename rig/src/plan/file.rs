@@ -61,15 +61,18 @@ pub struct IvshmemSpec {
     pub doorbell: bool,
     /// Doorbell MSI-X vectors.
     #[serde(default = "default_vectors")]
-    pub vectors: u32,
+    pub vectors: Spanned<u32>,
 }
 
 fn default_shm_mib() -> Spanned<u64> {
     Spanned::new(0..0, 4)
 }
-pub(super) fn default_vectors() -> u32 {
-    2
+fn default_vectors() -> Spanned<u32> {
+    Spanned::new(0..0, DEFAULT_VECTORS)
 }
+
+/// Doorbell vectors when `[guest.ivshmem]` does not say.
+pub(super) const DEFAULT_VECTORS: u32 = 2;
 
 /// `[guest]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -77,10 +80,10 @@ pub(super) fn default_vectors() -> u32 {
 pub struct GuestSpec {
     /// RAM in MiB.
     #[serde(default = "default_memory")]
-    pub memory_mib: u32,
+    pub memory_mib: Spanned<u32>,
     /// vCPUs.
     #[serde(default = "default_cpus")]
-    pub cpus: u32,
+    pub cpus: Spanned<u32>,
     /// Kernel command-line extras.
     #[serde(default)]
     pub cmdline: Vec<String>,
@@ -97,11 +100,11 @@ pub struct GuestSpec {
     pub ivshmem: Option<IvshmemSpec>,
 }
 
-fn default_memory() -> u32 {
-    256
+fn default_memory() -> Spanned<u32> {
+    Spanned::new(0..0, 256)
 }
-fn default_cpus() -> u32 {
-    1
+fn default_cpus() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 
 impl Default for GuestSpec {

@@ -2,6 +2,7 @@
 //! config's directory, cross-field rules, one error per problem with its
 //! line and key.
 
+use super::file::DEFAULT_VECTORS;
 use super::file::*;
 use super::step::{Action, Check, Expect};
 use super::{ConfigError, FilePlan, GuestPlan, ModulePlan, Plan, ShmPlan, TestGroup, DEFAULT_STEP_TIMEOUT};
@@ -40,6 +41,53 @@ impl Ctx<'_> {
     }
 }
 
+/// Guest RAM, MiB: a Debian kernel with its initramfs needs about 100.
+const MEMORY_MIB: std::ops::RangeInclusive<u64> = 96..=65536;
+/// vCPUs (QEMU's q35 limit is far above what a test guest wants).
+const CPUS: std::ops::RangeInclusive<u64> = 1..=64;
+/// ivshmem size, MiB (a power of two besides).
+const SHM_MIB: std::ops::RangeInclusive<u64> = 1..=16384;
+/// ivshmem-doorbell MSI-X vectors.
+const VECTORS: std::ops::RangeInclusive<u64> = 1..=64;
+/// Any timeout, in seconds: at most a day.
+const TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
+
+fn range_message(v: u64, r: std::ops::RangeInclusive<u64>, unit: &str) -> String {
+    format!("{v} is out of range: give {} to {} {unit}", r.start(), r.end())
+}
+
+fn in_range<T: Copy + Into<u64>>(
+    cx: &Ctx,
+    v: &Spanned<T>,
+    key: &str,
+    r: std::ops::RangeInclusive<u64>,
+) -> Result<(), ConfigError> {
+    let n: u64 = (*v.get_ref()).into();
+    if r.contains(&n) {
+        return Ok(());
+    }
+    let unit = if key.ends_with("mib") { "MiB" } else { "" };
+    Err(cx.invalid(v.span(), key, range_message(n, r, unit).trim_end().to_string()))
+}
+
+/// A guest path the user may put a file at: absolute, normal, and not one
+/// the guest needs for itself.
+fn guest_dest_ok(dest: &str) -> Result<(), String> {
+    if !dest.starts_with('/') {
+        return Err("must be an absolute guest path".into());
+    }
+    if dest.ends_with('/') || dest.split('/').any(|c| c == ".." || c == ".") {
+        return Err(format!("`{dest}` must name a file, without `.`, `..` or a trailing `/`"));
+    }
+    let reserved = ["/init", "/bin/busybox", crate::guest::protocol::MODULE_DIR];
+    if dest == "/" || reserved.iter().any(|r| dest == *r || dest.starts_with(&format!("{r}/"))) {
+        return Err(format!(
+            "`{dest}` belongs to the rig's own guest (/init, busybox, the modules): put the file elsewhere"
+        ));
+    }
+    Ok(())
+}
+
 /// Reads and validates a config file.
 pub fn load(path: &Path, catalog: &Catalog) -> Result<Plan, ConfigError> {
     let text =
@@ -69,6 +117,13 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
                 KernelsSpec::One(s) => vec![s.clone()],
                 KernelsSpec::Many(v) => v.clone(),
             };
+            if matches!(k.get_ref(), KernelsSpec::Many(v) if v.is_empty()) {
+                return Err(cx.invalid(
+                    k.span(),
+                    "kernels",
+                    "an empty list names no kernel: leave `kernels` out for the default, or name some (`rig kernels`)",
+                ));
+            }
             if words.is_empty() {
                 vec![]
             } else {
@@ -115,12 +170,8 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
                 format!("file {} does not exist", src.display()),
             ));
         }
-        if !fs.dest.get_ref().starts_with('/') {
-            return Err(cx.invalid(
-                fs.dest.span(),
-                &format!("guest.files[{i}].dest"),
-                "must be an absolute guest path",
-            ));
+        if let Err(why) = guest_dest_ok(fs.dest.get_ref()) {
+            return Err(cx.invalid(fs.dest.span(), &format!("guest.files[{i}].dest"), why));
         }
         let mode = match &fs.mode {
             None => None,
@@ -135,7 +186,7 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
         files.push(FilePlan { src, dest: fs.dest.get_ref().clone(), mode });
     }
     let shm = match &g.ivshmem {
-        None => Some(ShmPlan { size: 4 << 20, doorbell: false, vectors: default_vectors() }),
+        None => Some(ShmPlan { size: 4 << 20, doorbell: false, vectors: DEFAULT_VECTORS }),
         Some(s) if *s.size_mib.get_ref() == 0 => None,
         Some(s) => {
             let mib = *s.size_mib.get_ref();
@@ -146,10 +197,14 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
                     "must be a power of two (1, 2, 4, ...)",
                 ));
             }
-            Some(ShmPlan { size: mib << 20, doorbell: s.doorbell, vectors: s.vectors })
+            in_range(cx, &s.size_mib, "guest.ivshmem.size_mib", SHM_MIB)?;
+            in_range(cx, &s.vectors, "guest.ivshmem.vectors", VECTORS)?;
+            Some(ShmPlan { size: mib << 20, doorbell: s.doorbell, vectors: *s.vectors.get_ref() })
         }
     };
-    let guest = GuestPlan { memory_mib: g.memory_mib, cpus: g.cpus, cmdline, files, shm };
+    in_range(cx, &g.memory_mib, "guest.memory_mib", MEMORY_MIB)?;
+    in_range(cx, &g.cpus, "guest.cpus", CPUS)?;
+    let guest = GuestPlan { memory_mib: *g.memory_mib.get_ref(), cpus: *g.cpus.get_ref(), cmdline, files, shm };
 
     let steps = |list: &[Spanned<StepSpec>], key: &str| -> Result<Vec<Check>, ConfigError> {
         list.iter().enumerate().map(|(i, s)| step(cx, s, &format!("{key}[{i}]"), guest.shm.is_some())).collect()
@@ -166,6 +221,9 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
 fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, has_shm: bool) -> Result<Check, ConfigError> {
     let span = s.span();
     let st = s.get_ref();
+    if let Some(t) = st.timeout.filter(|t| !TIMEOUT_SECS.contains(t)) {
+        return Err(cx.invalid(span, &format!("{key}.timeout"), range_message(t, TIMEOUT_SECS, "seconds")));
+    }
     let timeout = st.timeout.map(Duration::from_secs).unwrap_or(DEFAULT_STEP_TIMEOUT);
     let expect = match (&st.expect, &st.expect_regex) {
         (Some(_), Some(_)) => return Err(cx.invalid(span, key, "give `expect` or `expect_regex`, not both")),
@@ -270,6 +328,10 @@ fn host_action(
                 &format!("{key}.host.doorbell"),
                 "give exactly one of ring_vector or wait_vector",
             ));
+        }
+        if let Some(t) = d.timeout.filter(|t| !TIMEOUT_SECS.contains(t)) {
+            let why = range_message(t, TIMEOUT_SECS, "seconds");
+            return Err(cx.invalid(span, &format!("{key}.host.doorbell.timeout"), why));
         }
         let t = d.timeout.map(Duration::from_secs).unwrap_or(Duration::from_secs(10));
         match (d.ring_vector, d.wait_vector) {
@@ -388,6 +450,45 @@ name = "t1"
         assert!(e.contains("need [guest.ivshmem]"), "{e}");
         let e = err("[guest.ivshmem]\nsize_mib = 3\n");
         assert!(e.contains("power of two") && e.contains("rig.toml:2"), "{e}");
+    }
+
+    #[test]
+    fn values_out_of_range_are_named_before_anything_is_built() {
+        for (text, key) in [
+            ("[guest]\nmemory_mib = 16\n", "guest.memory_mib"),
+            ("[guest]\ncpus = 0\n", "guest.cpus"),
+            ("[guest]\ncpus = 1000\n", "guest.cpus"),
+            ("[guest.ivshmem]\nsize_mib = 17592186044416\n", "guest.ivshmem.size_mib"),
+            ("[guest.ivshmem]\nsize_mib = 4\nvectors = 0\n", "guest.ivshmem.vectors"),
+            ("[[test]]\nname = \"a\"\n[[test.step]]\nrun = \"x\"\ntimeout = 0\n", "test[0].step[0].timeout"),
+            (
+                "[[test]]\nname = \"a\"\n[[test.step]]\nhost.doorbell = { wait_vector = 1, timeout = 9223372036854775807 }\n",
+                "host.doorbell.timeout",
+            ),
+        ] {
+            let e = err(text);
+            assert!(e.contains(key) && e.contains("out of range"), "{text}: {e}");
+        }
+        let e = err("kernels = []\n");
+        assert!(e.contains("kernels") && e.contains("names no kernel"), "{e}");
+    }
+
+    #[test]
+    fn guest_files_keep_off_the_rigs_own() {
+        for dest in ["/init", "/", "/bin/busybox", "/lib/rig/modules/x.ko", "/tmp/../init", "/etc/"] {
+            let d = module_dir();
+            std::fs::write(d.path().join("f"), "x").expect("file");
+            let text = format!("[guest]\nfiles = [ {{ src = \"f\", dest = \"{dest}\" }} ]\n");
+            let e = parse_in(d.path(), &text).map(|_| ()).expect_err(dest).to_string();
+            assert!(e.contains("guest.files[0].dest"), "{dest}: {e}");
+        }
+        assert!(guest_dest_ok("/usr/bin/tool").is_ok());
+    }
+
+    #[test]
+    fn non_ascii_hex_is_an_error_not_a_panic() {
+        let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nhost.expect_bytes = { offset = 0, hex = \"a\u{e9}b\" }\n");
+        assert!(e.contains("expect_bytes.hex"), "{e}");
     }
 
     #[test]
