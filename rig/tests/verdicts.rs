@@ -93,3 +93,63 @@ fn background_jobs_do_not_end_the_console() {
     assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
     assert!(!o.stdout.contains("not ok"), "{}", o.stdout);
 }
+
+#[test]
+fn qemu_killed_under_the_rig_is_the_rigs_failure_and_names_it() {
+    use std::io::{BufRead, BufReader};
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let config = format!("{}/tests/fixtures/inject/long.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["run", "--accel", "tcg", "-c", &config])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start rig");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let pid: u32 = loop {
+        let line = lines.next().expect("rig says QEMU's pid").expect("line");
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(p) = line.split("QEMU pid ").nth(1).and_then(|s| s.split_whitespace().next()) {
+            break p.parse().expect("pid");
+        }
+    };
+    // Let the long step start, then kill QEMU from outside.
+    loop {
+        let line = lines.next().expect("rig goes on").expect("line");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("guest ready") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    for line in lines.map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(3), "{seen}");
+    assert!(seen.contains("QEMU was killed by signal 9"), "{seen}");
+}
+
+#[test]
+fn a_module_that_does_not_build_is_a_failed_test_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit = dir.path().join("r.xml");
+    let json = dir.path().join("r.json");
+    let j = junit.display().to_string();
+    let js = json.display().to_string();
+    let o = run_fixture("broken", &["--junit", &j, "--json", &js]);
+    assert_eq!(o.code, Some(1), "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("not ok 1 bookworm-6.1"), "{}", o.stdout);
+    assert!(o.stdout.contains("undeclared_symbol_of_the_test"), "{}", o.stdout);
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains("name=\"the modules build\"") && xml.contains("<failure"), "{xml}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["kernels"][0]["groups"][0]["steps"][0]["outcome"], "fail");
+}

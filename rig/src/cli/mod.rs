@@ -126,6 +126,8 @@ pub fn exit_code_for(e: &RunError) -> u8 {
     match e {
         RunError::Catalog(_) => EXIT_USAGE,
         RunError::Interrupted => EXIT_INTERRUPTED,
+        // The user's module did not build, or crashed the guest at boot.
+        e if e.is_test_failure() => EXIT_FAILED,
         _ => EXIT_RIG,
     }
 }

@@ -6,7 +6,8 @@ use super::{exit_code_for, install_signal_handlers, plan_and_kernels, run_option
 use super::{EXIT_FAILED, EXIT_INTERRUPTED};
 use anyhow::Context;
 use rig::exec::run::{Event, RunOptions};
-use rig::results::ktap::Ktap;
+use rig::results::ktap::{self, Ktap};
+use rig::results::{json, junit, Tree};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -32,8 +33,7 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
     let (mut ktap, head) = Ktap::start(kernels.len());
     println!("{head}");
     let mut worst = 0u8;
-    let mut json_kernels = Vec::new();
-    let mut reports = Vec::new();
+    let mut tree = Tree::default();
     for name in &kernels {
         let opts = RunOptions { kernel: name.clone(), ..base.clone() };
         let mut planned = false;
@@ -50,10 +50,10 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
             rig::exec::run::run(&opts, interrupt.clone(), &mut emit)
         };
         ui.finish();
-        match result {
+        match &result {
             Ok(report) => {
                 println!("{}", ktap.kernel_end(name, report.passed(), None));
-                println!("{}", rig::results::ktap::summary(&report.results));
+                println!("{}", ktap::summary(&report.results));
                 let t = &report.timings;
                 ui.note(&format!(
                     "{} on {}: fetch {:.1?}, build {:.1?}, initramfs {:.1?}, boot {:.2?}, checks {:.2?}, power-off {:.2?}, total {:.2?}",
@@ -75,8 +75,6 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
                 if !report.passed() {
                     worst = worst.max(EXIT_FAILED);
                 }
-                json_kernels.push(rig::results::json::kernel(&report));
-                reports.push(report);
             }
             Err(e) => {
                 if !planned {
@@ -84,21 +82,24 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
                 }
                 println!("{}", ktap.kernel_end(name, false, Some(&e.to_string())));
                 ui.error(&e.to_string());
-                json_kernels.push(rig::results::json::kernel_error(name, &e.to_string()));
-                let code = exit_code_for(&e);
+                let code = exit_code_for(e);
                 if code == EXIT_INTERRUPTED {
                     return Ok(code);
                 }
                 worst = worst.max(code);
             }
         }
+        tree.kernels.push(rig::exec::run::kernel_result(name, &result));
+    }
+    if kernels.len() > 1 {
+        let line = ktap::totals(tree.counts()).replacen("# ", "# all kernels: ", 1);
+        println!("{line}");
     }
     if let Some(path) = &cmd.json {
-        let all = rig::results::json::RunJson { passed: worst == 0, kernels: json_kernels };
-        write_file(path, &(serde_json::to_string_pretty(&all)? + "\n"))?;
+        write_file(path, &(serde_json::to_string_pretty(&json::document(&tree))? + "\n"))?;
     }
     if let Some(path) = &cmd.junit {
-        write_file(path, &rig::results::junit::junit(&reports))?;
+        write_file(path, &junit::junit(&tree))?;
     }
     Ok(worst)
 }

@@ -4,7 +4,7 @@
 //! the other result formats are written by `rig::results`, not here.
 
 use rig::exec::run::Event;
-use rig::results::Outcome;
+use rig::results::Status;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -71,10 +71,12 @@ impl Ui {
                 self.groups = groups.into_iter().map(|(n, _)| n).collect();
             }
             Event::Result { group, result } if !self.prefix.is_empty() => {
-                let verdict = match result.outcome {
-                    Outcome::Pass => "ok",
-                    Outcome::Fail(_) => "FAIL",
-                    Outcome::NotRun(_) => "not run",
+                let verdict = match result.outcome.status() {
+                    Status::Pass => "ok",
+                    Status::Skip => "skipped",
+                    Status::Fail => "FAIL",
+                    Status::Crash => "CRASH",
+                    Status::NotRun => "not run",
                 };
                 let g = self.groups.get(group).map(String::as_str).unwrap_or("");
                 eprintln!("rig: {}{verdict}: {g}: {}", self.prefix, result.name);

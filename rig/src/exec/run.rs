@@ -18,7 +18,7 @@ use crate::kernel::fetch::FetchError;
 use crate::kernel::intree::IntreeError;
 use crate::plan::step::{Action, Check};
 use crate::plan::Plan;
-use crate::results::{CheckResult, Outcome, RunReport, TestResult, Timings};
+use crate::results::{CheckResult, KernelError, KernelResult, Outcome, RunReport, Stage, TestResult, Timings};
 use crate::vm::accel::AccelRequest;
 use crate::vm::qemu::QemuError;
 use crate::vm::{Vm, VmError};
@@ -98,6 +98,9 @@ pub enum RunError {
     /// Creating the private directories failed.
     #[error("cannot create a private directory under {dir}: {source}")]
     TempDir { dir: PathBuf, source: std::io::Error },
+    /// QEMU died under the rig (killed, or failed) with no kernel report.
+    #[error("QEMU died during the run: {detail}\n(run directory kept: {run_dir})")]
+    QemuDied { detail: String, run_dir: PathBuf },
     /// Ctrl-C or SIGTERM.
     #[error("interrupted; QEMU stopped and temporary files removed")]
     Interrupted,
@@ -106,6 +109,55 @@ pub enum RunError {
 impl From<KbuildError> for RunError {
     fn from(e: KbuildError) -> Self {
         RunError::Kbuild(Box::new(e))
+    }
+}
+
+impl RunError {
+    /// Where the run stopped, as the result formats show it.
+    pub fn stage(&self) -> Stage {
+        match self {
+            RunError::Fetch(_) => Stage::Fetch,
+            RunError::Kbuild(e) if user_build_failure(e) => Stage::Build,
+            RunError::Boot { .. } => Stage::Boot,
+            _ => Stage::Rig,
+        }
+    }
+
+    /// The user's code failed (their module does not build, or the guest
+    /// crashed while booting with it): a failed test, exit 1, not the
+    /// rig's own trouble (exit 3).
+    pub fn is_test_failure(&self) -> bool {
+        match self {
+            RunError::Kbuild(e) => user_build_failure(e),
+            RunError::Boot { source, .. } => matches!(**source, VmError::Crashed { .. }),
+            _ => false,
+        }
+    }
+
+    /// The kept run directory, if any.
+    pub fn run_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            RunError::Boot { run_dir, .. } | RunError::QemuDied { run_dir, .. } => Some(run_dir),
+            _ => None,
+        }
+    }
+}
+
+/// A build that ran and failed on the module's own sources.
+fn user_build_failure(e: &KbuildError) -> bool {
+    matches!(e, KbuildError::BuildFailed { .. } | KbuildError::NoModules { .. } | KbuildError::SourceMissing { .. })
+}
+
+/// One kernel's result for the result tree.
+pub fn kernel_result(kernel: &str, outcome: &Result<RunReport, RunError>) -> KernelResult {
+    match outcome {
+        Ok(r) => KernelResult::Ran(r.clone()),
+        Err(e) => KernelResult::Error(KernelError {
+            kernel: kernel.to_owned(),
+            stage: e.stage(),
+            message: e.to_string(),
+            run_dir: e.run_dir().map(std::path::Path::to_path_buf),
+        }),
     }
 }
 
@@ -274,11 +326,17 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
                 rec.push(gi, CheckResult::verdict(&check.name, Outcome::NotRun(why.clone())));
                 continue;
             }
-            let (r, abort) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
+            let (mut r, abort) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
             let timed_out = matches!(&r.outcome, Outcome::Fail(m) if m.starts_with("timed out"));
             let failed = !r.passed();
-            rec.push(gi, r);
             if let Some(checks::Abort::Console(e)) = abort {
+                if let ConsoleError::Eof { .. } = e {
+                    // QEMU went away without the kernel saying why: killed,
+                    // or QEMU itself failed. Not the test's verdict.
+                    if let Some(died) = vm.died_unexpectedly() {
+                        return Err(RunError::QemuDied { detail: died, run_dir: run_dir.keep() });
+                    }
+                }
                 // A report or a dead shell fails the step; the run goes on
                 // only if the guest still answers (a panic or hang ends it).
                 let panicked =
@@ -287,12 +345,21 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
                 let shell_exited = matches!(e, ConsoleError::ShellExited { .. });
                 if panicked || !(survivable && recover(&mut vm.console, shell_exited)) {
                     aborted = Some(abort_reason(&e));
+                    if matches!(e, ConsoleError::Crash { .. }) {
+                        // The step did not fail: the kernel under it died.
+                        r.outcome = Outcome::Crash(r.outcome.message().unwrap_or("the guest kernel crashed").into());
+                    }
                 }
+                rec.push(gi, r);
             } else if timed_out && vm.console.run("true", Duration::from_secs(5)).is_err() {
                 // Ctrl-C did not bring the shell back: the guest is hung.
+                rec.push(gi, r);
                 aborted = Some("the guest stopped answering after a step timed out".into());
-            } else if failed && gname == "setup" {
-                aborted = Some("a setup step failed".into());
+            } else {
+                rec.push(gi, r);
+                if failed && gname == "setup" {
+                    aborted = Some("a setup step failed".into());
+                }
             }
             if interrupt.load(Ordering::Relaxed) {
                 return Err(RunError::Interrupted);

@@ -1,8 +1,7 @@
 //! JUnit XML, as CI dashboards read it: one testsuite per kernel and group,
 //! one testcase per step.
 
-use crate::results::Outcome;
-use crate::results::RunReport;
+use crate::results::{Outcome, Tree};
 
 fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -23,34 +22,44 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-/// JUnit XML: one testsuite per kernel and group, one testcase per step.
-pub fn junit(reports: &[RunReport]) -> String {
+/// JUnit XML: one testsuite per kernel and group, one testcase per step. A
+/// kernel that could not run is a failed testcase too, so no dashboard
+/// shows it green.
+pub fn junit(tree: &Tree) -> String {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"rig\">\n");
-    for r in reports {
-        for g in &r.tests {
-            let failures = g.results.iter().filter(|c| matches!(c.outcome, Outcome::Fail(_))).count();
-            let skipped = g.results.iter().filter(|c| matches!(c.outcome, Outcome::NotRun(_))).count();
+    for k in &tree.kernels {
+        for g in k.groups() {
+            let c = g.counts();
             let time: f64 = g.results.iter().map(|c| c.elapsed.as_secs_f64()).sum();
+            let suite = format!("{}.{}", k.kernel(), g.name);
             x.push_str(&format!(
-                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{time:.3}\">\n",
-                xml_escape(&format!("{}.{}", r.kernel, g.name)),
-                g.results.len()
+                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{time:.3}\">\n",
+                xml_escape(&suite),
+                g.results.len(),
+                c.failed,
+                c.crashed,
+                c.not_run + c.skipped,
             ));
             for c in &g.results {
                 x.push_str(&format!(
                     "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-                    xml_escape(&format!("{}.{}", r.kernel, g.name)),
+                    xml_escape(&suite),
                     xml_escape(&c.name),
                     c.elapsed.as_secs_f64()
                 ));
-                match &c.outcome {
-                    Outcome::Pass => x.push_str("/>\n"),
-                    Outcome::Fail(m) => x.push_str(&format!(
-                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                let body = |tag: &str, m: &str| {
+                    format!(
+                        ">\n      <{tag} message=\"{}\">{}</{tag}>\n    </testcase>\n",
                         xml_escape(m.lines().next().unwrap_or("")),
                         xml_escape(&format!("{m}\n{}", c.output))
-                    )),
-                    Outcome::NotRun(m) => {
+                    )
+                };
+                match &c.outcome {
+                    Outcome::Pass => x.push_str("/>\n"),
+                    Outcome::Fail(m) => x.push_str(&body("failure", m)),
+                    // A crash is an error in JUnit's terms: the test could not finish.
+                    Outcome::Crash(m) => x.push_str(&body("error", m)),
+                    Outcome::NotRun(m) | Outcome::Skip(m) => {
                         x.push_str(&format!(">\n      <skipped message=\"{}\"/>\n    </testcase>\n", xml_escape(m)))
                     }
                 }
@@ -65,7 +74,7 @@ pub fn junit(reports: &[RunReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::CheckResult;
+    use crate::results::{CheckResult, RunReport};
     use std::path::PathBuf;
     use std::time::Duration;
 
@@ -105,8 +114,18 @@ mod tests {
             kept: false,
             timings: Default::default(),
         };
-        let x = junit(&[report]);
-        assert!(x.contains("name=\"k.g&lt;1&gt;\" tests=\"3\" failures=\"1\" skipped=\"1\""), "{x}");
+        let err = crate::results::KernelError {
+            kernel: "j".into(),
+            stage: crate::results::Stage::Boot,
+            message: "kernel panic".into(),
+            run_dir: None,
+        };
+        let tree =
+            Tree { kernels: vec![crate::results::KernelResult::Ran(report), crate::results::KernelResult::Error(err)] };
+        let x = junit(&tree);
+        assert!(x.contains("name=\"k.g&lt;1&gt;\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{x}");
+        // The kernel that could not boot is a failed case, not a missing one.
+        assert!(x.contains("name=\"the guest boots\"") && x.contains("<failure message=\"kernel panic\">"), "{x}");
         assert!(x.contains("name=\"a &amp; b\""));
         assert!(x.contains("bad &quot;x&quot;\\x1b[6n"));
         assert!(!x.contains('\u{1b}'));

@@ -1,8 +1,9 @@
 //! KTAP output, as the kernel's own tests print it: one level per kernel,
 //! one per test group, one line per step; failures carry `#` diagnostics.
-//! Written as results arrive, so a long run shows progress.
+//! Written as results arrive (a long run shows progress), or whole from a
+//! [`Tree`] (`rig parse`, the matrix's files): both give the same text.
 
-use crate::results::{CheckResult, Outcome};
+use crate::results::{CheckResult, Counts, KernelResult, Outcome, Tree};
 
 const INDENT: &str = "    ";
 
@@ -48,13 +49,17 @@ impl Ktap {
         let name = one_line(&r.name);
         match &r.outcome {
             Outcome::Pass => s.push_str(&format!("{p2}ok {n} {name}{side}")),
+            Outcome::Skip(why) => s.push_str(&format!("{p2}ok {n} {name}{side} # SKIP {}", one_line(why))),
             Outcome::NotRun(why) => {
                 self.group_ok[group] = false;
                 s.push_str(&format!("{p2}not ok {n} {name}{side} # SKIP not run: {}", one_line(why)));
             }
-            Outcome::Fail(why) => {
+            Outcome::Fail(why) | Outcome::Crash(why) => {
                 self.group_ok[group] = false;
                 s.push_str(&format!("{p2}not ok {n} {name}{side}"));
+                if matches!(r.outcome, Outcome::Crash(_)) {
+                    s.push_str(&format!("\n{p2}# the guest kernel crashed"));
+                }
                 s.push_str(&diag(&p2, why, 40));
                 if !r.output.is_empty() && r.output.trim() != why.trim() {
                     s.push_str(&format!("\n{p2}# output:"));
@@ -93,9 +98,52 @@ fn one_line(s: &str) -> String {
 
 /// Counts for the closing summary comment.
 pub fn summary(results: &[CheckResult]) -> String {
-    let passed = results.iter().filter(|r| r.passed()).count();
-    let failed = results.iter().filter(|r| matches!(r.outcome, Outcome::Fail(_))).count();
-    format!("# {passed} passed, {failed} failed, {} not run", results.len() - passed - failed)
+    totals(Counts::of(results))
+}
+
+/// `# 44 passed, 1 failed, 1 crashed, 2 not run, 0 skipped` (zeros of the
+/// rare kinds left out).
+pub fn totals(c: Counts) -> String {
+    let mut s = format!("# {} passed, {} failed", c.passed, c.failed);
+    if c.crashed > 0 {
+        s.push_str(&format!(", {} crashed", c.crashed));
+    }
+    s.push_str(&format!(", {} not run", c.not_run));
+    if c.skipped > 0 {
+        s.push_str(&format!(", {} skipped", c.skipped));
+    }
+    s
+}
+
+/// The whole KTAP document of `tree`, as `rig run` streams it.
+pub fn document(tree: &Tree) -> String {
+    let (mut k, head) = Ktap::start(tree.kernels.len());
+    let mut out = vec![head];
+    for kr in &tree.kernels {
+        match kr {
+            KernelResult::Ran(rep) => {
+                let groups: Vec<(String, usize)> =
+                    rep.tests.iter().map(|t| (t.name.clone(), t.results.len())).collect();
+                out.push(k.kernel_plan(&rep.kernel, &groups));
+                for (gi, t) in rep.tests.iter().enumerate() {
+                    for r in &t.results {
+                        out.push(k.result(gi, r));
+                    }
+                }
+                out.push(k.kernel_end(&rep.kernel, rep.passed(), None));
+                out.push(summary(&rep.results));
+            }
+            KernelResult::Error(e) => {
+                k.kernel_skipped_plan();
+                out.push(k.kernel_end(&e.kernel, false, Some(&e.message)));
+            }
+        }
+    }
+    if tree.kernels.len() > 1 {
+        out.push(totals(tree.counts()).replacen("# ", "# all kernels: ", 1));
+    }
+    out.retain(|s| !s.is_empty());
+    out.join("\n") + "\n"
 }
 
 #[cfg(test)]
@@ -154,6 +202,10 @@ not ok 1 bookworm-6.1";
         assert_eq!(
             summary(&[r("a", Outcome::Pass), r("b", Outcome::NotRun("x".into()))]),
             "# 1 passed, 0 failed, 1 not run"
+        );
+        assert_eq!(
+            summary(&[r("a", Outcome::Crash("p".into())), r("b", Outcome::Skip("n/a".into()))]),
+            "# 0 passed, 0 failed, 1 crashed, 0 not run, 1 skipped"
         );
     }
 

@@ -6,4 +6,6 @@ pub mod junit;
 pub mod ktap;
 mod tree;
 
-pub use tree::{CheckResult, Outcome, RunReport, TestResult, Timings};
+pub use tree::{
+    CheckResult, Counts, KernelError, KernelResult, Outcome, RunReport, Stage, Status, TestResult, Timings, Tree,
+};

@@ -1,5 +1,7 @@
-//! The tree of verdicts: a run (one kernel) holds groups, a group holds
-//! steps. Every output format is written from it.
+//! The tree of verdicts: a [`Tree`] holds one result per kernel, a kernel's
+//! [`RunReport`] holds groups, a group holds steps. Counts and statuses are
+//! worst-first (crash > fail > not run > pass > skip). KTAP, JUnit and JSON
+//! are all written from it, so they cannot disagree.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,8 +13,122 @@ pub enum Outcome {
     Pass,
     /// Failed, with the reason.
     Fail(String),
+    /// The guest kernel crashed (panic, or an oops it did not come back
+    /// from) during the check: it failed, and it ended the run.
+    Crash(String),
     /// Not run because an earlier failure made it meaningless.
     NotRun(String),
+    /// Skipped on purpose (it does not apply here), with why.
+    Skip(String),
+}
+
+/// A verdict's kind, ordered worst first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Crash,
+    Fail,
+    NotRun,
+    Pass,
+    Skip,
+}
+
+impl Status {
+    /// As the formats spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Crash => "crash",
+            Status::Fail => "fail",
+            Status::NotRun => "not_run",
+            Status::Pass => "pass",
+            Status::Skip => "skip",
+        }
+    }
+
+    /// Pass or skip: nothing went wrong.
+    pub fn good(self) -> bool {
+        matches!(self, Status::Pass | Status::Skip)
+    }
+}
+
+impl Outcome {
+    /// Its kind.
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Pass => Status::Pass,
+            Outcome::Fail(_) => Status::Fail,
+            Outcome::Crash(_) => Status::Crash,
+            Outcome::NotRun(_) => Status::NotRun,
+            Outcome::Skip(_) => Status::Skip,
+        }
+    }
+
+    /// Why it failed, crashed, was not run or skipped.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Outcome::Pass => None,
+            Outcome::Fail(m) | Outcome::Crash(m) | Outcome::NotRun(m) | Outcome::Skip(m) => Some(m),
+        }
+    }
+}
+
+/// How many checks ended each way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub crashed: usize,
+    pub failed: usize,
+    pub not_run: usize,
+    pub passed: usize,
+    pub skipped: usize,
+}
+
+impl Counts {
+    /// Counts of `checks`.
+    pub fn of<'a>(checks: impl IntoIterator<Item = &'a CheckResult>) -> Counts {
+        let mut c = Counts::default();
+        for r in checks {
+            c.add(r.outcome.status());
+        }
+        c
+    }
+
+    fn add(&mut self, s: Status) {
+        match s {
+            Status::Crash => self.crashed += 1,
+            Status::Fail => self.failed += 1,
+            Status::NotRun => self.not_run += 1,
+            Status::Pass => self.passed += 1,
+            Status::Skip => self.skipped += 1,
+        }
+    }
+
+    /// Both added.
+    pub fn plus(self, o: Counts) -> Counts {
+        Counts {
+            crashed: self.crashed + o.crashed,
+            failed: self.failed + o.failed,
+            not_run: self.not_run + o.not_run,
+            passed: self.passed + o.passed,
+            skipped: self.skipped + o.skipped,
+        }
+    }
+
+    /// The worst status present; `Skip` for nothing at all.
+    pub fn status(self) -> Status {
+        [
+            (self.crashed, Status::Crash),
+            (self.failed, Status::Fail),
+            (self.not_run, Status::NotRun),
+            (self.passed, Status::Pass),
+        ]
+        .into_iter()
+        .find(|(n, _)| *n > 0)
+        .map_or(Status::Skip, |(_, s)| s)
+    }
+
+    /// All checks.
+    pub fn total(self) -> usize {
+        self.crashed + self.failed + self.not_run + self.passed + self.skipped
+    }
 }
 
 /// The result of one check.
@@ -36,9 +152,9 @@ impl CheckResult {
         CheckResult { name: name.into(), outcome, output: String::new(), elapsed: Duration::ZERO, host_side: false }
     }
 
-    /// True when it passed.
+    /// True when nothing went wrong (it passed, or was skipped on purpose).
     pub fn passed(&self) -> bool {
-        self.outcome == Outcome::Pass
+        self.outcome.status().good()
     }
 }
 
@@ -64,6 +180,11 @@ pub struct TestResult {
 }
 
 impl TestResult {
+    /// Its counts.
+    pub fn counts(&self) -> Counts {
+        Counts::of(&self.results)
+    }
+
     /// True when every check passed.
     pub fn passed(&self) -> bool {
         self.results.iter().all(CheckResult::passed)
@@ -90,8 +211,146 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Its counts.
+    pub fn counts(&self) -> Counts {
+        Counts::of(&self.results)
+    }
+
     /// True when every check passed.
     pub fn passed(&self) -> bool {
         !self.results.is_empty() && self.results.iter().all(CheckResult::passed)
+    }
+}
+
+/// Where a kernel's run stopped when it produced no results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Fetching the kernel (the rig's infrastructure).
+    Fetch,
+    /// Building the user's module: the user's code failed.
+    Build,
+    /// Booting: the guest crashed or never came up.
+    Boot,
+    /// The rig itself (a missing tool, QEMU gone, a bad config).
+    Rig,
+}
+
+impl Stage {
+    /// The test case a kernel that stopped here fails, in every format.
+    pub fn check_name(self) -> &'static str {
+        match self {
+            Stage::Fetch => "the kernel is fetched",
+            Stage::Build => "the modules build",
+            Stage::Boot => "the guest boots",
+            Stage::Rig => "the rig runs this kernel",
+        }
+    }
+}
+
+/// A kernel the rig could not produce results for.
+#[derive(Clone, Debug)]
+pub struct KernelError {
+    pub kernel: String,
+    pub stage: Stage,
+    pub message: String,
+    /// Kept logs, when there are some.
+    pub run_dir: Option<PathBuf>,
+}
+
+/// One kernel's results.
+#[derive(Clone, Debug)]
+pub enum KernelResult {
+    /// It ran: its checks.
+    Ran(RunReport),
+    /// It could not run.
+    Error(KernelError),
+}
+
+impl KernelResult {
+    /// The kernel's name.
+    pub fn kernel(&self) -> &str {
+        match self {
+            KernelResult::Ran(r) => &r.kernel,
+            KernelResult::Error(e) => &e.kernel,
+        }
+    }
+
+    /// Its groups; a kernel that could not run has one failed check, named
+    /// for the stage it stopped at, so every format shows it as a failure.
+    pub fn groups(&self) -> Vec<TestResult> {
+        match self {
+            KernelResult::Ran(r) => r.tests.clone(),
+            KernelResult::Error(e) => vec![TestResult {
+                name: "rig".into(),
+                results: vec![CheckResult::verdict(e.stage.check_name(), Outcome::Fail(e.message.clone()))],
+            }],
+        }
+    }
+
+    /// Its counts.
+    pub fn counts(&self) -> Counts {
+        match self {
+            KernelResult::Ran(r) => r.counts(),
+            KernelResult::Error(_) => Counts { failed: 1, ..Counts::default() },
+        }
+    }
+
+    /// True when it ran and nothing went wrong.
+    pub fn passed(&self) -> bool {
+        matches!(self, KernelResult::Ran(r) if r.passed())
+    }
+}
+
+/// The results of one invocation: every kernel.
+#[derive(Clone, Debug, Default)]
+pub struct Tree {
+    pub kernels: Vec<KernelResult>,
+}
+
+impl Tree {
+    /// Counts over every kernel.
+    pub fn counts(&self) -> Counts {
+        self.kernels.iter().map(KernelResult::counts).fold(Counts::default(), Counts::plus)
+    }
+
+    /// True when every kernel ran and passed.
+    pub fn passed(&self) -> bool {
+        !self.kernels.is_empty() && self.kernels.iter().all(KernelResult::passed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(o: Outcome) -> CheckResult {
+        CheckResult::verdict("x", o)
+    }
+
+    #[test]
+    fn statuses_are_worst_first() {
+        let c = Counts::of(&[r(Outcome::Pass), r(Outcome::Skip("n/a".into()))]);
+        assert_eq!(c.status(), Status::Pass);
+        let c = Counts::of(&[r(Outcome::Pass), r(Outcome::NotRun("x".into())), r(Outcome::Fail("y".into()))]);
+        assert_eq!(c.status(), Status::Fail);
+        assert_eq!(c.plus(Counts::of(&[r(Outcome::Crash("z".into()))])).status(), Status::Crash);
+        assert_eq!(Counts::default().status(), Status::Skip);
+        assert!(Status::Crash < Status::Fail && Status::NotRun < Status::Pass);
+        assert!(r(Outcome::Skip("n/a".into())).passed());
+    }
+
+    #[test]
+    fn a_kernel_that_could_not_run_is_a_failed_check() {
+        let e = KernelResult::Error(KernelError {
+            kernel: "k".into(),
+            stage: Stage::Build,
+            message: "modpost: undefined".into(),
+            run_dir: None,
+        });
+        let g = e.groups();
+        assert_eq!(g[0].results[0].name, "the modules build");
+        assert_eq!(e.counts().status(), Status::Fail);
+        let tree = Tree { kernels: vec![e] };
+        assert!(!tree.passed());
     }
 }

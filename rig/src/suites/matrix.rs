@@ -18,10 +18,8 @@
 //! ```
 
 use crate::exec::run::{self, Event, RunError, RunOptions};
-use crate::results::ktap::Ktap;
-use crate::results::{json, junit};
-use crate::results::{CheckResult, Outcome};
-use crate::results::{RunReport, TestResult};
+use crate::results::{json, junit, ktap};
+use crate::results::{CheckResult, Outcome, RunReport, TestResult, Tree};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -141,6 +139,8 @@ fn cell(r: Option<&CheckResult>) -> &'static str {
     match r.map(|r| &r.outcome) {
         Some(Outcome::Pass) => "PASS",
         Some(Outcome::Fail(_)) => "FAIL",
+        Some(Outcome::Crash(_)) => "CRASH",
+        Some(Outcome::Skip(_)) => "SKIP",
         Some(Outcome::NotRun(_)) | None => "-",
     }
 }
@@ -200,48 +200,13 @@ pub fn render_table(columns: &[Column]) -> String {
 
 /// The KTAP document of one kernel's run (or of its error).
 pub fn kernel_ktap(kernel: &str, outcome: &Result<RunReport, RunError>) -> String {
-    let (mut k, head) = Ktap::start(1);
-    let mut out = vec![head];
-    match outcome {
-        Ok(rep) => {
-            let groups: Vec<(String, usize)> = rep.tests.iter().map(|t| (t.name.clone(), t.results.len())).collect();
-            out.push(k.kernel_plan(kernel, &groups));
-            for (gi, t) in rep.tests.iter().enumerate() {
-                for r in &t.results {
-                    out.push(k.result(gi, r));
-                }
-            }
-            out.push(k.kernel_end(kernel, rep.passed(), None));
-            out.push(crate::results::ktap::summary(&rep.results));
-        }
-        Err(e) => {
-            k.kernel_skipped_plan();
-            out.push(k.kernel_end(kernel, false, Some(&e.to_string())));
-        }
-    }
-    out.retain(|s| !s.is_empty());
-    out.join("\n") + "\n"
+    ktap::document(&Tree { kernels: vec![run::kernel_result(kernel, outcome)] })
 }
 
-/// The JUnit XML of one kernel's run; a kernel that could not run becomes one
-/// failed `rig` testcase carrying the error.
+/// The JUnit XML of one kernel's run; a kernel that could not run becomes
+/// one failed testcase named for where it stopped, carrying the error.
 pub fn kernel_junit(kernel: &str, outcome: &Result<RunReport, RunError>) -> String {
-    match outcome {
-        Ok(rep) => junit::junit(std::slice::from_ref(rep)),
-        Err(e) => {
-            let failed = CheckResult::verdict("the rig runs this kernel", Outcome::Fail(e.to_string()));
-            let rep = RunReport {
-                kernel: kernel.to_owned(),
-                release: String::new(),
-                tests: vec![TestResult { name: "rig".into(), results: vec![failed.clone()] }],
-                results: vec![failed],
-                run_dir: PathBuf::new(),
-                kept: false,
-                timings: Default::default(),
-            };
-            junit::junit(&[rep])
-        }
-    }
+    junit::junit(&Tree { kernels: vec![run::kernel_result(kernel, outcome)] })
 }
 
 /// `summary.json`.
@@ -292,14 +257,7 @@ pub fn run_matrix(
         passed: report.passed(),
         wall_secs: report.wall.as_secs_f64(),
         jobs,
-        kernels: report
-            .runs
-            .iter()
-            .map(|r| match &r.outcome {
-                Ok(rep) => json::kernel(rep),
-                Err(e) => json::kernel_error(&r.kernel, &e.to_string()),
-            })
-            .collect(),
+        kernels: report.runs.iter().map(|r| json::kernel(&run::kernel_result(&r.kernel, &r.outcome))).collect(),
         table: &table,
     };
     let json = serde_json::to_string_pretty(&summary)

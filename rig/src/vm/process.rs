@@ -222,6 +222,29 @@ impl Vm {
         self.child.wait().ok()
     }
 
+    /// Why QEMU exited, when it was not the guest powering off: killed by
+    /// a signal or a non-zero status, with what QEMU said on stderr.
+    pub fn died_unexpectedly(&mut self) -> Option<String> {
+        use std::os::unix::process::ExitStatusExt;
+        let status = match self.child.try_wait() {
+            Ok(Some(s)) => s,
+            // Still running, or its console closed just before it exits.
+            _ => {
+                std::thread::sleep(Duration::from_millis(200));
+                self.child.try_wait().ok().flatten()?
+            }
+        };
+        if status.success() {
+            return None;
+        }
+        let how = match status.signal() {
+            Some(sig) => format!("QEMU was killed by signal {sig}"),
+            None => format!("QEMU exited with {status}"),
+        };
+        let stderr = read_tail(&self.stderr_path, 2000);
+        Some(if stderr.trim().is_empty() { how } else { format!("{how}; QEMU said:\n{stderr}") })
+    }
+
     /// True while QEMU runs.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
