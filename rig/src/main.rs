@@ -30,6 +30,8 @@ enum Cmd {
     Fetch(cli::kernels::FetchCmd),
     /// List the kernel catalog.
     Kernels,
+    /// Give the verdicts of saved run directories again (KTAP; --json, --junit), booting nothing.
+    Parse(cli::parse::ParseCmd),
     /// Measure boot latency against bare QEMU and the console step overhead; writes JSON.
     Bench(cli::bench::BenchCmd),
     /// Run the suite on every kernel, several guests at once: a kernel x check table, KTAP and JUnit XML per kernel.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Cmd::Shell(a) => cli::shell::main(g, a),
         Cmd::Fetch(a) => cli::kernels::fetch(g, a),
         Cmd::Kernels => cli::kernels::list(),
+        Cmd::Parse(a) => cli::parse::main(g, a),
         Cmd::Bench(a) => cli::bench::main(g, a),
         Cmd::Matrix(a) => cli::matrix::main(g, a),
         Cmd::Boots(a) => cli::boots::main(g, a),

@@ -153,3 +153,52 @@ fn a_module_that_does_not_build_is_a_failed_test_in_every_format() {
     assert_eq!(v["passed"], false);
     assert_eq!(v["kernels"][0]["groups"][0]["steps"][0]["outcome"], "fail");
 }
+
+#[test]
+fn rig_parse_of_a_kept_run_gives_the_runs_verdicts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("live.json");
+    let l = live.display().to_string();
+    let o = run_fixture("mixed", &["--keep", "--json", &l]);
+    assert_eq!(o.code, Some(1), "{}\n{}", o.stdout, o.stderr);
+    for (step, needle) in [
+        ("echo hello", "ok 1 echo hello"),
+        ("echo nope", "not ok 2 echo nope"),
+        ("a warning", "not ok 3 a warning"),
+        ("the shell exits", "not ok 4 the shell exits"),
+        ("too slow", "not ok 5 too slow"),
+        ("utf-8", "ok 6 utf-8"),
+    ] {
+        assert!(o.stdout.contains(needle), "{step}: {}", o.stdout);
+    }
+    assert!(o.stdout.contains("the guest shell exited"), "{}", o.stdout);
+    assert!(o.stdout.contains("timed out after 1s"), "{}", o.stdout);
+    let run_dir = o.stderr.lines().find_map(|l| l.strip_prefix("rig: run directory: ")).expect("kept").to_owned();
+    let parsed = dir.path().join("parsed.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["parse", &run_dir, "--json"])
+        .arg(&parsed)
+        .output()
+        .expect("rig parse");
+    assert_eq!(out.status.code(), Some(1));
+    // The same KTAP, line for line.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), o.stdout);
+    let load = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).expect("json")).expect("parse json")
+    };
+    let (a, b) = (load(&live), load(&parsed));
+    let verdicts = |v: &serde_json::Value| -> Vec<(String, String, String, String)> {
+        v["kernels"][0]["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .flat_map(|g| g["steps"].as_array().cloned().unwrap_or_default())
+            .map(|s| {
+                let f = |k: &str| s[k].as_str().unwrap_or("").to_owned();
+                (f("name"), f("outcome"), f("message"), f("output"))
+            })
+            .collect()
+    };
+    assert_eq!(verdicts(&a), verdicts(&b));
+    let _ = std::fs::remove_dir_all(&run_dir);
+}

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod boots;
 pub mod kernels;
 pub mod matrix;
+pub mod parse;
 pub mod run;
 pub mod shell;
 pub mod ui;

@@ -3,6 +3,8 @@
 //! Uses every stage below it; nothing below imports from here.
 
 pub mod prepare;
+pub mod record;
+pub mod replay;
 pub mod run;
 pub mod setup;
 pub mod shell;

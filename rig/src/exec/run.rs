@@ -5,6 +5,7 @@
 //! [`Event`]s to the caller.
 
 use super::prepare::{prepare, Prepared};
+use super::record::{self, Fixed, How, RunRecord};
 use super::setup::{host_setup, private_dir, HostSetup};
 use crate::build::kbuild::KbuildError;
 use crate::exec::step::{self as checks, report_outcome, Charged, HostSide};
@@ -230,15 +231,25 @@ fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> 
 }
 
 /// Collects results by group and emits them.
+/// Collects results by group, emits them, and keeps the run's record.
 struct Recorder<'a> {
     tests: Vec<TestResult>,
+    record: RunRecord,
     emit: &'a mut dyn FnMut(Event),
 }
 
 impl Recorder<'_> {
-    fn push(&mut self, group: usize, result: CheckResult) {
+    fn push(&mut self, group: usize, result: CheckResult, how: How) {
         (self.emit)(Event::Result { group, result: result.clone() });
+        let name = self.tests[group].name.clone();
+        self.record.push(group, &name, &result, how);
         self.tests[group].results.push(result);
+    }
+
+    /// A check whose verdict the logs cannot re-derive.
+    fn fixed(&mut self, group: usize, result: CheckResult) {
+        let how = How::Fixed(Fixed::of(&result));
+        self.push(group, result, how);
     }
 }
 
@@ -266,14 +277,16 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
 
     let group_list = groups(&opts.plan, &prepared);
     emit(Event::Plan(group_list.iter().map(|(n, c)| (n.clone(), c.len())).collect()));
+    let nonce = Nonce::new();
     let mut rec = Recorder {
         tests: group_list.iter().map(|(n, _)| TestResult { name: n.clone(), results: vec![] }).collect(),
+        record: RunRecord::new(&tree.name, &tree.release, nonce.as_str()),
         emit,
     };
 
     let phase = Instant::now();
     (rec.emit)(Event::Progress(format!("booting {} under {}", tree.release, choice.accel.name())));
-    let mut vm = match Vm::start(&cfg, run_dir.path(), Nonce::new(), interrupt.clone()) {
+    let mut vm = match Vm::start(&cfg, run_dir.path(), nonce, interrupt.clone()) {
         Ok(vm) => vm,
         Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
         Err(source) => return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() }),
@@ -297,20 +310,21 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let phase = Instant::now();
     let loaded: Vec<String> = prepared.loaded().map(|m| m.file.clone()).collect();
     for r in insmod_results(&boot.log, &loaded) {
-        rec.push(0, r);
+        rec.fixed(0, r);
     }
     // Surfaced as a boot check so no run passes over a warning at insmod.
     let mut charged = Charged::default();
     let boot_reports = charged.fresh(boot.reports.clone());
     let (quiet, excerpt) = report_outcome(&boot_reports).unwrap_or((Outcome::Pass, String::new()));
-    rec.push(0, CheckResult { output: excerpt, ..CheckResult::verdict(BOOT_CLEAN, quiet) });
+    rec.record.boot_reports = boot.reports.iter().map(|a| *a.report.lines.start()).collect();
+    rec.push(0, CheckResult { output: excerpt, ..CheckResult::verdict(BOOT_CLEAN, quiet) }, How::BootClean);
     let mut aborted: Option<String> = None;
     match vm.console.prepare_shell(Duration::from_secs(20)) {
-        Ok(()) => rec.push(0, CheckResult::verdict("guest shell answers", Outcome::Pass)),
+        Ok(()) => rec.fixed(0, CheckResult::verdict("guest shell answers", Outcome::Pass)),
         Err(ConsoleError::Interrupted) => return Err(RunError::Interrupted),
         Err(e) => {
             aborted = Some("the guest shell did not answer".into());
-            rec.push(0, CheckResult::verdict("guest shell answers", Outcome::Fail(e.to_string())));
+            rec.fixed(0, CheckResult::verdict("guest shell answers", Outcome::Fail(e.to_string())));
         }
     }
     let mut side = HostSide {
@@ -323,10 +337,14 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     for (gi, (gname, group)) in group_list.iter().enumerate().skip(1).take(last - 1) {
         for check in group {
             if let Some(why) = &aborted {
-                rec.push(gi, CheckResult::verdict(&check.name, Outcome::NotRun(why.clone())));
+                rec.fixed(gi, CheckResult::verdict(&check.name, Outcome::NotRun(why.clone())));
                 continue;
             }
-            let (mut r, abort) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
+            let (mut r, abort, guest) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
+            let how = match guest {
+                Some(g) => How::Guest(g),
+                None => How::Fixed(Fixed::of(&r)),
+            };
             let timed_out = matches!(&r.outcome, Outcome::Fail(m) if m.starts_with("timed out"));
             let failed = !r.passed();
             if let Some(checks::Abort::Console(e)) = abort {
@@ -350,13 +368,13 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
                         r.outcome = Outcome::Crash(r.outcome.message().unwrap_or("the guest kernel crashed").into());
                     }
                 }
-                rec.push(gi, r);
+                rec.push(gi, r, how);
             } else if timed_out && vm.console.run("true", Duration::from_secs(5)).is_err() {
                 // Ctrl-C did not bring the shell back: the guest is hung.
-                rec.push(gi, r);
+                rec.push(gi, r, how);
                 aborted = Some("the guest stopped answering after a step timed out".into());
             } else {
-                rec.push(gi, r);
+                rec.push(gi, r, how);
                 if failed && gname == "setup" {
                     aborted = Some("a setup step failed".into());
                 }
@@ -382,7 +400,11 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     vm.console.kernel().wait_until(Duration::from_secs(2), |k| k.eof());
     let leftover = charged.fresh(vm.console.kernel().reports());
     let (clean, excerpt) = report_outcome(&leftover).unwrap_or((Outcome::Pass, String::new()));
-    rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) });
+    rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) }, How::KernelLog);
+    // The record goes with the logs; `rig parse` reads them back.
+    if let Ok(json) = serde_json::to_string_pretty(&rec.record) {
+        let _ = std::fs::write(run_dir.path().join(record::FILE), json + "\n");
+    }
     drop(vm);
     drop(server);
     drop(shm);

@@ -101,14 +101,110 @@ fn guest_verdict(out: &StepOutput, status: i32, expect: &Option<Expect>) -> Outc
     }
 }
 
+/// How a guest step's wait ended: what `rig parse` needs, besides the logs,
+/// to give the step the verdict the run gave it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// The end marker came: the command's status and output.
+    Marker { status: i32, output: String },
+    /// No end marker within the timeout; the console's tail then.
+    Timeout { secs: f64, tail: String },
+    /// The shell exited (a new one took over).
+    ShellExited,
+    /// The kernel crashed under the step.
+    Crash { what: String },
+    /// Something else ended the wait (QEMU gone, an interrupt).
+    Other { message: String },
+}
+
+/// What the record of a run keeps of a guest step.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GuestRecord {
+    /// The shell's step number (its marks in the kernel log carry it).
+    pub step: u64,
+    pub ending: Ending,
+    /// Expected `$?`.
+    pub status: i32,
+    /// Expected output: `contains:` or `matches:` and the text.
+    pub expect: Option<String>,
+}
+
+impl Ending {
+    /// The ending of a live wait, the kernel reports made during it, and
+    /// whether the run must stop or recover.
+    pub fn of(waited: Result<StepOutput, ConsoleError>) -> (Ending, Vec<Attributed>, Option<ConsoleError>) {
+        match waited {
+            Ok(out) => (Ending::Marker { status: out.status, output: out.output }, out.reports, None),
+            Err(ConsoleError::Timeout { waited, tail, reports, .. }) => (
+                Ending::Timeout { secs: waited.as_secs_f64(), tail: crate::guest::console::clean(&tail) },
+                reports,
+                None,
+            ),
+            Err(ConsoleError::ShellExited { what, reports }) => {
+                (Ending::ShellExited, reports.clone(), Some(ConsoleError::ShellExited { what, reports }))
+            }
+            Err(ConsoleError::Crash { what, reports }) => {
+                (Ending::Crash { what: what.clone() }, reports.clone(), Some(ConsoleError::Crash { what, reports }))
+            }
+            Err(e) => (Ending::Other { message: e.to_string() }, vec![], Some(e)),
+        }
+    }
+}
+
+/// The verdict of a guest step from how its wait ended and the kernel
+/// reports made during it: a report fails the step whatever the command
+/// said. Pure: `rig parse` gives a saved run's steps their verdicts with it.
+pub fn guest_outcome(
+    ending: &Ending,
+    reports: &[Attributed],
+    status: i32,
+    expect: &Option<Expect>,
+    charged: &mut Charged,
+) -> (Outcome, String) {
+    let fresh = charged.fresh(reports.to_vec());
+    let reported = report_outcome(&fresh);
+    match ending {
+        Ending::Marker { status: got, output } => match reported {
+            Some((o, excerpt)) => (o, format!("{output}\n{excerpt}").trim().into()),
+            None => {
+                let out = StepOutput { status: *got, output: output.clone(), elapsed: Duration::ZERO, reports: vec![] };
+                (guest_verdict(&out, status, expect), output.clone())
+            }
+        },
+        Ending::Timeout { secs, tail } => {
+            let waited = Duration::from_secs_f64(*secs);
+            match reported {
+                Some((o, ex)) => {
+                    let why = o.message().unwrap_or_default().to_owned();
+                    (Outcome::Fail(format!("timed out after {waited:?}; {why}")), format!("{tail}\n{ex}"))
+                }
+                None => (Outcome::Fail(format!("timed out after {waited:?}")), tail.clone()),
+            }
+        }
+        Ending::ShellExited => match reported {
+            Some((o, ex)) => {
+                let why = o.message().unwrap_or_default().to_owned();
+                (Outcome::Fail(format!("the guest shell exited; {why}")), ex)
+            }
+            None => (Outcome::Fail("the guest shell exited (exit, exec or a killed shell)".into()), String::new()),
+        },
+        Ending::Crash { what } => reported.unwrap_or_else(|| {
+            (Outcome::Fail(format!("the kernel crashed while waiting for {what}")), excerpts(reports))
+        }),
+        Ending::Other { message } => (Outcome::Fail(message.clone()), String::new()),
+    }
+}
+
 /// Runs one check. A console failure that leaves the guest unusable comes
-/// back as `Some(Abort)` so the caller reports the rest as not run.
+/// back as `Some(Abort)` so the caller reports the rest as not run; a guest
+/// step comes back with its record (for the run directory's `run.json`).
 pub fn run_check(
     check: &Check,
     console: &mut Console,
     side: &mut HostSide,
     charged: &mut Charged,
-) -> (CheckResult, Option<Abort>) {
+) -> (CheckResult, Option<Abort>, Option<GuestRecord>) {
     let shm = side.shm;
     let start = Instant::now();
     let result = |outcome, output: String, host_side| CheckResult {
@@ -126,43 +222,17 @@ pub fn run_check(
         },
     };
     match &check.action {
-        Action::Guest { command, status, expect, timeout } => match console.run(command, *timeout) {
-            Ok(out) => {
-                let reports = charged.fresh(out.reports.clone());
-                match report_outcome(&reports) {
-                    // A report fails the step whatever the command said.
-                    Some((o, excerpt)) => (result(o, format!("{}\n{excerpt}", out.output).trim().into(), false), None),
-                    None => (result(guest_verdict(&out, *status, expect), out.output, false), None),
-                }
-            }
-            Err(ConsoleError::Crash { what, reports }) => {
-                let fresh = charged.fresh(reports.clone());
-                let (o, excerpt) = report_outcome(&fresh).unwrap_or((
-                    Outcome::Fail(format!("the kernel crashed while waiting for {what}")),
-                    excerpts(&reports),
-                ));
-                (result(o, excerpt, false), Some(Abort::Console(ConsoleError::Crash { what, reports })))
-            }
-            Err(ConsoleError::ShellExited { what, reports }) => {
-                let fresh = charged.fresh(reports.clone());
-                let (o, excerpt) = match report_outcome(&fresh) {
-                    Some((Outcome::Fail(why), ex)) => (Outcome::Fail(format!("the guest shell exited; {why}")), ex),
-                    _ => (Outcome::Fail("the guest shell exited (exit, exec or a killed shell)".into()), String::new()),
-                };
-                (result(o, excerpt, false), Some(Abort::Console(ConsoleError::ShellExited { what, reports })))
-            }
-            Err(ConsoleError::Timeout { waited, tail, reports, .. }) => {
-                let tail = crate::guest::console::clean(&tail);
-                let (o, output) = match report_outcome(&charged.fresh(reports)) {
-                    Some((Outcome::Fail(why), ex)) => {
-                        (Outcome::Fail(format!("timed out after {waited:?}; {why}")), format!("{tail}\n{ex}"))
-                    }
-                    _ => (Outcome::Fail(format!("timed out after {waited:?}")), tail),
-                };
-                (result(o, output, false), None)
-            }
-            Err(e) => (result(Outcome::Fail(e.to_string()), String::new(), false), Some(Abort::Console(e))),
-        },
+        Action::Guest { command, status, expect, timeout } => {
+            let waited = console.run(command, *timeout);
+            let step = console.last_step();
+            let (ending, reports, abort) = Ending::of(waited);
+            // The kernel's timeline says which reports are this step's.
+            let reports: Vec<Attributed> = reports.into_iter().filter(|a| a.step == Some(step)).collect();
+            let (o, output) = guest_outcome(&ending, &reports, *status, expect, charged);
+            let record = GuestRecord { step, ending, status: *status, expect: expect.as_ref().map(Expect::to_record) };
+            let r = result(o, output, false);
+            (CheckResult { elapsed: start.elapsed(), ..r }, abort.map(Abort::Console), Some(record))
+        }
         Action::HostHeader { state } => {
             let (o, out) = host(&|m| {
                 let h = m.header().map_err(|e| e.to_string())?;
@@ -196,21 +266,21 @@ pub fn run_check(
                     h.release()
                 ))
             });
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
         Action::HostFill { offset, len, seed } => {
             let (o, out) = host(&|m| {
                 m.fill_pattern(*offset, *len, *seed).map_err(|e| e.to_string())?;
                 Ok(format!("wrote {len:#x} bytes at {offset:#x} (seed {seed})"))
             });
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
         Action::HostVerify { offset, len, seed } => {
             let (o, out) = host(&|m| match m.verify_pattern(*offset, *len, *seed).map_err(|e| e.to_string())? {
                 None => Ok(format!("{len:#x} bytes at {offset:#x} match (seed {seed})")),
                 Some(why) => Err(why),
             });
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
         Action::HostBytes { offset, bytes } => {
             let (o, out) = host(&|m| {
@@ -221,7 +291,7 @@ pub fn run_check(
                     Err(format!("at {offset:#x}: expected {}, found {}", show_bytes(bytes), show_bytes(&found)))
                 }
             });
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
         Action::HostWrite { offset, bytes } => {
             let (o, out) = host(&|m| {
@@ -230,7 +300,7 @@ pub fn run_check(
                 std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
                 Ok(format!("wrote {} bytes at {offset:#x}", bytes.len()))
             });
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
         Action::HostProduce { count, len, seed } => {
             let (o, out) = host(&|m| {
@@ -244,7 +314,7 @@ pub fn run_check(
                     p.guest_peer
                 ))
             });
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
         Action::HostCommand { command, status, expect, timeout, cwd } => {
             let shm_path = shm.map(|m| m.path().display().to_string()).unwrap_or_default();
@@ -268,7 +338,7 @@ pub fn run_check(
                 }
                 Err(e) => (Outcome::Fail(e.to_string()), String::new()),
             };
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
         Action::HostRing { vector } => {
             let r = match side.doorbell.as_deref_mut() {
@@ -279,7 +349,7 @@ pub fn run_check(
                 Ok(()) => (Outcome::Pass, format!("rang vector {vector}")),
                 Err(e) => (Outcome::Fail(e.clone()), e),
             };
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
         Action::HostWaitRing { vector, timeout } => {
             let r = match side.doorbell.as_deref_mut() {
@@ -290,7 +360,7 @@ pub fn run_check(
                 Ok(()) => (Outcome::Pass, format!("the guest rang vector {vector}")),
                 Err(e) => (Outcome::Fail(e.clone()), e),
             };
-            (result(o, out, true), None)
+            (result(o, out, true), None, None)
         }
     }
 }
@@ -372,7 +442,7 @@ mod tests {
         let check = Check { name: "h".into(), action: Action::HostVerify { offset: 0, len: 1, seed: 0 } };
         let flag = AtomicBool::new(false);
         let mut side = HostSide { shm: None, run_dir: dir.path(), doorbell: None, interrupt: &flag };
-        let (r, abort) = run_check(&check, &mut c, &mut side, &mut Charged::default());
+        let (r, abort, _) = run_check(&check, &mut c, &mut side, &mut Charged::default());
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         assert!(abort.is_none());
     }

@@ -170,6 +170,11 @@ impl Console {
         &self.kernel
     }
 
+    /// The number of the last step sent.
+    pub fn last_step(&self) -> u64 {
+        self.steps
+    }
+
     /// The run's marker secret.
     pub fn nonce(&self) -> &Nonce {
         &self.nonce

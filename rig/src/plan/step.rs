@@ -14,6 +14,23 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// As saved in a run's record: `contains:TEXT` or `matches:REGEX`.
+    pub fn to_record(&self) -> String {
+        match self {
+            Expect::Contains(s) => format!("contains:{s}"),
+            Expect::Matches(re) => format!("matches:{re}"),
+        }
+    }
+
+    /// Back from [`Expect::to_record`].
+    pub fn from_record(s: &str) -> Result<Expect, String> {
+        if let Some(t) = s.strip_prefix("contains:") {
+            return Ok(Expect::Contains(t.to_owned()));
+        }
+        let re = s.strip_prefix("matches:").ok_or_else(|| format!("`{s}` is not an expectation"))?;
+        Regex::new(re).map(Expect::Matches).map_err(|e| e.to_string())
+    }
+
     pub fn check(&self, output: &str) -> Result<(), String> {
         match self {
             Expect::Contains(s) if output.contains(s.as_str()) => Ok(()),
