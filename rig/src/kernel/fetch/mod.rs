@@ -15,7 +15,11 @@
 //! kernels/<name>/debs/    the downloaded .deb files
 //! kernels/<name>/root/    the unpacked packages
 //! kernels/<name>/tree.json  stamp, written last: present = tree complete
+//! kernels/<name>/.rig-used  touched by every run that uses it (`rig cache`)
 //! ```
+//!
+//! `<name>` is [`KernelEntry::cache_name`]: `bookworm-6.1`, or
+//! `bookworm_amd64` for `--kernel bookworm/amd64`.
 
 mod apt;
 mod deb822;
@@ -212,7 +216,8 @@ impl Default for FetchOptions {
 /// An unpacked kernel: image, config and build headers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelTree {
-    /// Catalog name, e.g. `bookworm-6.1`.
+    /// The name the user gave: a catalog name (`bookworm-6.1`) or
+    /// `SUITE/FLAVOUR` (`bookworm/amd64`).
     pub name: String,
     /// Kernel release (`uname -r`), e.g. `6.1.0-50-cloud-amd64`.
     pub release: String,
@@ -267,8 +272,8 @@ pub fn default_cache_dir() -> PathBuf {
 pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, FetchError> {
     let kernels = opts.cache_dir.join("kernels");
     create_dir(&kernels)?;
-    let kdir = kernels.join(&entry.name);
-    let _lock = lock_file(&kernels.join(format!("{}.lock", entry.name)), LockMode::Exclusive, WAITING)?;
+    let kdir = kernels.join(entry.cache_name());
+    let _lock = lock_file(&kernels.join(format!("{}.lock", entry.cache_name())), LockMode::Exclusive, WAITING)?;
 
     let cached = load_stamp(&kdir, entry);
     if let Some(stamp) = &cached {
@@ -277,7 +282,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
                 warn!(kernel = %entry.name, "offline: ignoring refresh, using the cached tree");
             }
             info!(kernel = %entry.name, release = %stamp.release, "using cached kernel tree");
-            return Ok(stamp.tree(&kdir));
+            return Ok(stamp.tree(&kdir, &entry.name));
         }
     }
     if opts.offline {
@@ -326,7 +331,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
     if let Some(stamp) = &cached {
         if same_packages(&stamp.packages, &plan.packages) {
             info!(kernel = %entry.name, "cached tree is up to date");
-            return Ok(stamp.tree(&kdir));
+            return Ok(stamp.tree(&kdir, &entry.name));
         }
     }
 
@@ -349,7 +354,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
     let stamp = locate(entry, &plan, &apt.uri, &root)?;
     write_stamp(&stamp_path, &stamp)?;
     info!(kernel = %entry.name, root = %root.display(), "kernel tree ready");
-    Ok(stamp.tree(&kdir))
+    Ok(stamp.tree(&kdir, &entry.name))
 }
 
 // ---------------------------------------------------------------------------
