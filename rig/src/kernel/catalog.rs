@@ -136,14 +136,14 @@ impl KernelEntry {
             None => is_safe_token(&self.name),
         };
         if !name_ok {
-            return Err(CatalogError::InvalidField { name: self.name.clone(), field: "name", value: self.name.clone() });
+            return Err(CatalogError::InvalidField {
+                name: self.name.clone(),
+                field: "name",
+                value: self.name.clone(),
+            });
         }
-        let fields: [(&'static str, &str); 4] = [
-            ("suite", &self.suite),
-            ("flavour", &self.flavour),
-            ("arch", &self.arch),
-            ("console", &self.console),
-        ];
+        let fields: [(&'static str, &str); 4] =
+            [("suite", &self.suite), ("flavour", &self.flavour), ("arch", &self.arch), ("console", &self.console)];
         for (field, value) in fields {
             if !is_safe_token(value) {
                 return Err(CatalogError::InvalidField { name: self.name.clone(), field, value: value.to_owned() });

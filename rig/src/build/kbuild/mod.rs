@@ -32,7 +32,7 @@ use tracing::{debug, info};
 
 use crate::build::chroot::{self, Bind, ChrootError};
 use crate::kernel::fetch::KernelTree;
-use crate::support::{find_program, io_err, lock_file, tail_lines, IoError, LockError, LockMode};
+use crate::support::{find_program, io_err, lock_file, mark_used, tail_lines, IoError, LockError, LockMode};
 pub use env::BuildEnv;
 use inputs::{build_hash, copy_sources, source_files};
 use vermagic::{built_modules, check_vermagic};
@@ -209,6 +209,10 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     validate_request(req)?;
     let env = BuildEnv::for_tree(tree)?;
     let _lock = lock_out_dir(&req.out_dir)?;
+    // The kernel's headers are used for the whole build, without its fetch lock.
+    for used in [Some(req.out_dir.as_path()), tree.root.parent()].into_iter().flatten() {
+        mark_used(used);
+    }
     let files = source_files(&req.src_dir, &req.out_dir)?;
     let hash = build_hash(&req.src_dir, &files, tree, req, &env.hash_id())?;
     let hash_file = req.out_dir.join(BUILD_HASH_FILE);
@@ -304,6 +308,7 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     let ko_files = built_modules(&req.out_dir)?;
     let vermagic = check_vermagic(&ko_files, tree, &hash_file)?;
     fs::write(&hash_file, format!("{hash}\n")).map_err(io_err("write", &hash_file))?;
+    mark_used(&req.out_dir);
     info!(kernel = %tree.name, modules = ko_files.len(), secs = started.elapsed().as_secs_f32(), "module built");
     Ok(BuiltModule { ko_files, vermagic, log, env: env.describe() })
 }

@@ -9,7 +9,7 @@
 //! Cache layout under `FetchOptions::cache_dir`:
 //!
 //! ```text
-//! apt/<suite>/            private apt lists, caches and sources.list
+//! apt/<suite>/            private apt lists, caches and sources.list (and .rig-used)
 //! apt/<suite>.lock        serialises apt runs on that state
 //! kernels/<name>.lock     serialises fetches of one kernel
 //! kernels/<name>/debs/    the downloaded .deb files
@@ -38,7 +38,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::kernel::catalog::KernelEntry;
-use crate::support::{find_program, hex, io_err, lock_file, IoError, LockError, LockMode};
+use crate::support::{find_program, hex, io_err, lock_file, mark_used, IoError, LockError, LockMode};
 use apt::Apt;
 use resolve::resolve;
 pub use sources::archive_uri_from_system;
@@ -282,6 +282,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
                 warn!(kernel = %entry.name, "offline: ignoring refresh, using the cached tree");
             }
             info!(kernel = %entry.name, release = %stamp.release, "using cached kernel tree");
+            mark_used(&kdir);
             return Ok(stamp.tree(&kdir, &entry.name));
         }
     }
@@ -319,6 +320,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
     // apt's own lock would make a concurrent run fail, not wait.
     let suite_lock = lock_file(&apt_root.join(format!("{}.lock", entry.suite)), LockMode::Exclusive, WAITING)?;
     apt.prepare()?;
+    mark_used(&apt.dir);
     apt.update()?;
     let plan = resolve(&apt, entry)?;
     info!(
@@ -331,6 +333,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
     if let Some(stamp) = &cached {
         if same_packages(&stamp.packages, &plan.packages) {
             info!(kernel = %entry.name, "cached tree is up to date");
+            mark_used(&kdir);
             return Ok(stamp.tree(&kdir, &entry.name));
         }
     }
@@ -354,6 +357,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
     let stamp = locate(entry, &plan, &apt.uri, &root)?;
     write_stamp(&stamp_path, &stamp)?;
     info!(kernel = %entry.name, root = %root.display(), "kernel tree ready");
+    mark_used(&kdir);
     Ok(stamp.tree(&kdir, &entry.name))
 }
 
