@@ -605,7 +605,7 @@ fn hello_workspace(dir: &Path) -> PathBuf {
 }
 
 /// What the action promised and uploaded for one kernel's run.
-fn check_results(r: &Runner, outputs: &BTreeMap<String, String>, kernel: &str, artifact: &str) {
+fn check_results(r: &Runner, uploads: &Path, outputs: &BTreeMap<String, String>, kernel: &str, artifact: &str) {
     let log = &r.log;
     assert_eq!(outputs["passed"], "true", "{log}");
     assert_eq!(outputs["exit-code"], "0", "{log}");
@@ -615,13 +615,18 @@ fn check_results(r: &Runner, outputs: &BTreeMap<String, String>, kernel: &str, a
     assert_eq!(outputs["junit"], junit.display().to_string());
     let xml = fs::read_to_string(&junit).expect("JUnit file");
     assert!(xml.contains("<testsuite") && !xml.contains("<failure"), "{xml}");
-    let up = r
-        .uploads
+    // The upload list as the runner wrote it.
+    let list: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(uploads).expect("upload list")).expect("json");
+    let up = list
+        .as_array()
+        .expect("a list")
         .iter()
-        .find(|u| u.name == artifact)
-        .unwrap_or_else(|| panic!("no artifact {artifact}: {:?}", r.uploads));
+        .find(|u| u["name"] == artifact)
+        .unwrap_or_else(|| panic!("no artifact {artifact} in {list}"));
+    let files: Vec<&str> = up["files"].as_array().expect("files").iter().filter_map(|f| f.as_str()).collect();
     for f in [junit, results.join(format!("{kernel}.tap")), results.join(kernel).join("console.log")] {
-        assert!(up.files.contains(&f), "{} is not uploaded: {:?}", f.display(), up.files);
+        assert!(files.contains(&f.to_str().expect("utf-8")), "{} is not uploaded: {files:?}", f.display());
     }
     assert!(r.summary.contains(&format!("### rig: {kernel}")), "{}", r.summary);
 }
@@ -660,8 +665,8 @@ fn readme_example_then_the_matrix_job_from_the_saved_cache() {
     let (ok, _) = r.run_job(&example, &jobs[0].0, BTreeMap::new(), BTreeMap::new(), &vars);
     assert!(ok, "the README example failed:\n{}", r.log);
     let outputs = r.action_outputs.last().cloned().expect("the example runs the action");
-    check_results(&r, &outputs, "bookworm-6.1", "rig-bookworm-6.1");
     write_upload_list(&r, &t.join("uploads1.json"));
+    check_results(&r, &t.join("uploads1.json"), &outputs, "bookworm-6.1", "rig-bookworm-6.1");
     assert_eq!(outputs["cache-hit"], "", "the store was empty");
     let saved: u64 = outputs["cache-size"].parse().expect("cache-size in bytes");
     assert!(saved > 0 && saved <= 4 << 30, "{saved}");
@@ -701,8 +706,8 @@ fn readme_example_then_the_matrix_job_from_the_saved_cache() {
     let (ok, _) = r.run_job(&matrix, "kernel", one, needs, &vars);
     assert!(ok, "the matrix job failed:\n{}", r.log);
     let outputs = r.action_outputs.last().cloned().expect("the job runs the action");
-    check_results(&r, &outputs, "bookworm-6.1", "rig-matrix-bookworm-6.1");
     write_upload_list(&r, &t.join("uploads2.json"));
+    check_results(&r, &t.join("uploads2.json"), &outputs, "bookworm-6.1", "rig-matrix-bookworm-6.1");
     assert_eq!(outputs["cache-hit"], "true", "{}", r.log);
     assert_eq!(outputs["cache-size"], "", "a hit is neither pruned nor saved again");
     assert!(cache2.join("kernels/bookworm-6.1/tree.json").is_file(), "the kernel was not restored");
