@@ -12,7 +12,7 @@ if [ -f "${CACHE_TAR:?}" ]; then
     bash "$action/ci/cache-tar.sh" restore "$cache" "$CACHE_TAR"
     rm -f "$CACHE_TAR"
 else
-    echo "rig action: no cached rig cache: kernels are downloaded and build chroots created"
+    echo "rig action: no rig cache was restored: kernels are downloaded and build chroots created as needed"
 fi
 if [ "${CACHE_HIT:-}" = false ]; then
     IFS=, read -ra kernels <<<"${KERNELS:?}"
