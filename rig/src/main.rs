@@ -40,6 +40,8 @@ enum Cmd {
     Boots(cli::boots::BootsCmd),
     /// Build the module on every kernel with each compat item's 2.6-era form forced: an API x kernel table.
     Apidiff(cli::apidiff::ApidiffCmd),
+    /// Show what the cache holds (kernels, chroots, builds, images) and prune it by age, by size or whole.
+    Cache(cli::cache::CacheCmd),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Cmd::Matrix(a) => cli::matrix::main(g, a),
         Cmd::Boots(a) => cli::boots::main(g, a),
         Cmd::Apidiff(a) => cli::apidiff::main(g, a),
+        Cmd::Cache(a) => cli::cache::main(g, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

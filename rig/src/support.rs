@@ -1,5 +1,6 @@
 //! Small helpers every stage may use: the one shape of an I/O error, cache
-//! locks that say when they wait, log tails, hex, and `$PATH` lookup.
+//! locks that say when they wait, the cache's use stamps, log tails, hex,
+//! and `$PATH` lookup.
 //! Depends on nothing else of the rig.
 
 use nix::errno::Errno;
@@ -80,6 +81,22 @@ pub fn lock_file(path: &Path, mode: LockMode, waiting: &str) -> Result<Flock<Fil
     }
 }
 
+/// flock on `path` (created if missing) without waiting: `None` when
+/// another process holds it.
+pub fn try_lock_file(path: &Path, mode: LockMode) -> Result<Option<Flock<File>>, LockError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("open lock file", path))?;
+    match Flock::lock(file, mode.args().0) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, source)) => Err(LockError::Flock { path: path.to_owned(), source }),
+    }
+}
+
 /// Changes a held lock's mode, logging `waiting` if that has to wait.
 pub fn relock(lock: &Flock<File>, path: &Path, mode: LockMode, waiting: &str) -> Result<(), LockError> {
     let (try_arg, wait_arg) = mode.args();
@@ -88,6 +105,27 @@ pub fn relock(lock: &Flock<File>, path: &Path, mode: LockMode, waiting: &str) ->
     }
     tracing::info!(lock = %path.display(), "{waiting}");
     lock.relock(wait_arg).map_err(|source| LockError::Flock { path: path.to_owned(), source })
+}
+
+/// The file in a cached directory whose modification time says when a run
+/// last used it (`rig cache` prunes by it).
+pub const USED_FILE: &str = ".rig-used";
+
+/// Records that a run uses the cache item `item` now: a directory gets
+/// [`USED_FILE`] rewritten, a file its modification time set. Best effort:
+/// a cache the user cannot write still works, it just looks unused.
+pub fn mark_used(item: &Path) {
+    let result = if item.is_dir() {
+        // Written, not just touched: writing needs only write permission,
+        // so a stamp made writable in a root-owned chroot works too.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        std::fs::write(item.join(USED_FILE), format!("{}\n", now.as_secs()))
+    } else {
+        OpenOptions::new().write(true).open(item).and_then(|f| f.set_modified(std::time::SystemTime::now()))
+    };
+    if let Err(e) = result {
+        tracing::debug!(item = %item.display(), error = %e, "cannot record the use of a cache item");
+    }
 }
 
 /// Lower-case hex of `bytes`.
@@ -185,13 +223,33 @@ mod tests {
     }
 
     #[test]
+    fn mark_used_stamps_dirs_and_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        mark_used(dir.path());
+        let stamp = dir.path().join(USED_FILE);
+        assert!(std::fs::read_to_string(&stamp).expect("stamp").trim().parse::<u64>().is_ok());
+        let file = dir.path().join("image.cpio");
+        std::fs::write(&file, b"x").expect("write");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        File::options().write(true).open(&file).and_then(|f| f.set_modified(old)).expect("set mtime");
+        mark_used(&file);
+        let mtime = std::fs::metadata(&file).and_then(|m| m.modified()).expect("mtime");
+        assert!(mtime > old + std::time::Duration::from_secs(3600), "{mtime:?}");
+        // A missing item is not an error.
+        mark_used(&dir.path().join("gone"));
+    }
+
+    #[test]
     fn exclusive_lock_excludes_and_relock_shares() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("l");
         let held = lock_file(&path, LockMode::Exclusive, "waiting").expect("lock");
         let other = File::open(&path).expect("open");
         assert!(Flock::lock(other, FlockArg::LockSharedNonblock).is_err());
+        assert!(try_lock_file(&path, LockMode::Shared).expect("try").is_none());
         relock(&held, &path, LockMode::Shared, "waiting").expect("relock");
+        assert!(try_lock_file(&path, LockMode::Shared).expect("try").is_some());
+        assert!(try_lock_file(&path, LockMode::Exclusive).expect("try").is_none());
         let other = File::open(&path).expect("open");
         assert!(Flock::lock(other, FlockArg::LockSharedNonblock).is_ok());
     }

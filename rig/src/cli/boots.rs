@@ -64,9 +64,14 @@ pub fn main(g: &GlobalArgs, a: &BootsCmd) -> anyhow::Result<u8> {
     }
 }
 
-/// `--kernel` for commands that cover the whole catalog unless told otherwise.
+/// The kernels of `rig matrix`, `boots` and `apidiff`: `--kernel`, else the
+/// config's `kernels`, else the whole catalog.
 pub fn all_by_default(a: &RunArgs) -> Result<Vec<String>, UsageError> {
     let catalog = Catalog::builtin().map_err(|e| UsageError(e.to_string()))?;
-    let all: Vec<String> = catalog.entries().map(|e| e.name.clone()).collect();
-    catalog.select(a.kernel.as_deref(), &all).map_err(|e| UsageError(e.to_string()))
+    // The config's `kernels` if it names any, else the whole catalog.
+    let mut fallback = super::load_plan(a)?.kernels;
+    if fallback.is_empty() {
+        fallback = catalog.entries().map(|e| e.name.clone()).collect();
+    }
+    catalog.select(a.kernel.as_deref(), &fallback).map_err(|e| UsageError(e.to_string()))
 }

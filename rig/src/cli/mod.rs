@@ -5,6 +5,7 @@
 pub mod apidiff;
 pub mod bench;
 pub mod boots;
+pub mod cache;
 pub mod kernels;
 pub mod matrix;
 pub mod parse;
@@ -63,7 +64,7 @@ pub struct RunArgs {
     /// Test configuration (default: the reference module's guest-kmod/rig.toml).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
-    /// Kernel from the catalog, or `all` (default: the config's kernels, else bookworm-6.1).
+    /// Kernel: a catalog name, SUITE/FLAVOUR (any Debian kernel), a comma list, or `all` (default: the config's kernels, else bookworm-6.1).
     #[arg(long, short)]
     pub kernel: Option<String>,
     /// Accelerator: auto picks KVM only when it can really run the guest.

@@ -121,6 +121,7 @@ impl InitramfsSpec {
     pub fn build_cached(&self, cache_dir: &Path) -> Result<(PathBuf, bool), InitramfsError> {
         let path = cache_dir.join(format!("initramfs-{}.cpio", self.digest()));
         if path.is_file() {
+            crate::support::mark_used(&path);
             return Ok((path, false));
         }
         let werr = |source| InitramfsError::Write { path: path.clone(), source };

@@ -86,7 +86,9 @@ impl fmt::Display for Packaging {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelEntry {
-    /// Catalog name, e.g. `bookworm-6.1`; also names the cache directory.
+    /// The name the user gives and every message shows: a catalog name such
+    /// as `bookworm-6.1`, or `SUITE/FLAVOUR`. [`KernelEntry::cache_name`]
+    /// names its cache directory.
     pub name: String,
     /// Debian suite or codename in the archive, e.g. `bookworm`.
     pub suite: String,
@@ -121,14 +123,27 @@ impl KernelEntry {
         args
     }
 
+    /// The directory of this kernel in the cache (and in output
+    /// directories): the name, with the `/` of `SUITE/FLAVOUR` as `_`.
+    pub fn cache_name(&self) -> String {
+        file_safe_name(&self.name)
+    }
+
     fn validate(&self) -> Result<(), CatalogError> {
-        let fields: [(&'static str, &str); 5] = [
-            ("name", &self.name),
-            ("suite", &self.suite),
-            ("flavour", &self.flavour),
-            ("arch", &self.arch),
-            ("console", &self.console),
-        ];
+        // `SUITE/FLAVOUR` is checked as its two parts.
+        let name_ok = match self.name.split_once('/') {
+            Some((suite, flavour)) => suite == self.suite && flavour == self.flavour,
+            None => is_safe_token(&self.name),
+        };
+        if !name_ok {
+            return Err(CatalogError::InvalidField {
+                name: self.name.clone(),
+                field: "name",
+                value: self.name.clone(),
+            });
+        }
+        let fields: [(&'static str, &str); 4] =
+            [("suite", &self.suite), ("flavour", &self.flavour), ("arch", &self.arch), ("console", &self.console)];
         for (field, value) in fields {
             if !is_safe_token(value) {
                 return Err(CatalogError::InvalidField { name: self.name.clone(), field, value: value.to_owned() });
@@ -142,8 +157,8 @@ impl KernelEntry {
 fn adhoc_entry(name: &str) -> Result<Option<KernelEntry>, CatalogError> {
     let Some((suite, flavour)) = name.split_once('/') else { return Ok(None) };
     let entry = KernelEntry {
-        // The cache directory: one per suite and flavour.
-        name: format!("{suite}_{flavour}"),
+        // Shown as given; the cache directory is `SUITE_FLAVOUR` (cache_name).
+        name: format!("{suite}/{flavour}"),
         suite: suite.to_owned(),
         flavour: flavour.to_owned(),
         // sid splits the kernel packages; the released suites do not (yet).
@@ -155,6 +170,12 @@ fn adhoc_entry(name: &str) -> Result<Option<KernelEntry>, CatalogError> {
     };
     entry.validate()?;
     Ok(Some(entry))
+}
+
+/// A kernel name as a file or directory name: `bookworm/amd64` becomes
+/// `bookworm_amd64`; catalog names are unchanged.
+pub fn file_safe_name(name: &str) -> String {
+    name.replace('/', "_")
 }
 
 /// Names become directory names and apt arguments: keep them boring.
@@ -332,7 +353,11 @@ console = "ttyS0"
         let e = cat.get("bookworm-backports/cloud-amd64").expect("ad-hoc");
         assert_eq!((e.suite.as_str(), e.flavour.as_str()), ("bookworm-backports", "cloud-amd64"));
         assert_eq!(e.packaging, Packaging::Classic);
-        assert_eq!(e.name, "bookworm-backports_cloud-amd64");
+        // Shown as given; cached as one directory.
+        assert_eq!(e.name, "bookworm-backports/cloud-amd64");
+        assert_eq!(e.cache_name(), "bookworm-backports_cloud-amd64");
+        assert_eq!(cat.get("bookworm-6.1").expect("catalog").cache_name(), "bookworm-6.1");
+        assert!(cat.get("bookworm/../x").is_err());
         assert_eq!(cat.get("sid/amd64").expect("sid").packaging, Packaging::Split);
         assert!(cat.get("../x/y").is_err());
     }

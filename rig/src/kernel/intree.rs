@@ -16,13 +16,20 @@ pub enum IntreeError {
     #[error("kernel {release} has no modules directory in its package, so in-tree modules cannot be loaded")]
     NoModules { release: String },
     /// No such module in the package.
-    #[error(
-        "in-tree module `{name}` is not in kernel {release}'s package (it may be built in: check modules.builtin)"
-    )]
+    #[error("in-tree module `{name}` is not in kernel {release}'s package{}", not_found_hint(release))]
     NotFound { name: String, release: String },
     /// Reading or unpacking failed.
     #[error("cannot read in-tree module {path}: {detail}")]
     Read { path: PathBuf, detail: String },
+}
+
+/// Debian's cloud kernels leave most drivers out; their generic flavour has them.
+fn not_found_hint(release: &str) -> &'static str {
+    if release.contains("-cloud-") {
+        ": Debian's cloud kernels leave most hardware subsystems out; name the generic kernel of the same suite as SUITE/amd64 (e.g. --kernel bookworm/amd64, docs/config.md)"
+    } else {
+        " (nor built in): check its name against the kernel's modules.dep"
+    }
 }
 
 /// A module ready for the initramfs.

@@ -16,8 +16,11 @@
 //! <out>/summary.json          every kernel (as `rig run --json` writes it) and the wall time
 //! <out>/table.txt             the table printed at the end
 //! ```
+//!
+//! A `SUITE/FLAVOUR` kernel's files use `SUITE_FLAVOUR` (one file name).
 
 use crate::exec::run::{self, Event, RunError, RunOptions};
+use crate::kernel::catalog::file_safe_name;
 use crate::results::{json, junit, ktap};
 use crate::results::{CheckResult, Outcome, RunReport, TestResult, Tree};
 use serde::Serialize;
@@ -28,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Files of a run directory copied into the output directory.
-pub const LOG_FILES: &[&str] = &["console.log", "kernel.log", "qemu.cmdline", "qemu.stderr"];
+pub const LOG_FILES: &[&str] = &["console.log", "shell.log", "kernel.log", "run.json", "qemu.cmdline", "qemu.stderr"];
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -283,7 +286,9 @@ fn run_one(
     let mut emit = |e: Event| on_event(kernel, e);
     let outcome = run::run(&ro, interrupt, &mut emit);
     let wall = started.elapsed();
-    let logs = opts.out_dir.join(kernel);
+    // `bookworm/amd64` is one file name, `bookworm_amd64`.
+    let file = file_safe_name(kernel);
+    let logs = opts.out_dir.join(&file);
     let run_dir = match &outcome {
         Ok(rep) => Some(rep.run_dir.clone()),
         Err(RunError::Boot { run_dir, .. }) => Some(run_dir.clone()),
@@ -300,8 +305,8 @@ fn run_one(
         }
     }
     let files = [
-        (opts.out_dir.join(format!("{kernel}.tap")), kernel_ktap(kernel, &outcome)),
-        (opts.out_dir.join(format!("{kernel}.junit.xml")), kernel_junit(kernel, &outcome)),
+        (opts.out_dir.join(format!("{file}.tap")), kernel_ktap(kernel, &outcome)),
+        (opts.out_dir.join(format!("{file}.junit.xml")), kernel_junit(kernel, &outcome)),
     ];
     for (path, text) in files {
         if let Err(e) = std::fs::write(&path, text) {

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::enter::has_program;
 use super::{preflight, privileged, ChrootError, ChrootSpec, ChrootStamp, ERROR_TAIL_LINES, STAMP_FILE, STAMP_FORMAT};
-use crate::support::{io_err, tail_lines};
+use crate::support::{io_err, mark_used, tail_lines, USED_FILE};
 
 /// debootstraps into `.<name>.tmp`, cleans it, stamps it and renames it to
 /// `<name>` (replacing a stale one). Called with the exclusive lock held.
@@ -64,6 +64,7 @@ pub(super) fn create(spec: &ChrootSpec, dir: &Path, name: &str) -> Result<(), Ch
         bytes,
     };
     write_stamp(&tmp, &stamp)?;
+    open_used_stamp(&tmp)?;
     if target.exists() {
         let old = dir.join(format!(".{name}.old"));
         remove_tree(&old)?;
@@ -121,6 +122,33 @@ pub(super) fn debootstrap_error(spec: &ChrootSpec, status: &str, log: &str, log_
         log: log_path,
         tail: tail_lines(log, ERROR_TAIL_LINES),
     }
+}
+
+/// Creates the use stamp (`rig cache`) writable by everyone: the tree is
+/// root's, but the runs that mark it used may not be.
+fn open_used_stamp(root: &Path) -> Result<(), ChrootError> {
+    let path = root.join(USED_FILE);
+    run_privileged(privileged("install").args(["-m", "0666", "/dev/null"]).arg(&path), &path)?;
+    mark_used(root);
+    Ok(())
+}
+
+/// Removes the complete chroot `dir/name` (the caller holds its lock
+/// exclusively): renamed away first, so a removal cut short never leaves a
+/// stamped but incomplete tree, then removed like a failed creation.
+pub fn remove_chroot(dir: &Path, name: &str) -> Result<(), ChrootError> {
+    let target = dir.join(name);
+    let old = dir.join(format!(".{name}.old"));
+    remove_tree(&old)?;
+    if fs::symlink_metadata(&target).is_ok() {
+        rename(&target, &old)?;
+    }
+    remove_tree(&old)
+}
+
+/// Removes a leftover of a creation (`.<name>.tmp`, `.<name>.old`).
+pub fn remove_leftover(path: &Path) -> Result<(), ChrootError> {
+    remove_tree(path)
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), ChrootError> {

@@ -5,7 +5,8 @@
 //! A chroot is created once and cached under `<cache_dir>/chroots/`:
 //!
 //! ```text
-//! chroots/<suite>-gcc-<N>/          the tree (with .rig-chroot.json, written last)
+//! chroots/<suite>-gcc-<N>/          the tree (with .rig-chroot.json, written last,
+//!                                   and .rig-used, which the user may write)
 //! chroots/<suite>-gcc-<N>.lock      shared while used, exclusive while created
 //! chroots/<suite>-gcc-<N>.log       debootstrap's output of the last creation
 //! chroots/.<suite>-gcc-<N>.tmp/     a creation in progress (redone if left over)
@@ -40,9 +41,9 @@ use thiserror::Error;
 use tracing::debug;
 
 use crate::kernel::fetch::DEBIAN_KEYRING;
-use crate::support::{find_program, io_err, lock_file, relock, IoError, LockError, LockMode};
+use crate::support::{find_program, io_err, lock_file, mark_used, relock, IoError, LockError, LockMode};
 use create::create;
-pub use create::tree_bytes;
+pub use create::{remove_chroot, remove_leftover, tree_bytes};
 
 /// File inside a complete chroot describing it; its presence means "complete".
 pub const STAMP_FILE: &str = ".rig-chroot.json";
@@ -324,6 +325,7 @@ pub fn ensure(spec: &ChrootSpec, cache_dir: &Path) -> Result<Chroot, ChrootError
     loop {
         if let Some(stamp) = load_stamp(&root, spec) {
             debug!(chroot = %root.display(), "using cached chroot");
+            mark_used(&root);
             return Ok(Chroot { root, stamp, created, _lock: lock });
         }
         relock(&lock, &lock_path, LockMode::Exclusive, WAITING)?;

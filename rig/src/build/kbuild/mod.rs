@@ -31,8 +31,9 @@ use thiserror::Error;
 use tracing::{debug, info};
 
 use crate::build::chroot::{self, Bind, ChrootError};
+use crate::build::dkms::{self, DkmsError, KernelFacts};
 use crate::kernel::fetch::KernelTree;
-use crate::support::{find_program, io_err, lock_file, tail_lines, IoError, LockError, LockMode};
+use crate::support::{find_program, io_err, lock_file, mark_used, tail_lines, IoError, LockError, LockMode};
 pub use env::BuildEnv;
 use inputs::{build_hash, copy_sources, source_files};
 use vermagic::{built_modules, check_vermagic};
@@ -132,10 +133,12 @@ pub enum KbuildError {
         name: String,
     },
     /// make failed.
-    #[error("building the module for `{kernel}` failed ({status}); fix the errors below (full log: {}):\n{tail}", log_path.display())]
+    #[error("building the module for `{kernel}` failed ({status}); fix the errors below{hint} (full log: {}):\n{tail}", log_path.display())]
     BuildFailed {
         /// Catalog name of the kernel.
         kernel: String,
+        /// More to say, from the log (`; ...`), or empty.
+        hint: String,
         /// make's exit status.
         status: String,
         /// Where the full log was written.
@@ -167,6 +170,10 @@ pub enum KbuildError {
         /// The module file.
         ko: PathBuf,
     },
+    /// The module's dkms.conf rules this kernel out, or names a module the
+    /// build did not produce.
+    #[error(transparent)]
+    Dkms(#[from] DkmsError),
     /// A filesystem or process operation failed.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -207,8 +214,31 @@ pub struct BuiltModule {
 /// first's build up to date).
 pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule, KbuildError> {
     validate_request(req)?;
+    // A DKMS tree: its kernel conditions first, its MAKE variables passed.
+    let dkms = dkms::read(&req.src_dir)?;
+    let with_dkms;
+    let req = match &dkms {
+        Some(conf) => {
+            let config = fs::read_to_string(&tree.config).map_err(io_err("read", &tree.config))?;
+            let facts = KernelFacts {
+                name: &tree.name,
+                release: &tree.release,
+                suite: &tree.suite,
+                arch: &tree.arch,
+                config: &config,
+            };
+            conf.check_kernel(&facts)?;
+            with_dkms = with_make_vars(req, &conf.make_vars);
+            &with_dkms
+        }
+        None => req,
+    };
     let env = BuildEnv::for_tree(tree)?;
     let _lock = lock_out_dir(&req.out_dir)?;
+    // The kernel's headers are used for the whole build, without its fetch lock.
+    for used in [Some(req.out_dir.as_path()), tree.root.parent()].into_iter().flatten() {
+        mark_used(used);
+    }
     let files = source_files(&req.src_dir, &req.out_dir)?;
     let hash = build_hash(&req.src_dir, &files, tree, req, &env.hash_id())?;
     let hash_file = req.out_dir.join(BUILD_HASH_FILE);
@@ -216,6 +246,9 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     if fs::read_to_string(&hash_file).is_ok_and(|h| h.trim() == hash) {
         if let Ok(ko_files) = built_modules(&req.out_dir) {
             if let Ok(vermagic) = check_vermagic(&ko_files, tree, &hash_file) {
+                if let Some(conf) = &dkms {
+                    conf.check_built(&ko_files)?;
+                }
                 info!(kernel = %tree.name, out = %req.out_dir.display(), "module is up to date");
                 return Ok(BuiltModule {
                     ko_files,
@@ -296,6 +329,7 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     if !status.success() {
         return Err(KbuildError::BuildFailed {
             kernel: tree.name.clone(),
+            hint: undefined_symbols_hint(&log, tree),
             status: status.to_string(),
             log_path,
             tail: tail_lines(&log, ERROR_TAIL_LINES),
@@ -303,9 +337,45 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     }
     let ko_files = built_modules(&req.out_dir)?;
     let vermagic = check_vermagic(&ko_files, tree, &hash_file)?;
+    if let Some(conf) = &dkms {
+        conf.check_built(&ko_files)?;
+    }
     fs::write(&hash_file, format!("{hash}\n")).map_err(io_err("write", &hash_file))?;
+    mark_used(&req.out_dir);
     info!(kernel = %tree.name, modules = ko_files.len(), secs = started.elapsed().as_secs_f32(), "module built");
     Ok(BuiltModule { ko_files, vermagic, log, env: env.describe() })
+}
+
+/// `req` with dkms.conf's MAKE variables first; the request's own override them.
+fn with_make_vars(req: &BuildRequest, dkms_vars: &[(String, String)]) -> BuildRequest {
+    let mut vars: Vec<(String, String)> =
+        dkms_vars.iter().filter(|(k, _)| !req.make_vars.iter().any(|(o, _)| o == k)).cloned().collect();
+    vars.extend(req.make_vars.iter().cloned());
+    BuildRequest { make_vars: vars, ..req.clone() }
+}
+
+/// modpost's `"sym" [mod.ko] undefined!` on a cloud kernel usually means a
+/// subsystem that flavour leaves out: say so (`; ...`), else nothing.
+fn undefined_symbols_hint(log: &str, tree: &KernelTree) -> String {
+    let symbols: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("modpost: \"") && l.trim_end().ends_with("undefined!"))
+        .filter_map(|l| l.split('"').nth(1))
+        .take(3)
+        .collect();
+    if symbols.is_empty() {
+        return String::new();
+    }
+    let mut hint = format!("; kernel `{}` exports no {}", tree.name, symbols.join(", "));
+    if tree.release.contains("-cloud-") {
+        hint.push_str(&format!(
+            ": Debian's cloud kernels leave most hardware subsystems out, try the generic kernel with --kernel {}/{}",
+            tree.suite, tree.arch
+        ));
+    } else {
+        hint.push_str(": its config lacks what exports them, or the module needs another module built first");
+    }
+    hint
 }
 
 /// Exclusive lock on `<out_dir>.lock` (next to the build directory).
@@ -380,6 +450,32 @@ mod tests {
         assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err());
         drop(held);
         let _again = lock_out_dir(&out).unwrap();
+    }
+
+    #[test]
+    fn modpost_undefined_symbols_get_a_hint() {
+        let mut tree = fixtures::tree("6.1.0-50-cloud-amd64");
+        tree.suite = "bookworm".into();
+        tree.arch = "amd64".into();
+        let log = "  MODPOST /b/Module.symvers\nERROR: modpost: \"video_unregister_device\" [/b/cam.ko] undefined!\nERROR: modpost: \"video_device_alloc\" [/b/cam.ko] undefined!\n";
+        let hint = undefined_symbols_hint(log, &tree);
+        assert!(hint.contains("exports no video_unregister_device, video_device_alloc"), "{hint}");
+        assert!(hint.contains("--kernel bookworm/amd64"), "{hint}");
+        tree.release = "6.1.0-50-amd64".into();
+        assert!(!undefined_symbols_hint(log, &tree).contains("--kernel"));
+        assert_eq!(undefined_symbols_hint("error: foo.c:1: bad\n", &tree), "");
+    }
+
+    #[test]
+    fn dkms_make_vars_come_first_and_yield() {
+        let req = BuildRequest {
+            src_dir: "/s".into(),
+            out_dir: "/o".into(),
+            make_vars: vec![("A".into(), "user".into())],
+            extra_cflags_w1: false,
+        };
+        let merged = with_make_vars(&req, &[("A".into(), "dkms".into()), ("B".into(), "1".into())]);
+        assert_eq!(merged.make_vars, [("B".to_owned(), "1".to_owned()), ("A".to_owned(), "user".to_owned())]);
     }
 
     #[test]

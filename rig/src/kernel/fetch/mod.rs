@@ -9,13 +9,17 @@
 //! Cache layout under `FetchOptions::cache_dir`:
 //!
 //! ```text
-//! apt/<suite>/            private apt lists, caches and sources.list
+//! apt/<suite>/            private apt lists, caches and sources.list (and .rig-used)
 //! apt/<suite>.lock        serialises apt runs on that state
 //! kernels/<name>.lock     serialises fetches of one kernel
 //! kernels/<name>/debs/    the downloaded .deb files
 //! kernels/<name>/root/    the unpacked packages
 //! kernels/<name>/tree.json  stamp, written last: present = tree complete
+//! kernels/<name>/.rig-used  touched by every run that uses it (`rig cache`)
 //! ```
+//!
+//! `<name>` is [`KernelEntry::cache_name`]: `bookworm-6.1`, or
+//! `bookworm_amd64` for `--kernel bookworm/amd64`.
 
 mod apt;
 mod deb822;
@@ -34,7 +38,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::kernel::catalog::KernelEntry;
-use crate::support::{find_program, hex, io_err, lock_file, IoError, LockError, LockMode};
+use crate::support::{find_program, hex, io_err, lock_file, mark_used, IoError, LockError, LockMode};
 use apt::Apt;
 use resolve::resolve;
 pub use sources::archive_uri_from_system;
@@ -212,7 +216,8 @@ impl Default for FetchOptions {
 /// An unpacked kernel: image, config and build headers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelTree {
-    /// Catalog name, e.g. `bookworm-6.1`.
+    /// The name the user gave: a catalog name (`bookworm-6.1`) or
+    /// `SUITE/FLAVOUR` (`bookworm/amd64`).
     pub name: String,
     /// Kernel release (`uname -r`), e.g. `6.1.0-50-cloud-amd64`.
     pub release: String,
@@ -267,8 +272,8 @@ pub fn default_cache_dir() -> PathBuf {
 pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, FetchError> {
     let kernels = opts.cache_dir.join("kernels");
     create_dir(&kernels)?;
-    let kdir = kernels.join(&entry.name);
-    let _lock = lock_file(&kernels.join(format!("{}.lock", entry.name)), LockMode::Exclusive, WAITING)?;
+    let kdir = kernels.join(entry.cache_name());
+    let _lock = lock_file(&kernels.join(format!("{}.lock", entry.cache_name())), LockMode::Exclusive, WAITING)?;
 
     let cached = load_stamp(&kdir, entry);
     if let Some(stamp) = &cached {
@@ -277,7 +282,8 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
                 warn!(kernel = %entry.name, "offline: ignoring refresh, using the cached tree");
             }
             info!(kernel = %entry.name, release = %stamp.release, "using cached kernel tree");
-            return Ok(stamp.tree(&kdir));
+            mark_used(&kdir);
+            return Ok(stamp.tree(&kdir, &entry.name));
         }
     }
     if opts.offline {
@@ -314,6 +320,7 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
     // apt's own lock would make a concurrent run fail, not wait.
     let suite_lock = lock_file(&apt_root.join(format!("{}.lock", entry.suite)), LockMode::Exclusive, WAITING)?;
     apt.prepare()?;
+    mark_used(&apt.dir);
     apt.update()?;
     let plan = resolve(&apt, entry)?;
     info!(
@@ -326,7 +333,8 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
     if let Some(stamp) = &cached {
         if same_packages(&stamp.packages, &plan.packages) {
             info!(kernel = %entry.name, "cached tree is up to date");
-            return Ok(stamp.tree(&kdir));
+            mark_used(&kdir);
+            return Ok(stamp.tree(&kdir, &entry.name));
         }
     }
 
@@ -349,7 +357,8 @@ pub fn fetch(entry: &KernelEntry, opts: &FetchOptions) -> Result<KernelTree, Fet
     let stamp = locate(entry, &plan, &apt.uri, &root)?;
     write_stamp(&stamp_path, &stamp)?;
     info!(kernel = %entry.name, root = %root.display(), "kernel tree ready");
-    Ok(stamp.tree(&kdir))
+    mark_used(&kdir);
+    Ok(stamp.tree(&kdir, &entry.name))
 }
 
 // ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ const STAMP_FORMAT: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub(super) struct Stamp {
     format: u32,
+    /// The cache directory's name ([`KernelEntry::cache_name`]).
     name: String,
     suite: String,
     flavour: String,
@@ -39,10 +40,11 @@ pub(super) struct Stamp {
 }
 
 impl Stamp {
-    pub(super) fn tree(&self, kdir: &Path) -> KernelTree {
+    /// The tree in `kdir`, shown as `name` (the name the user gave).
+    pub(super) fn tree(&self, kdir: &Path, name: &str) -> KernelTree {
         let root = kdir.join("root");
         KernelTree {
-            name: self.name.clone(),
+            name: name.to_owned(),
             release: self.release.clone(),
             package_version: self.package_version.clone(),
             vmlinuz: root.join(&self.vmlinuz),
@@ -60,7 +62,7 @@ impl Stamp {
 
     fn matches(&self, entry: &KernelEntry) -> bool {
         self.format == STAMP_FORMAT
-            && self.name == entry.name
+            && self.name == entry.cache_name()
             && self.suite == entry.suite
             && self.flavour == entry.flavour
             && self.arch == entry.arch
@@ -83,7 +85,7 @@ pub(super) fn load_stamp(kdir: &Path, entry: &KernelEntry) -> Option<Stamp> {
         info!(kernel = %entry.name, "catalog entry changed since the cached fetch; fetching again");
         return None;
     }
-    let tree = stamp.tree(kdir);
+    let tree = stamp.tree(kdir, &entry.name);
     let present = [&tree.vmlinuz, &tree.config, &tree.headers_common, &tree.headers_flavour].iter().all(|p| p.exists());
     if !present {
         warn!(kernel = %entry.name, "cached tree is incomplete; fetching again");
@@ -154,7 +156,7 @@ pub(super) fn locate(entry: &KernelEntry, plan: &Plan, uri: &str, root: &Path) -
         [modules("usr/lib/modules"), modules("lib/modules")].into_iter().find(|m| root.join(m).join("kernel").is_dir());
     Ok(Stamp {
         format: STAMP_FORMAT,
-        name: entry.name.clone(),
+        name: entry.cache_name(),
         suite: entry.suite.clone(),
         flavour: entry.flavour.clone(),
         arch: entry.arch.clone(),
@@ -221,7 +223,8 @@ pub(super) mod tests {
         let e = entry(Packaging::Split);
         let stamp =
             locate(&e, &plan(r, "linux-headers-7.2.13+deb14-common"), "http://m.example/debian", &root).unwrap();
-        let tree = stamp.tree(kdir);
+        let tree = stamp.tree(kdir, "k");
+        assert_eq!(tree.name, "k");
         assert_eq!(tree.vmlinuz, root.join(format!("usr/lib/modules/{r}/vmlinuz.unsigned")));
         assert_eq!(tree.config, root.join(format!("usr/lib/modules/{r}/config")));
         assert_eq!(tree.modules_dir, Some(root.join(format!("usr/lib/modules/{r}"))));

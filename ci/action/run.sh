@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Action step: runs the suite with `rig matrix` (one or many kernels; KTAP,
+# JUnit XML and logs per kernel in RESULTS). Never fails itself, so the
+# cache and the results are still saved: the Verdict step does.
+# Env: CONFIG, KERNELS, RESULTS, ARGS.
+set -euo pipefail
+rig=${GITHUB_ACTION_PATH:?}/target/release/rig
+cd "${GITHUB_WORKSPACE:?}"
+read -ra extra <<<"${ARGS:-}"
+status=0
+"$rig" matrix -c "${CONFIG:-rig.toml}" --kernel "${KERNELS:?}" --out-dir "${RESULTS:?}" "${extra[@]}" || status=$?
+{
+    echo "exit-code=$status"
+    if [ "$status" = 0 ]; then echo "passed=true"; else echo "passed=false"; fi
+    delim="rig-junit-$RANDOM$RANDOM"
+    echo "junit<<$delim"
+    find "$RESULTS" -maxdepth 1 -name '*.junit.xml' | sort
+    echo "$delim"
+} >>"$GITHUB_OUTPUT"
+if [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ -f "$RESULTS/table.txt" ]; then
+    { echo "### rig: $KERNELS"; echo '```'; cat "$RESULTS/table.txt"; echo '```'; } >>"$GITHUB_STEP_SUMMARY"
+fi
