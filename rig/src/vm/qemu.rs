@@ -296,7 +296,7 @@ mod tests {
         assert!(first < v.iter().position(|a| a == "chardev:sh0"));
         assert!(has_pair(&v, "-qmp", "unix:/run/x/qmp.sock,server=on,wait=off"));
         assert!(has_pair(&v, "-object", "memory-backend-file,id=shm0,mem-path=/run/x/shm,size=4194304,share=on"));
-        assert!(has_pair(&v, "-device", "ivshmem-plain,memdev=shm0"));
+        assert!(has_pair(&v, "-device", "ivshmem-plain,memdev=shm0,master=on"));
         let append = v.iter().position(|a| a == "-append").map(|i| v[i + 1].clone());
         let append = append.unwrap_or_default();
         assert!(append.contains("console=ttyS0") && append.contains("panic=-1"));
@@ -336,7 +336,7 @@ mod tests {
         c.ivshmem = Some(dev);
         let v = argv(&c);
         assert!(has_pair(&v, "-chardev", "socket,id=ivsh0,path=/run/x/ivshmem.sock"));
-        assert!(has_pair(&v, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2"));
+        assert!(has_pair(&v, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2,master=on"));
         assert!(!v.iter().any(|a| a.contains("memory-backend-file")));
     }
 
