@@ -98,6 +98,10 @@ pub struct GuestSpec {
     pub files: Vec<FileSpec>,
     /// Shared memory; default 4 MiB ivshmem-plain.
     pub ivshmem: Option<IvshmemSpec>,
+    /// `"group"` (default): each test group on a guest restored from a
+    /// snapshot; `"none"`: all groups on one guest.
+    #[serde(default)]
+    pub isolation: super::Isolation,
 }
 
 fn default_memory() -> Spanned<u32> {
@@ -117,6 +121,7 @@ impl Default for GuestSpec {
             panic_on_warn: false,
             files: vec![],
             ivshmem: None,
+            isolation: super::Isolation::default(),
         }
     }
 }

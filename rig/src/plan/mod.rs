@@ -53,6 +53,18 @@ pub struct ShmPlan {
     pub vectors: u32,
 }
 
+/// Where the test groups run (`[guest] isolation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Each group on a guest restored from the one saved after boot and
+    /// setup: a group that crashes the kernel costs that group alone.
+    #[default]
+    Group,
+    /// Every group on the one guest, one after the other.
+    None,
+}
+
 /// Guest settings after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestPlan {
@@ -61,6 +73,7 @@ pub struct GuestPlan {
     pub cmdline: Vec<String>,
     pub files: Vec<FilePlan>,
     pub shm: Option<ShmPlan>,
+    pub isolation: Isolation,
 }
 
 /// A named group of checks.

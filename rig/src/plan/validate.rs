@@ -204,7 +204,14 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
     };
     in_range(cx, &g.memory_mib, "guest.memory_mib", MEMORY_MIB)?;
     in_range(cx, &g.cpus, "guest.cpus", CPUS)?;
-    let guest = GuestPlan { memory_mib: *g.memory_mib.get_ref(), cpus: *g.cpus.get_ref(), cmdline, files, shm };
+    let guest = GuestPlan {
+        memory_mib: *g.memory_mib.get_ref(),
+        cpus: *g.cpus.get_ref(),
+        cmdline,
+        files,
+        shm,
+        isolation: g.isolation,
+    };
 
     let steps = |list: &[Spanned<StepSpec>], key: &str| -> Result<Vec<Check>, ConfigError> {
         list.iter().enumerate().map(|(i, s)| step(cx, s, &format!("{key}[{i}]"), guest.shm.is_some())).collect()
@@ -417,6 +424,16 @@ name = "t1"
             Ok(_) => panic!("expected an error for:\n{text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn isolation_is_group_unless_the_config_says_none() {
+        let d = module_dir();
+        assert_eq!(parse_in(d.path(), "").expect("plan").guest.isolation, crate::plan::Isolation::Group);
+        let p = parse_in(d.path(), "[guest]\nisolation = \"none\"\n").expect("plan");
+        assert_eq!(p.guest.isolation, crate::plan::Isolation::None);
+        let e = err("[guest]\n\nisolation = \"test\"\n");
+        assert!(e.contains("rig.toml:3") && e.contains("group") && e.contains("none"), "{e}");
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! watchdog that also notices a guest QEMU has paused, and clean-up in Drop
 //! (QEMU killed, nothing left running, whatever path the run takes).
 
-use crate::guest::console::{excerpts, Console, ConsoleError, Ports};
+use crate::guest::console::{excerpts, Console, ConsoleError, Ports, Resume};
 use crate::guest::kernel_console::Attributed;
 use crate::guest::protocol::Nonce;
 use crate::guest::protocol::READY_MARKER;
 use crate::vm::qemu::{self, QemuConfig};
 use crate::vm::qmp;
+use crate::vm::snapshot;
 use std::fs::File;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
@@ -44,6 +45,19 @@ pub enum VmError {
     /// The console reported a crash, EOF, or an interrupt.
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    /// A new QEMU could not load the saved guest.
+    #[error("cannot restore the saved guest: {detail}{}", if stderr.trim().is_empty() { String::new() } else { format!("; QEMU said:\n{stderr}") })]
+    Restore { detail: String, stderr: String },
+}
+
+/// How a guest comes up.
+#[derive(Clone, Copy, Debug)]
+pub enum Launch<'a> {
+    /// QEMU boots the kernel.
+    Boot,
+    /// QEMU loads a guest the run saved and goes on from there; its
+    /// transcripts go on where `resume` says.
+    Restore { state: &'a Path, resume: Resume },
 }
 
 /// A running guest.
@@ -77,6 +91,21 @@ impl Vm {
     /// `console.log` (the kernel's console), `shell.log` (the steps'),
     /// `qemu.cmdline`, `qemu.stderr`.
     pub fn start(cfg: &QemuConfig, run_dir: &Path, nonce: Nonce, interrupt: Arc<AtomicBool>) -> Result<Vm, VmError> {
+        Vm::launch(cfg, run_dir, nonce, interrupt, Launch::Boot)
+    }
+
+    /// Boots a guest, or restores one from a saved state: a new QEMU with
+    /// the same command line waits for the state, connects its consoles
+    /// to new listeners on the same paths, loads the state and runs. Its
+    /// transcripts are appended to the run's; `qemu.stderr` collects every
+    /// QEMU's.
+    pub fn launch(
+        cfg: &QemuConfig,
+        run_dir: &Path,
+        nonce: Nonce,
+        interrupt: Arc<AtomicBool>,
+        how: Launch,
+    ) -> Result<Vm, VmError> {
         let rd = |path: PathBuf| move |source| VmError::RunDir { path, source };
         let (qemu::SerialBackend::Socket(kernel_sock), qemu::SerialBackend::Socket(shell_sock)) =
             (&cfg.console, &cfg.shell)
@@ -86,14 +115,34 @@ impl Vm {
                 source: std::io::Error::other("a driven guest needs both serial ports on sockets"),
             });
         };
+        let restore = match how {
+            Launch::Boot => None,
+            Launch::Restore { state, resume } => Some((state, resume)),
+        };
+        if restore.is_some() {
+            // The sockets of the guest before this one.
+            for sock in [kernel_sock, shell_sock] {
+                let _ = std::fs::remove_file(sock);
+            }
+        }
         let kernel_listener = UnixListener::bind(kernel_sock).map_err(rd(kernel_sock.clone()))?;
         let shell_listener = UnixListener::bind(shell_sock).map_err(rd(shell_sock.clone()))?;
-        let argv = qemu::argv(cfg);
-        let cmdline_path = run_dir.join("qemu.cmdline");
+        let mut argv = qemu::argv(cfg);
+        let cmdline_name = if restore.is_some() {
+            argv.extend(snapshot::incoming_args(false));
+            "qemu-restore.cmdline"
+        } else {
+            "qemu.cmdline"
+        };
+        let cmdline_path = run_dir.join(cmdline_name);
         std::fs::write(&cmdline_path, qemu::shell_line(&cfg.binary, &argv) + "\n").map_err(rd(cmdline_path))?;
         tracing::debug!(argv = ?argv, "starting QEMU");
         let stderr_path = run_dir.join("qemu.stderr");
-        let stderr = File::create(&stderr_path).map_err(rd(stderr_path.clone()))?;
+        let stderr = match restore {
+            None => File::create(&stderr_path),
+            Some(_) => File::options().append(true).create(true).open(&stderr_path),
+        }
+        .map_err(rd(stderr_path.clone()))?;
         let mut cmd = Command::new(&cfg.binary);
         cmd.args(&argv).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         // SAFETY: prctl is async-signal-safe; it makes the kernel kill QEMU
@@ -119,8 +168,13 @@ impl Vm {
                 return Err(e);
             }
         };
-        let ports =
-            Ports { shell, shell_log: &run_dir.join("shell.log"), kernel, kernel_log: &run_dir.join("console.log") };
+        let ports = Ports {
+            shell,
+            shell_log: &run_dir.join("shell.log"),
+            kernel,
+            kernel_log: &run_dir.join("console.log"),
+            resume: restore.map(|(_, r)| r),
+        };
         let console = match Console::attach(ports, nonce, interrupt.clone()) {
             Ok(c) => c,
             Err(e) => {
@@ -129,7 +183,42 @@ impl Vm {
                 return Err(e.into());
             }
         };
-        Ok(Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, accel: cfg.accel })
+        let mut vm = Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, accel: cfg.accel };
+        tracing::debug!(pid = vm.pid(), "QEMU started, consoles attached");
+        if let Some((state, _)) = restore {
+            vm.load(state)?;
+        }
+        Ok(vm)
+    }
+
+    /// Loads `state` into a QEMU waiting for it.
+    fn load(&mut self, state: &Path) -> Result<(), VmError> {
+        let Some(socket) = self.qmp_socket.clone() else {
+            return Err(VmError::Restore { detail: "the guest has no QMP socket".into(), stderr: String::new() });
+        };
+        if let Err(e) = snapshot::load(&socket, state, Duration::from_secs(60), false) {
+            // QEMU exits when it cannot load: give it a moment to say why.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return Err(VmError::Restore { detail: e.to_string(), stderr: read_tail(&self.stderr_path, 2000) });
+        }
+        Ok(())
+    }
+
+    /// The QMP socket, if the guest has one.
+    pub fn qmp_socket(&self) -> Option<&Path> {
+        self.qmp_socket.as_deref()
+    }
+
+    /// Ends QEMU at once (no power-off: the guest is thrown away) and
+    /// waits until the kernel console has read the last byte, so what the
+    /// guest printed is all in the transcript.
+    pub fn discard(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        self.console.kernel().wait_until(Duration::from_secs(2), |k| k.eof());
     }
 
     /// Waits for the ready marker on the shell's port; checks every second
