@@ -8,6 +8,7 @@ use crate::image::initramfs;
 use crate::kernel::catalog::{Catalog, KernelEntry};
 use crate::kernel::fetch::{self, FetchOptions, KernelTree};
 use crate::kernel::intree;
+use crate::kernel::vmlinux::{self, BootImage};
 use crate::plan::step::Action;
 use crate::plan::{ModulePlan, Plan};
 use crate::results::Timings;
@@ -75,6 +76,8 @@ pub struct Prepared {
     pub entry: KernelEntry,
     /// The fetched kernel.
     pub tree: KernelTree,
+    /// What QEMU boots: the vmlinux through PVH, else the bzImage.
+    pub kernel: BootImage,
     /// In-tree modules (dependencies first), then the built ones.
     pub modules: Vec<LoadedModule>,
     /// The initramfs path.
@@ -105,6 +108,7 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
         if opts.kernel.is_empty() { "(default)" } else { &opts.kernel }
     )));
     let (entry, tree) = fetch_kernel(opts)?;
+    let kernel = boot_image(&opts.cache_dir, &entry, &tree, emit);
     t.fetch = phase.elapsed();
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
 
@@ -149,5 +153,19 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
     let (initrd, fresh) = spec.build_cached(&opts.cache_dir.join("initramfs").join(&tree.release))?;
     t.initramfs = phase.elapsed();
     emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
-    Ok(Prepared { entry, tree, modules, initrd })
+    Ok(Prepared { entry, tree, kernel, modules, initrd })
+}
+
+/// The kernel's vmlinux for PVH boot (extracted once, kept with the
+/// kernel), or its bzImage with a note saying why.
+fn boot_image(cache: &Path, entry: &KernelEntry, tree: &KernelTree, emit: &mut dyn FnMut(Event)) -> BootImage {
+    let dir = cache.join("kernels").join(entry.cache_name()).join("pvh");
+    if !dir.join("vmlinux").is_file() {
+        emit(Event::Progress(format!("extracting the uncompressed kernel of {} for PVH boot", tree.release)));
+    }
+    let image = vmlinux::boot_image(&tree.vmlinuz, &dir);
+    if let BootImage::BzImage { why, .. } = &image {
+        emit(Event::Note(format!("booting the bzImage: {why}")));
+    }
+    image
 }

@@ -59,7 +59,7 @@ pub fn guest_config(
         memory_mib: opts.plan.guest.memory_mib,
         cpus: opts.plan.guest.cpus,
         cpu_model: opts.cpu_model.clone(),
-        kernel: p.tree.vmlinuz.clone(),
+        kernel: p.kernel.path().to_path_buf(),
         initrd: p.initrd.clone(),
         cmdline,
         console: qemu::SerialBackend::Socket(private.join("console.sock")),

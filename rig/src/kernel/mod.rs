@@ -1,7 +1,9 @@
 //! Kernels: the catalog (images/kernels.toml), fetching Debian's packages
-//! into the cache, and the kernel's own (in-tree) modules.
+//! into the cache, the kernel's own (in-tree) modules, and the uncompressed
+//! kernel for PVH boot.
 //! Uses [`crate::support`].
 
 pub mod catalog;
 pub mod fetch;
 pub mod intree;
+pub mod vmlinux;

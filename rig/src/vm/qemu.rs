@@ -76,7 +76,8 @@ pub struct QemuConfig {
     pub cpus: u32,
     /// CPU model; `None` means `host` under KVM and QEMU's default under TCG.
     pub cpu_model: Option<String>,
-    /// bzImage to boot directly (no firmware disk, no bootloader).
+    /// The kernel to boot directly (no firmware disk, no bootloader): an
+    /// uncompressed vmlinux (PVH entry) or a bzImage.
     pub kernel: PathBuf,
     /// initramfs (newc cpio).
     pub initrd: PathBuf,
