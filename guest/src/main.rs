@@ -5,6 +5,7 @@
 //! `FAIL: ...: expected ..., saw ...`), then a verdict line.
 
 mod args;
+mod bench;
 mod doorbell;
 mod fault;
 mod ioctl;
@@ -50,7 +51,10 @@ commands:
   collect PREFIX [--timeout S]          the output and verdict of a --detach program
   unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
-  kernel-clean                          no kernel warning, oops or call trace so far";
+  kernel-clean                          no kernel warning, oops or call trace so far
+  bench mechanisms [--ms N]             figures for `rig bench`: each mechanism for N ms
+  bench doorbell-echo --peer N --count N [--timeout S] --detach PREFIX
+                                        ring the host back on vector 1 for each ring on 0";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -87,6 +91,11 @@ fn main() -> ExitCode {
         "unbind-while-mapped" => no_args(unbind::run),
         "unload-while-mapped" => no_args(unload::run),
         "kernel-clean" => no_args(kernel::run),
+        "bench" => match rest.split_first() {
+            Some((what, opts)) if what == "mechanisms" => bench::mechanisms(opts),
+            Some((what, opts)) if what == "doorbell-echo" => bench::doorbell_echo(opts),
+            _ => Err(args::Failure::Usage("bench mechanisms|doorbell-echo".into())),
+        },
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -1,20 +1,36 @@
-//! `rig bench`: boot latency of a rig guest against bare QEMU booting the
-//! same kernel and initramfs, the console's raw round trip against a rig
-//! step, written to a JSON file. Figures, not pass/fail: targets are judged
-//! by reading the file.
+//! `rig bench`: the project's scoreboard, all in one run, per kernel.
+//! Figures, not pass/fail: each is a [`Figure`] of bars (median, min, max
+//! of its samples), written to a JSON file and drawn as an SVG chart
+//! ([`super::bench_plot`]). A new figure is one more function returning a
+//! `Figure`, pushed in [`bench_kernel`].
+//!
+//! Per kernel:
+//! - `boot`: spawn to a ready shell, rig cold boot from the bzImage and
+//!   through PVH, bare QEMU on the same image and initramfs, and a guest
+//!   restored from a saved one (how soon an isolated test group starts);
+//! - `console`: one rig step against the raw round trip of the same text,
+//!   on the rig's socket and on QEMU's stdio;
+//! - `mechanisms-ops`, `mechanisms-mbps`: the reference module's
+//!   mechanisms, measured in the guest by `rig-guest bench mechanisms`;
+//! - `ivshmem`: the guest writing into BAR2 against the host reading the
+//!   region and copying memory;
+//! - `doorbell`: the host rings the guest, the guest wakes and rings back.
 
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
-use crate::exec::setup::{self, private_dir};
+use crate::exec::setup::{self, host_setup, private_dir, HostSetup};
+use crate::guest::console::Resume;
 use crate::guest::protocol::{self, Nonce, READY_MARKER};
+use crate::host::doorbell::{Doorbell, DoorbellServer, HOST_PEER_ID};
 use crate::host::shm::SharedMemory;
 use crate::results::Timings;
 use crate::vm::accel;
-use crate::vm::qemu::{self, SerialBackend};
-use crate::vm::{Vm, VmError};
+use crate::vm::qemu::{self, QemuConfig, SerialBackend};
+use crate::vm::snapshot;
+use crate::vm::{Launch, Vm, VmError};
 use serde::Serialize;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
@@ -24,14 +40,18 @@ use std::time::{Duration, Instant};
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
-    /// The guest to boot.
+    /// The guest to boot (its `kernel` is set per kernel).
     pub run: RunOptions,
-    /// Boots per variant.
+    /// The kernels, one after the other.
+    pub kernels: Vec<String>,
+    /// Samples per boot variant.
     pub boots: usize,
     /// Console round trips / steps per boot.
     pub steps: usize,
     /// Where the JSON goes.
     pub out: PathBuf,
+    /// Where the SVG chart goes, if anywhere.
+    pub plot: Option<PathBuf>,
 }
 
 /// min / median / max of a series, in milliseconds.
@@ -46,126 +66,305 @@ pub struct Stats {
 impl Stats {
     /// Summarises durations.
     pub fn of(samples: &[Duration]) -> Stats {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-        ms.sort_by(|a, b| a.total_cmp(b));
-        let median = match ms.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => ms[n / 2],
-            n => (ms[n / 2 - 1] + ms[n / 2]) / 2.0,
-        };
-        Stats {
-            n: ms.len(),
-            min_ms: ms.first().copied().unwrap_or(0.0),
-            median_ms: median,
-            max_ms: ms.last().copied().unwrap_or(0.0),
-        }
+        let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        let b = Bar::of("", &ms);
+        Stats { n: b.n, min_ms: b.min, median_ms: b.median, max_ms: b.max }
     }
 }
 
-/// The benchmark's findings.
-#[derive(Clone, Debug, Serialize)]
-pub struct BenchReport {
-    pub kernel: String,
-    pub release: String,
-    pub accel: String,
-    pub qemu_version: String,
-    /// Spawn to ready marker, rig (console socket, QMP, ivshmem, watchdog).
-    pub rig_boot: Stats,
-    /// Spawn to ready marker, bare QEMU with `-serial stdio`, same kernel and initramfs.
-    pub bare_boot: Stats,
-    /// Raw console round trip (`echo` over QEMU's stdio, no rexpect).
-    pub bare_console_round_trip: Stats,
-    /// Raw round trip over the rig's own transport (the unix socket), no rexpect.
-    pub socket_console_round_trip: Stats,
-    /// One rig step (`true` through rexpect, with its end marker and status).
-    pub rig_step: Stats,
-    /// Power-off to QEMU exit, rig.
-    pub rig_poweroff: Stats,
+/// One bar of a figure: a series of samples in the figure's unit.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Bar {
+    pub label: String,
+    pub n: usize,
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
 }
 
-/// Runs the benchmark and writes `opts.out`.
+impl Bar {
+    /// The bar of `samples` (any order).
+    pub fn of(label: &str, samples: &[f64]) -> Bar {
+        let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let median = match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Bar {
+            label: label.into(),
+            n: v.len(),
+            min: v.first().copied().unwrap_or(0.0),
+            median,
+            max: v.last().copied().unwrap_or(0.0),
+        }
+    }
+
+    /// Durations in milliseconds.
+    pub fn ms(label: &str, samples: &[Duration]) -> Bar {
+        Bar::of(label, &samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect::<Vec<_>>())
+    }
+}
+
+/// One panel of the chart.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Figure {
+    /// Stable name (`boot`, `console`, ...).
+    pub id: String,
+    pub title: String,
+    /// The bars' unit (`ms`, `us`, `ops/s`, `MB/s`).
+    pub unit: String,
+    /// The kernel it was measured on.
+    pub kernel: String,
+    pub bars: Vec<Bar>,
+    /// Ratios or remarks worth reading beside the bars.
+    pub notes: Vec<String>,
+}
+
+impl Figure {
+    fn new(id: &str, title: &str, unit: &str, kernel: &str) -> Figure {
+        Figure {
+            id: id.into(),
+            title: title.into(),
+            unit: unit.into(),
+            kernel: kernel.into(),
+            bars: vec![],
+            notes: vec![],
+        }
+    }
+
+    /// The median of the bar labelled `label`.
+    pub fn median(&self, label: &str) -> Option<f64> {
+        self.bars.iter().find(|b| b.label == label).map(|b| b.median)
+    }
+}
+
+/// A kernel the figures were measured on.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelInfo {
+    pub name: String,
+    pub release: String,
+    /// What the rig boots: `pvh` or `bzImage`.
+    pub boots: String,
+}
+
+/// The whole run (`bench.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// This file's format.
+    pub format: u32,
+    pub accel: String,
+    pub qemu_version: String,
+    /// The host's CPUs and load average (1 min) before and after: the
+    /// figures of a loaded machine are slower, their ratios less so.
+    pub host_cpus: usize,
+    pub load_before: f64,
+    pub load_after: f64,
+    pub kernels: Vec<KernelInfo>,
+    pub figures: Vec<Figure>,
+}
+
+/// Labels of the boot figure.
+pub const COLD_BZIMAGE: &str = "rig, cold boot, bzImage";
+pub const COLD_PVH: &str = "rig, cold boot, PVH";
+pub const BARE: &str = "bare QEMU, same image";
+pub const RESTORE: &str = "rig, restored guest";
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|w| w.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::TempDir { dir: path.to_path_buf(), source }
+}
+
+/// Runs the benchmark on every kernel, writes `opts.out` (and the chart).
 pub fn bench(
     opts: &BenchOptions,
     interrupt: Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
 ) -> Result<BenchReport, RunError> {
-    let mut t = Timings::default();
-    let p = prepare(&opts.run, &mut t, emit)?;
     let choice = accel::decide(opts.run.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
     let (major, minor, micro) = qemu::version(&opts.run.qemu)?;
-
-    let (mut rig_boot, mut rig_step, mut poweroff) = (vec![], vec![], vec![]);
-    let (mut bare_boot, mut bare_rtt, mut socket_rtt) = (vec![], vec![], vec![]);
-    for i in 0..opts.boots {
-        let (boot, steps, off) = rig_sample(opts, &p, choice.accel, interrupt.clone())?;
-        emit(Event::Note(format!("rig boot {}: {boot:.2?}", i + 1)));
-        rig_boot.push(boot);
-        rig_step.extend(steps);
-        poweroff.push(off);
-        let (boot, rtts) = bare_sample(opts, &p, choice.accel, RawConsole::Stdio)?;
-        emit(Event::Note(format!("bare boot {}: {boot:.2?}", i + 1)));
-        bare_boot.push(boot);
-        bare_rtt.extend(rtts);
-        let (_, rtts) = bare_sample(opts, &p, choice.accel, RawConsole::Socket)?;
-        socket_rtt.extend(rtts);
+    let load_before = load_average();
+    let (mut kernels, mut figures) = (vec![], vec![]);
+    for k in &opts.kernels {
+        let run = RunOptions { kernel: k.clone(), ..opts.run.clone() };
+        let (info, figs) = bench_kernel(opts, &run, choice.accel, interrupt.clone(), emit)?;
+        kernels.push(info);
+        figures.extend(figs);
     }
     let report = BenchReport {
-        kernel: p.tree.name.clone(),
-        release: p.tree.release.clone(),
+        format: 1,
         accel: choice.accel.name().into(),
         qemu_version: format!("{major}.{minor}.{micro}"),
-        rig_boot: Stats::of(&rig_boot),
-        bare_boot: Stats::of(&bare_boot),
-        bare_console_round_trip: Stats::of(&bare_rtt),
-        socket_console_round_trip: Stats::of(&socket_rtt),
-        rig_step: Stats::of(&rig_step),
-        rig_poweroff: Stats::of(&poweroff),
+        host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_before,
+        load_after: load_average(),
+        kernels,
+        figures,
     };
-    let json = serde_json::to_string_pretty(&report)
-        .map_err(|e| RunError::TempDir { dir: opts.out.clone(), source: std::io::Error::other(e) })?;
-    std::fs::write(&opts.out, json + "\n").map_err(|source| RunError::TempDir { dir: opts.out.clone(), source })?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| io_error(&opts.out)(std::io::Error::other(e)))?;
+    std::fs::write(&opts.out, json + "\n").map_err(io_error(&opts.out))?;
+    if let Some(svg) = &opts.plot {
+        super::bench_plot::draw(&report, svg).map_err(|e| io_error(svg)(std::io::Error::other(e)))?;
+    }
     Ok(report)
 }
 
-/// The benchmark boots ivshmem-plain guests (no doorbell server).
-fn shm_size(opts: &BenchOptions) -> u64 {
-    opts.run.plan.guest.shm.map_or(4 << 20, |s| s.size)
+/// Every figure of one kernel.
+fn bench_kernel(
+    opts: &BenchOptions,
+    run: &RunOptions,
+    accel: qemu::Accel,
+    interrupt: Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<(KernelInfo, Vec<Figure>), RunError> {
+    let mut t = Timings::default();
+    let p = prepare(run, &mut t, emit)?;
+    let name = p.tree.name.clone();
+    let info = KernelInfo {
+        name: name.clone(),
+        release: p.tree.release.clone(),
+        boots: match p.kernel {
+            crate::kernel::vmlinux::BootImage::Pvh(_) => "pvh".into(),
+            crate::kernel::vmlinux::BootImage::BzImage { .. } => "bzImage".into(),
+        },
+    };
+    let (boot, console) = boot_figures(opts, run, &p, accel, interrupt.clone(), emit)?;
+    let mut figures = vec![boot, console];
+    emit(Event::Progress(format!("{name}: the module's mechanisms")));
+    figures.extend(module_figures(opts, run, &p, interrupt, emit)?);
+    Ok((info, figures))
 }
 
-fn plain(opts: &BenchOptions) -> RunOptions {
-    let mut run = opts.run.clone();
-    run.plan.guest.shm = Some(crate::plan::ShmPlan { size: shm_size(opts), doorbell: false, vectors: 1 });
+/// The benchmark's own guests have ivshmem-plain (no doorbell server).
+fn plain(run: &RunOptions) -> RunOptions {
+    let mut run = run.clone();
+    let size = run.plan.guest.shm.map_or(4 << 20, |s| s.size);
+    run.plan.guest.shm = Some(crate::plan::ShmPlan { size, doorbell: false, vectors: 1 });
     run
 }
 
-fn boot_error(source: VmError, dir: &tempfile::TempDir) -> RunError {
-    RunError::Boot { source: Box::new(source), run_dir: dir.path().to_path_buf() }
+fn boot_error(source: VmError, dir: &Path) -> RunError {
+    RunError::Boot { source: Box::new(source), run_dir: dir.to_path_buf() }
 }
 
-/// One rig guest: boot time, step times, power-off time.
-fn rig_sample(
+/// A guest of the benchmark: its private directory, memory and config.
+struct Guest {
+    private: tempfile::TempDir,
+    _shm: SharedMemory,
+    cfg: QemuConfig,
+}
+
+fn guest(run: &RunOptions, p: &Prepared, accel: qemu::Accel, kernel: &Path) -> Result<Guest, RunError> {
+    let private = private_dir("rig-bench-")?;
+    let plain = plain(run);
+    let size = plain.plan.guest.shm.map_or(4 << 20, |s| s.size);
+    let shm = SharedMemory::create(&private.path().join("ivshmem"), size)?;
+    let mut cfg = setup::guest_config(&plain, p, accel, private.path(), Some(&shm))?;
+    cfg.kernel = kernel.to_path_buf();
+    Ok(Guest { private, _shm: shm, cfg })
+}
+
+/// The boot and console figures.
+fn boot_figures(
     opts: &BenchOptions,
+    run: &RunOptions,
     p: &Prepared,
     accel: qemu::Accel,
     interrupt: Arc<AtomicBool>,
-) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
-    let private = private_dir("rig-bench-")?;
-    let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
-    let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
-    let start = Instant::now();
-    let mut vm = Vm::start(&cfg, private.path(), Nonce::new(), interrupt).map_err(|e| boot_error(e, &private))?;
-    vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, &private))?;
-    let boot = start.elapsed();
-    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &private))?;
-    let mut steps = Vec::with_capacity(opts.steps);
-    for _ in 0..opts.steps {
-        let out = vm.console.run("true", Duration::from_secs(10)).map_err(|e| boot_error(e.into(), &private))?;
-        steps.push(out.elapsed);
+    emit: &mut dyn FnMut(Event),
+) -> Result<(Figure, Figure), RunError> {
+    let name = &p.tree.name;
+    let (mut bz, mut pvh, mut bare, mut restored) = (vec![], vec![], vec![], vec![]);
+    let (mut steps, mut stdio_rtt, mut socket_rtt) = (vec![], vec![], vec![]);
+    // The saved guest the restores start from, made by the first PVH boot.
+    let saver = guest(run, p, accel, p.kernel.path())?;
+    let state = saver.private.path().join("guest.state");
+    for i in 0..opts.boots.max(1) {
+        emit(Event::Progress(format!("{name}: boots, round {} of {}", i + 1, opts.boots.max(1))));
+        let g = guest(run, p, accel, &p.tree.vmlinuz)?;
+        bz.push(cold_boot(&g, run.boot_timeout, interrupt.clone(), 0, None)?.0);
+        let g = if i == 0 { &saver } else { &guest(run, p, accel, p.kernel.path())? };
+        let save = (i == 0).then_some(state.as_path());
+        let (took, rig_steps) = cold_boot(g, run.boot_timeout, interrupt.clone(), opts.steps, save)?;
+        pvh.push(took);
+        steps.extend(rig_steps);
+        let g = guest(run, p, accel, p.kernel.path())?;
+        let (took, rtts) = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Stdio, opts.steps)?;
+        bare.push(took);
+        stdio_rtt.extend(rtts);
+        let (_, rtts) = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Socket, opts.steps)?;
+        socket_rtt.extend(rtts);
+        restored.push(restore_sample(&saver, &state, interrupt.clone())?);
     }
-    let off = Instant::now();
-    vm.shutdown(Duration::from_secs(5));
-    Ok((boot, steps, off.elapsed()))
+    let mut boot = Figure::new("boot", "Spawn to a ready shell", "ms", name);
+    boot.bars =
+        vec![Bar::ms(COLD_BZIMAGE, &bz), Bar::ms(COLD_PVH, &pvh), Bar::ms(BARE, &bare), Bar::ms(RESTORE, &restored)];
+    if let (Some(a), Some(b), Some(r)) = (boot.median(COLD_BZIMAGE), boot.median(COLD_PVH), boot.median(RESTORE)) {
+        boot.notes.push(format!("PVH / bzImage: {:.2}", b / a));
+        boot.notes.push(format!("restore is {:.1}x sooner than a PVH boot", b / r));
+    }
+    let mut console = Figure::new("console", "One step against the raw round trip of the same text", "ms", name);
+    console.bars = vec![
+        Bar::ms("rig step (rexpect, marks, status)", &steps),
+        Bar::ms("raw round trip, unix socket", &socket_rtt),
+        Bar::ms("raw round trip, QEMU stdio", &stdio_rtt),
+    ];
+    let (step, raw) = (console.bars[0].median, console.bars[1].median);
+    if raw > 0.0 {
+        console.notes.push(format!("step / raw round trip on the socket: {:.2}", step / raw));
+    }
+    Ok((boot, console))
+}
+
+/// A rig guest from spawn to a ready shell; then `steps` steps; then, with
+/// `save`, saved to that file. Powered off at the end.
+fn cold_boot(
+    g: &Guest,
+    timeout: Duration,
+    interrupt: Arc<AtomicBool>,
+    steps: usize,
+    save: Option<&Path>,
+) -> Result<(Duration, Vec<Duration>), RunError> {
+    let dir = g.private.path();
+    let start = Instant::now();
+    let mut vm = Vm::start(&g.cfg, dir, Nonce::new(), interrupt).map_err(|e| boot_error(e, dir))?;
+    vm.wait_ready(timeout).map_err(|e| boot_error(e, dir))?;
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), dir))?;
+    let took = start.elapsed();
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let out = vm.console.run("true", Duration::from_secs(10)).map_err(|e| boot_error(e.into(), dir))?;
+        times.push(out.elapsed);
+    }
+    if let Some(state) = save {
+        let socket = vm.qmp_socket().map(Path::to_path_buf).unwrap_or_default();
+        snapshot::save(&socket, state, Duration::from_secs(120))
+            .map_err(|e| boot_error(VmError::Restore { detail: e.to_string(), stderr: String::new() }, dir))?;
+        vm.discard();
+    } else {
+        vm.shutdown(Duration::from_secs(5));
+    }
+    Ok((took, times))
+}
+
+/// A guest restored from `state`: spawn to its shell answering a step.
+fn restore_sample(g: &Guest, state: &Path, interrupt: Arc<AtomicBool>) -> Result<Duration, RunError> {
+    let dir = g.private.path();
+    let start = Instant::now();
+    let how = Launch::Restore { state, resume: Resume::default() };
+    let mut vm = Vm::launch(&g.cfg, dir, Nonce::new(), interrupt, how).map_err(|e| boot_error(e, dir))?;
+    vm.console.run("true", Duration::from_secs(20)).map_err(|e| boot_error(e.into(), dir))?;
+    let took = start.elapsed();
+    vm.discard();
+    Ok(took)
 }
 
 /// How a bare sample talks to the console: QEMU's stdio, or the same unix
@@ -176,20 +375,21 @@ enum RawConsole {
     Socket,
 }
 
-/// QEMU with a raw console: boot time and raw `echo` round trips.
+/// QEMU with a raw console: spawn to a set-up shell, and raw round trips
+/// of the very text a rig step sends.
 fn bare_sample(
-    opts: &BenchOptions,
-    p: &Prepared,
-    accel: qemu::Accel,
+    cfg: &QemuConfig,
+    private: &Path,
+    timeout: Duration,
     how: RawConsole,
+    steps: usize,
 ) -> Result<(Duration, Vec<Duration>), RunError> {
-    let private = private_dir("rig-bare-")?;
-    let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
-    let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
+    let mut cfg = cfg.clone();
     cfg.qmp_socket = None;
     // The shell's port raw; the kernel's console goes nowhere, as a bare
     // QEMU user would not read it either.
-    let socket = private.path().join("raw-shell.sock");
+    let socket = private.join("raw-shell.sock");
+    let _ = std::fs::remove_file(&socket);
     cfg.console = SerialBackend::Null;
     cfg.shell = match how {
         RawConsole::Stdio => SerialBackend::Stdio,
@@ -197,7 +397,7 @@ fn bare_sample(
     };
     let spawn_err = |source| RunError::Boot {
         source: Box::new(VmError::Spawn { binary: cfg.binary.display().to_string(), source }),
-        run_dir: private.path().to_path_buf(),
+        run_dir: private.to_path_buf(),
     };
     let listener = match how {
         RawConsole::Socket => Some(std::os::unix::net::UnixListener::bind(&socket).map_err(spawn_err)?),
@@ -232,7 +432,6 @@ fn bare_sample(
         }
     });
     let mut seen = Vec::new();
-    let timeout = opts.run.boot_timeout;
     let wait_for = |needle: &[u8], seen: &mut Vec<u8>| -> bool {
         let until = Instant::now() + timeout;
         loop {
@@ -248,17 +447,17 @@ fn bare_sample(
         }
     };
     let ready = wait_for(READY_MARKER.as_bytes(), &mut seen);
-    let boot = start.elapsed();
-    let mut rtts = Vec::new();
     // Like the rig: no tty echo and the same one-byte prompts.
-    let nonce = Nonce::new();
     let shell_ready = ready
         && writer.write_all(protocol::shell_setup_line().as_bytes()).and_then(|_| writer.flush()).is_ok()
         && wait_for(format!("{}\r\n", protocol::SHELL_OK_MARKER).as_bytes(), &mut seen);
+    let took = start.elapsed();
+    let mut rtts = Vec::new();
+    let nonce = Nonce::new();
     if shell_ready {
-        // The very text a rig step sends, so the difference from
-        // `rig_step` is the rig's own overhead.
-        for i in 0..opts.steps as u64 {
+        // The very text a rig step sends, so the difference from a rig
+        // step is the rig's own overhead.
+        for i in 0..steps as u64 {
             let t = Instant::now();
             let _ = writer.write_all(protocol::step_line(&nonce, i, "true").as_bytes()).and_then(|_| writer.flush());
             if !wait_for(format!("{}\r\n", protocol::end_marker(&nonce, i, 0)).as_bytes(), &mut seen) {
@@ -269,17 +468,150 @@ fn bare_sample(
     }
     let _ = child.kill();
     let _ = child.wait();
-    if !ready {
+    if !shell_ready {
         return Err(RunError::Boot {
             source: Box::new(VmError::BootTimeout {
                 waited: timeout,
                 tail: String::from_utf8_lossy(&seen).into_owned(),
                 hint: String::new(),
             }),
-            run_dir: private.path().to_path_buf(),
+            run_dir: private.to_path_buf(),
         });
     }
-    Ok((boot, rtts))
+    Ok((took, rtts))
+}
+
+/// What the guest measured of one mechanism: operations, bytes, seconds.
+pub type Measured = Result<(u64, u64, f64), String>;
+
+/// One `BENCH` line of `rig-guest bench`: its mechanism and what it
+/// measured, or the mechanism's error.
+pub fn parse_bench_line(line: &str) -> Option<(String, Measured)> {
+    let rest = line.trim().strip_prefix("BENCH ")?;
+    let field = |k: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(k).and_then(|v| v.strip_prefix('=')));
+    let name = field("name")?.to_string();
+    // The error is the rest of the line, spaces and all.
+    if let Some((_, e)) = rest.split_once(" error=") {
+        return Some((name, Err(e.to_string())));
+    }
+    let ops = field("ops")?.parse().ok()?;
+    let bytes = field("bytes")?.parse().ok()?;
+    let secs: f64 = field("secs")?.parse().ok()?;
+    (secs > 0.0).then_some((name, Ok((ops, bytes, secs))))
+}
+
+/// Host memcpy of `len` bytes, in MB/s, for `budget`.
+fn host_memcpy_mbps(len: usize, budget: Duration) -> f64 {
+    let src = vec![0xa5u8; len];
+    let mut dst = vec![0u8; len];
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < budget {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+        bytes += len as u64;
+    }
+    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// The host reading the ivshmem region through its mapping, in MB/s.
+fn host_shm_read_mbps(shm: &SharedMemory, budget: Duration) -> f64 {
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < budget {
+        match shm.read(0, shm.size()) {
+            Ok(b) => bytes += std::hint::black_box(b).len() as u64,
+            Err(_) => break,
+        }
+    }
+    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// The module's figures: one guest as a run would boot it (the config's
+/// shared memory and doorbell), `rig-guest bench` in it.
+fn module_figures(
+    opts: &BenchOptions,
+    run: &RunOptions,
+    p: &Prepared,
+    interrupt: Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Vec<Figure>, RunError> {
+    let name = &p.tree.name;
+    let HostSetup { mut server, shm, cfg, private, .. } = host_setup(run, p, emit)?;
+    let dir = private.path().to_path_buf();
+    let mut vm = Vm::start(&cfg, &dir, Nonce::new(), interrupt).map_err(|e| boot_error(e, &dir))?;
+    vm.wait_ready(run.boot_timeout).map_err(|e| boot_error(e, &dir))?;
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &dir))?;
+    let out = vm
+        .console
+        .run("rig-guest bench mechanisms --ms 300", Duration::from_secs(120))
+        .map_err(|e| boot_error(e.into(), &dir))?;
+    let mut ops = Figure::new("mechanisms-ops", "The module's mechanisms: operations", "ops/s", name);
+    let mut mbps = Figure::new("mechanisms-mbps", "The module's mechanisms: bandwidth", "MB/s", name);
+    let mut guest_shm_mbps = None;
+    for (mech, r) in out.output.lines().filter_map(parse_bench_line) {
+        match r {
+            Ok((n, bytes, secs)) => {
+                ops.bars.push(Bar::of(&mech, &[n as f64 / secs]));
+                if bytes > 0 {
+                    let v = bytes as f64 / secs / 1e6;
+                    mbps.bars.push(Bar::of(&mech, &[v]));
+                    if mech == "ivshmem-write" {
+                        guest_shm_mbps = Some(v);
+                    }
+                }
+            }
+            Err(e) => ops.notes.push(format!("{mech}: {e}")),
+        }
+    }
+    if ops.bars.is_empty() {
+        ops.notes.push(format!("rig-guest bench printed no figures: {}", crate::support::tail_bytes(&out.output, 300)));
+    }
+    let mut ivshmem = Figure::new("ivshmem", "Guest to host through ivshmem against host memory copies", "MB/s", name);
+    if let Some(v) = guest_shm_mbps {
+        ivshmem.bars.push(Bar::of("guest writes BAR2 (mmap of /dev/rig_shm)", &[v]));
+    }
+    if let Some(m) = &shm {
+        ivshmem
+            .bars
+            .push(Bar::of("host reads the region (vm-memory)", &[host_shm_read_mbps(m, Duration::from_millis(200))]));
+        let len = usize::try_from(m.size()).unwrap_or(4 << 20);
+        ivshmem.bars.push(Bar::of("host memcpy, same size", &[host_memcpy_mbps(len, Duration::from_millis(200))]));
+    }
+    let mut figures = vec![ops, mbps, ivshmem];
+    if let Some(server) = server.as_mut() {
+        figures.push(doorbell_figure(&mut vm, server, opts.steps.max(10), name, &dir)?);
+    }
+    vm.shutdown(Duration::from_secs(5));
+    Ok(figures)
+}
+
+/// The doorbell round trip: the host rings vector 0, the guest (blocked in
+/// RIG_IOC_DB_WAIT) wakes and rings the host back on vector 1.
+fn doorbell_figure(
+    vm: &mut Vm,
+    server: &mut DoorbellServer,
+    count: usize,
+    kernel: &str,
+    dir: &Path,
+) -> Result<Figure, RunError> {
+    let mut fig = Figure::new("doorbell", "Doorbell round trip: host rings, guest wakes and rings back", "us", kernel);
+    let start = format!(
+        "rig-guest bench doorbell-echo --peer {HOST_PEER_ID} --count {count} --timeout 10 --detach /tmp/db-echo"
+    );
+    vm.console.run(&start, Duration::from_secs(20)).map_err(|e| boot_error(e.into(), dir))?;
+    let mut rtts = vec![];
+    for _ in 0..count {
+        let t = Instant::now();
+        if let Err(e) = server.ring_guest(0).and_then(|_| server.wait_ring(1, Duration::from_secs(5))) {
+            fig.notes.push(format!("kernel module: {e}"));
+            break;
+        }
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let _ = vm.console.run("rig-guest collect /tmp/db-echo --timeout 10", Duration::from_secs(20));
+    fig.bars.push(Bar::of("kernel module (RIG_IOC_DB_WAIT, RIG_IOC_DB_RING)", &rtts));
+    Ok(fig)
 }
 
 #[cfg(test)]
@@ -293,5 +625,33 @@ mod tests {
         assert_eq!((s.n, s.min_ms, s.median_ms, s.max_ms), (3, 10.0, 20.0, 30.0));
         assert_eq!(Stats::of(&[d(10), d(20)]).median_ms, 15.0);
         assert_eq!(Stats::of(&[]).n, 0);
+    }
+
+    #[test]
+    fn bars_skip_what_is_not_a_number() {
+        let b = Bar::of("x", &[3.0, f64::NAN, 1.0, 2.0]);
+        assert_eq!((b.n, b.min, b.median, b.max), (3, 1.0, 2.0, 3.0));
+    }
+
+    #[test]
+    fn reads_the_guests_bench_lines() {
+        assert_eq!(
+            parse_bench_line("BENCH name=ioctl ops=1000 bytes=48000 secs=0.5"),
+            Some(("ioctl".into(), Ok((1000, 48000, 0.5))))
+        );
+        assert_eq!(
+            parse_bench_line("BENCH name=pool-ioctl error=open /dev/rig_pool: ENOENT"),
+            Some(("pool-ioctl".into(), Err("open /dev/rig_pool: ENOENT".into())))
+        );
+        assert_eq!(parse_bench_line("ok: something else"), None);
+        assert_eq!(parse_bench_line("BENCH name=x ops=1 bytes=0 secs=0"), None);
+    }
+
+    #[test]
+    fn figures_find_their_bars() {
+        let mut f = Figure::new("boot", "t", "ms", "k");
+        f.bars.push(Bar::of(COLD_PVH, &[2.0, 4.0]));
+        assert_eq!(f.median(COLD_PVH), Some(3.0));
+        assert_eq!(f.median(RESTORE), None);
     }
 }
