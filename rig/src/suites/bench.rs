@@ -8,6 +8,8 @@
 //! - `boot`: spawn to a ready shell, rig cold boot from the bzImage and
 //!   through PVH, bare QEMU on the same image and initramfs, and a guest
 //!   restored from a saved one (how soon an isolated test group starts);
+//!   `boot-cpu`: the same in QEMU's CPU time, which a loaded machine
+//!   changes much less than wall time;
 //! - `console`: one rig step against the raw round trip of the same text,
 //!   on the rig's socket and on QEMU's stdio;
 //! - `mechanisms-ops`, `mechanisms-mbps`: the reference module's
@@ -27,7 +29,7 @@ use crate::results::Timings;
 use crate::vm::accel;
 use crate::vm::qemu::{self, QemuConfig, SerialBackend};
 use crate::vm::snapshot;
-use crate::vm::{Launch, Vm, VmError};
+use crate::vm::{cpu_time, Launch, Vm, VmError};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -236,8 +238,8 @@ fn bench_kernel(
             crate::kernel::vmlinux::BootImage::BzImage { .. } => "bzImage".into(),
         },
     };
-    let (boot, console) = boot_figures(opts, run, &p, accel, interrupt.clone(), emit)?;
-    let mut figures = vec![boot, console];
+    let (boot, cpu, console) = boot_figures(opts, run, &p, accel, interrupt.clone(), emit)?;
+    let mut figures = vec![boot, cpu, console];
     emit(Event::Progress(format!("{name}: the module's mechanisms")));
     figures.extend(module_figures(opts, run, &p, interrupt, emit)?);
     Ok((info, figures))
@@ -280,9 +282,11 @@ fn boot_figures(
     accel: qemu::Accel,
     interrupt: Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
-) -> Result<(Figure, Figure), RunError> {
+) -> Result<(Figure, Figure, Figure), RunError> {
     let name = &p.tree.name;
     let (mut bz, mut pvh, mut bare, mut restored) = (vec![], vec![], vec![], vec![]);
+    // QEMU's CPU time to the same point: what a loaded machine changes least.
+    let (mut bz_cpu, mut pvh_cpu, mut bare_cpu, mut restored_cpu) = (vec![], vec![], vec![], vec![]);
     let (mut steps, mut stdio_rtt, mut socket_rtt) = (vec![], vec![], vec![]);
     // The saved guest the restores start from, made by the first PVH boot.
     let saver = guest(run, p, accel, p.kernel.path())?;
@@ -290,19 +294,25 @@ fn boot_figures(
     for i in 0..opts.boots.max(1) {
         emit(Event::Progress(format!("{name}: boots, round {} of {}", i + 1, opts.boots.max(1))));
         let g = guest(run, p, accel, &p.tree.vmlinuz)?;
-        bz.push(cold_boot(&g, run.boot_timeout, interrupt.clone(), 0, None)?.0);
+        let (took, cpu, _) = cold_boot(&g, run.boot_timeout, interrupt.clone(), 0, None)?;
+        bz.push(took);
+        bz_cpu.extend(cpu);
         let g = if i == 0 { &saver } else { &guest(run, p, accel, p.kernel.path())? };
         let save = (i == 0).then_some(state.as_path());
-        let (took, rig_steps) = cold_boot(g, run.boot_timeout, interrupt.clone(), opts.steps, save)?;
+        let (took, cpu, rig_steps) = cold_boot(g, run.boot_timeout, interrupt.clone(), opts.steps, save)?;
         pvh.push(took);
+        pvh_cpu.extend(cpu);
         steps.extend(rig_steps);
         let g = guest(run, p, accel, p.kernel.path())?;
-        let (took, rtts) = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Stdio, opts.steps)?;
+        let (took, cpu, rtts) = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Stdio, opts.steps)?;
         bare.push(took);
+        bare_cpu.extend(cpu);
         stdio_rtt.extend(rtts);
-        let (_, rtts) = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Socket, opts.steps)?;
+        let (_, _, rtts) = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Socket, opts.steps)?;
         socket_rtt.extend(rtts);
-        restored.push(restore_sample(&saver, &state, interrupt.clone())?);
+        let (took, cpu) = restore_sample(&saver, &state, interrupt.clone())?;
+        restored.push(took);
+        restored_cpu.extend(cpu);
     }
     let mut boot = Figure::new("boot", "Spawn to a ready shell", "ms", name);
     boot.bars =
@@ -310,6 +320,18 @@ fn boot_figures(
     if let (Some(a), Some(b), Some(r)) = (boot.median(COLD_BZIMAGE), boot.median(COLD_PVH), boot.median(RESTORE)) {
         boot.notes.push(format!("PVH / bzImage: {:.2}", b / a));
         boot.notes.push(format!("restore is {:.1}x sooner than a PVH boot", b / r));
+    }
+    let mut cpu = Figure::new("boot-cpu", "QEMU's CPU time to a ready shell", "ms", name);
+    cpu.bars = vec![
+        Bar::ms(COLD_BZIMAGE, &bz_cpu),
+        Bar::ms(COLD_PVH, &pvh_cpu),
+        Bar::ms(BARE, &bare_cpu),
+        Bar::ms(RESTORE, &restored_cpu),
+    ];
+    if let (Some(a), Some(b), Some(r)) = (cpu.median(COLD_BZIMAGE), cpu.median(COLD_PVH), cpu.median(RESTORE)) {
+        if a > 0.0 && r > 0.0 {
+            cpu.notes.push(format!("PVH / bzImage: {:.2}; a PVH boot / a restore: {:.1}", b / a, b / r));
+        }
     }
     let mut console = Figure::new("console", "One step against the raw round trip of the same text", "ms", name);
     console.bars = vec![
@@ -321,24 +343,25 @@ fn boot_figures(
     if raw > 0.0 {
         console.notes.push(format!("step / raw round trip on the socket: {:.2}", step / raw));
     }
-    Ok((boot, console))
+    Ok((boot, cpu, console))
 }
 
-/// A rig guest from spawn to a ready shell; then `steps` steps; then, with
-/// `save`, saved to that file. Powered off at the end.
+/// A rig guest from spawn to a ready shell (wall and QEMU CPU time); then
+/// `steps` steps; then, with `save`, saved to that file. Powered off at the end.
 fn cold_boot(
     g: &Guest,
     timeout: Duration,
     interrupt: Arc<AtomicBool>,
     steps: usize,
     save: Option<&Path>,
-) -> Result<(Duration, Vec<Duration>), RunError> {
+) -> Result<(Duration, Option<Duration>, Vec<Duration>), RunError> {
     let dir = g.private.path();
     let start = Instant::now();
     let mut vm = Vm::start(&g.cfg, dir, Nonce::new(), interrupt).map_err(|e| boot_error(e, dir))?;
     vm.wait_ready(timeout).map_err(|e| boot_error(e, dir))?;
     vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), dir))?;
     let took = start.elapsed();
+    let cpu = vm.cpu_time();
     let mut times = Vec::with_capacity(steps);
     for _ in 0..steps {
         let out = vm.console.run("true", Duration::from_secs(10)).map_err(|e| boot_error(e.into(), dir))?;
@@ -352,19 +375,25 @@ fn cold_boot(
     } else {
         vm.shutdown(Duration::from_secs(5));
     }
-    Ok((took, times))
+    Ok((took, cpu, times))
 }
 
-/// A guest restored from `state`: spawn to its shell answering a step.
-fn restore_sample(g: &Guest, state: &Path, interrupt: Arc<AtomicBool>) -> Result<Duration, RunError> {
+/// A guest restored from `state`: spawn to its shell answering a step
+/// (wall and QEMU CPU time).
+fn restore_sample(
+    g: &Guest,
+    state: &Path,
+    interrupt: Arc<AtomicBool>,
+) -> Result<(Duration, Option<Duration>), RunError> {
     let dir = g.private.path();
     let start = Instant::now();
     let how = Launch::Restore { state, resume: Resume::default() };
     let mut vm = Vm::launch(&g.cfg, dir, Nonce::new(), interrupt, how).map_err(|e| boot_error(e, dir))?;
     vm.console.run("true", Duration::from_secs(20)).map_err(|e| boot_error(e.into(), dir))?;
     let took = start.elapsed();
+    let cpu = vm.cpu_time();
     vm.discard();
-    Ok(took)
+    Ok((took, cpu))
 }
 
 /// How a bare sample talks to the console: QEMU's stdio, or the same unix
@@ -375,15 +404,15 @@ enum RawConsole {
     Socket,
 }
 
-/// QEMU with a raw console: spawn to a set-up shell, and raw round trips
-/// of the very text a rig step sends.
+/// QEMU with a raw console: spawn to a set-up shell (wall and QEMU CPU
+/// time), and raw round trips of the very text a rig step sends.
 fn bare_sample(
     cfg: &QemuConfig,
     private: &Path,
     timeout: Duration,
     how: RawConsole,
     steps: usize,
-) -> Result<(Duration, Vec<Duration>), RunError> {
+) -> Result<(Duration, Option<Duration>, Vec<Duration>), RunError> {
     let mut cfg = cfg.clone();
     cfg.qmp_socket = None;
     // The shell's port raw; the kernel's console goes nowhere, as a bare
@@ -452,6 +481,7 @@ fn bare_sample(
         && writer.write_all(protocol::shell_setup_line().as_bytes()).and_then(|_| writer.flush()).is_ok()
         && wait_for(format!("{}\r\n", protocol::SHELL_OK_MARKER).as_bytes(), &mut seen);
     let took = start.elapsed();
+    let cpu = cpu_time(child.id());
     let mut rtts = Vec::new();
     let nonce = Nonce::new();
     if shell_ready {
@@ -478,7 +508,7 @@ fn bare_sample(
             run_dir: private.to_path_buf(),
         });
     }
-    Ok((took, rtts))
+    Ok((took, cpu, rtts))
 }
 
 /// What the guest measured of one mechanism: operations, bytes, seconds.

@@ -10,4 +10,4 @@ pub mod qemu;
 pub mod qmp;
 pub mod snapshot;
 
-pub use process::{Boot, Launch, Vm, VmError};
+pub use process::{cpu_time, Boot, Launch, Vm, VmError};

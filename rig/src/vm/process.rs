@@ -343,6 +343,11 @@ impl Vm {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The CPU time QEMU has used so far (user and system), if readable.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(self.child.id())
+    }
 }
 
 impl Drop for Vm {
@@ -352,6 +357,24 @@ impl Drop for Vm {
         }
         let _ = self.child.wait();
     }
+}
+
+/// The CPU time (user + system) of process `pid` so far, from /proc.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_time_of_stat(&stat)
+}
+
+/// utime + stime of a /proc/PID/stat line (fields 14 and 15, after the
+/// command name in parentheses, which may hold spaces).
+pub fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let (utime, stime): (u64, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(Duration::from_millis((utime + stime) * 1000 / hz))
 }
 
 fn accept_console(
@@ -387,5 +410,20 @@ fn accept_console(
             return Err(VmError::NoConsole(CONNECT_TIMEOUT));
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_time_from_stat() {
+        let line = "1234 (qemu-system (x86)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 100";
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        assert_eq!(cpu_time_of_stat(line), Some(Duration::from_millis(300 * 1000 / hz)));
+        assert_eq!(cpu_time_of_stat("garbage"), None);
+        assert!(cpu_time(std::process::id()).is_some());
     }
 }
