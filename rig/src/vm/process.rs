@@ -2,7 +2,7 @@
 //! watchdog that also notices a guest QEMU has paused, and clean-up in Drop
 //! (QEMU killed, nothing left running, whatever path the run takes).
 
-use crate::guest::console::{excerpts, Console, ConsoleError, Ports};
+use crate::guest::console::{excerpts, titles, Console, ConsoleError, Ports};
 use crate::guest::kernel_console::Attributed;
 use crate::guest::protocol::Nonce;
 use crate::guest::protocol::READY_MARKER;
@@ -39,8 +39,8 @@ pub enum VmError {
     #[error("the guest did not reach `{READY_MARKER}` within {waited:?} (boot watchdog){hint}; console tail:\n{tail}")]
     BootTimeout { waited: Duration, tail: String, hint: String },
     /// The kernel crashed before the guest was ready.
-    #[error("the guest kernel crashed during boot:\n{excerpt}")]
-    Crashed { excerpt: String },
+    #[error("the guest kernel crashed during boot ({titles}):\n{excerpt}")]
+    Crashed { titles: String, excerpt: String },
     /// The console reported a crash, EOF, or an interrupt.
     #[error(transparent)]
     Console(#[from] ConsoleError),
@@ -153,7 +153,7 @@ impl Vm {
                 // A warning during module init: keep booting; a panic ends it.
                 Err(ConsoleError::Crash { reports, .. }) => {
                     if reports.iter().any(|a| a.report.panicked) {
-                        return Err(VmError::Crashed { excerpt: excerpts(&reports) });
+                        return Err(VmError::Crashed { titles: titles(&reports), excerpt: excerpts(&reports) });
                     }
                 }
                 Err(ConsoleError::ShellExited { .. }) => {}
@@ -176,7 +176,7 @@ impl Vm {
                     let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                     let reports = self.console.kernel().reports_since(from);
                     if !reports.is_empty() {
-                        return Err(VmError::Crashed { excerpt: excerpts(&reports) });
+                        return Err(VmError::Crashed { titles: titles(&reports), excerpt: excerpts(&reports) });
                     }
                     return Err(VmError::Exited { status, stderr: read_tail(&self.stderr_path, 2000), tail });
                 }
