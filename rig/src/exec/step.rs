@@ -1,12 +1,13 @@
 //! Runs one step: a guest command over the console, or a host check on the
 //! shared memory, the doorbell or a host command; turns it into a result.
 
+use super::setup::DeviceImage;
 use crate::guest::console::{excerpts, titles, Console, ConsoleError, StepOutput};
 use crate::guest::kernel_console::{report_time, Attributed};
 use crate::host::command::shell_quote;
 use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
-use crate::plan::step::{Action, Check, Expect};
+use crate::plan::step::{Action, Check, Expect, Memory};
 use crate::results::{CheckResult, Outcome};
 use crate::verdict::Class;
 use std::sync::atomic::AtomicBool;
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 pub struct HostSide<'a> {
     /// The ivshmem backing file, if the guest has one.
     pub shm: Option<&'a SharedMemory>,
+    /// The devices' backing images (`host.* = { device = ... }`).
+    pub images: &'a [DeviceImage],
     /// The run directory (for `{dir}`).
     pub run_dir: &'a std::path::Path,
     /// The host's doorbell peer, if the guest has ivshmem-doorbell.
@@ -101,6 +104,15 @@ fn guest_verdict(out: &StepOutput, status: i32, expect: &Option<Expect>) -> Outc
     }
 }
 
+/// A step that `expect_report`s a class must have caused one: `None` when
+/// it did (or expects none), else its failure.
+fn missing_report(expected: Option<Class>, seen: &[Attributed]) -> Option<Outcome> {
+    let class = expected?;
+    seen.is_empty().then(|| {
+        Outcome::Fail(format!("expected the kernel to report {} during the step; it reported none", class.name()))
+    })
+}
+
 /// Runs one check. A console failure that leaves the guest unusable comes
 /// back as `Some(Abort)` so the caller reports the rest as not run.
 pub fn run_check(
@@ -109,7 +121,7 @@ pub fn run_check(
     side: &mut HostSide,
     charged: &mut Charged,
 ) -> (CheckResult, Option<Abort>) {
-    let shm = side.shm;
+    let (shm, images) = (side.shm, side.images);
     let start = Instant::now();
     let result = |outcome, output: String, host_side| CheckResult {
         name: check.name.clone(),
@@ -118,21 +130,39 @@ pub fn run_check(
         elapsed: start.elapsed(),
         host_side,
     };
-    let host = |f: &dyn Fn(&SharedMemory) -> Result<String, String>| match shm {
-        None => (Outcome::Fail("this guest has no ivshmem region".into()), String::new()),
-        Some(m) => match f(m) {
-            Ok(found) => (Outcome::Pass, found),
-            Err(why) => (Outcome::Fail(why.clone()), why),
-        },
+    let host = |memory: &Memory, f: &dyn Fn(&SharedMemory) -> Result<String, String>| {
+        match memory {
+            Memory::Shm => shm,
+            Memory::Image(name) => images.iter().find(|i| i.name == *name).map(|i| &i.mem),
+        }
+        .map_or_else(
+            || match memory {
+                Memory::Shm => (Outcome::Fail("this guest has no ivshmem region".into()), String::new()),
+                Memory::Image(name) => {
+                    (Outcome::Fail(format!("this guest has no device {name} with an image")), String::new())
+                }
+            },
+            |m| match f(m) {
+                Ok(found) => (Outcome::Pass, found),
+                Err(why) => (Outcome::Fail(why.clone()), why),
+            },
+        )
     };
     match &check.action {
-        Action::Guest { command, status, expect, timeout } => match console.run(command, *timeout) {
+        Action::Guest { command, status, expect, timeout, report } => match console.run(command, *timeout) {
             Ok(out) => {
-                let reports = charged.fresh(out.reports.clone());
+                // Reports of the class the step expects are its outcome, not a failure.
+                let (wanted, reports): (Vec<_>, Vec<_>) =
+                    charged.fresh(out.reports.clone()).into_iter().partition(|a| Some(a.report.class) == *report);
                 match report_outcome(&reports) {
                     // A report fails the step whatever the command said.
                     Some((o, excerpt)) => (result(o, format!("{}\n{excerpt}", out.output).trim().into(), false), None),
-                    None => (result(guest_verdict(&out, *status, expect), out.output, false), None),
+                    None => {
+                        let o =
+                            missing_report(*report, &wanted).unwrap_or_else(|| guest_verdict(&out, *status, expect));
+                        let output = format!("{}\n{}", out.output, excerpts(&wanted)).trim().to_string();
+                        (result(o, output, false), None)
+                    }
                 }
             }
             Err(ConsoleError::Crash { what, reports }) => {
@@ -164,7 +194,7 @@ pub fn run_check(
             Err(e) => (result(Outcome::Fail(e.to_string()), String::new(), false), Some(Abort::Console(e))),
         },
         Action::HostHeader { state } => {
-            let (o, out) = host(&|m| {
+            let (o, out) = host(&Memory::Shm, &|m| {
                 let h = m.header().map_err(|e| e.to_string())?;
                 if h.magic != rig_abi::SHM_MAGIC {
                     return Err(format!(
@@ -198,22 +228,23 @@ pub fn run_check(
             });
             (result(o, out, true), None)
         }
-        Action::HostFill { offset, len, seed } => {
-            let (o, out) = host(&|m| {
+        Action::HostFill { memory, offset, len, seed } => {
+            let (o, out) = host(memory, &|m| {
                 m.fill_pattern(*offset, *len, *seed).map_err(|e| e.to_string())?;
                 Ok(format!("wrote {len:#x} bytes at {offset:#x} (seed {seed})"))
             });
             (result(o, out, true), None)
         }
-        Action::HostVerify { offset, len, seed } => {
-            let (o, out) = host(&|m| match m.verify_pattern(*offset, *len, *seed).map_err(|e| e.to_string())? {
-                None => Ok(format!("{len:#x} bytes at {offset:#x} match (seed {seed})")),
-                Some(why) => Err(why),
-            });
+        Action::HostVerify { memory, offset, len, seed } => {
+            let (o, out) =
+                host(memory, &|m| match m.verify_pattern(*offset, *len, *seed).map_err(|e| e.to_string())? {
+                    None => Ok(format!("{len:#x} bytes at {offset:#x} match (seed {seed})")),
+                    Some(why) => Err(why),
+                });
             (result(o, out, true), None)
         }
-        Action::HostBytes { offset, bytes } => {
-            let (o, out) = host(&|m| {
+        Action::HostBytes { memory, offset, bytes } => {
+            let (o, out) = host(memory, &|m| {
                 let found = m.read(*offset, bytes.len() as u64).map_err(|e| e.to_string())?;
                 if found == *bytes {
                     Ok(format!("{} bytes at {offset:#x} as expected", bytes.len()))
@@ -223,8 +254,8 @@ pub fn run_check(
             });
             (result(o, out, true), None)
         }
-        Action::HostWrite { offset, bytes } => {
-            let (o, out) = host(&|m| {
+        Action::HostWrite { memory, offset, bytes } => {
+            let (o, out) = host(memory, &|m| {
                 m.write(*offset, bytes).map_err(|e| e.to_string())?;
                 // Later steps (a ring index, a doorbell) must not pass this write.
                 std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -233,7 +264,7 @@ pub fn run_check(
             (result(o, out, true), None)
         }
         Action::HostProduce { count, len, seed } => {
-            let (o, out) = host(&|m| {
+            let (o, out) = host(&Memory::Shm, &|m| {
                 let p = rig_abi::host::produce(m.memory(), rig_abi_host_peer(), *count, *len, *seed)
                     .map_err(|e| format!("{e:?}"))?;
                 Ok(format!(
@@ -369,9 +400,10 @@ mod tests {
         };
         let nonce = crate::guest::protocol::Nonce::fixed("0");
         let mut c = Console::attach(ports, nonce, Default::default()).expect("attach");
-        let check = Check { name: "h".into(), action: Action::HostVerify { offset: 0, len: 1, seed: 0 } };
+        let check =
+            Check { name: "h".into(), action: Action::HostVerify { memory: Memory::Shm, offset: 0, len: 1, seed: 0 } };
         let flag = AtomicBool::new(false);
-        let mut side = HostSide { shm: None, run_dir: dir.path(), doorbell: None, interrupt: &flag };
+        let mut side = HostSide { shm: None, images: &[], run_dir: dir.path(), doorbell: None, interrupt: &flag };
         let (r, abort) = run_check(&check, &mut c, &mut side, &mut Charged::default());
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         assert!(abort.is_none());

@@ -152,6 +152,7 @@ fn rig_sample(
 ) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
     let private = private_dir("rig-bench-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
+    let _images = setup::create_images(&opts.run.plan, private.path())?;
     let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     let start = Instant::now();
     let mut vm = Vm::start(&cfg, private.path(), Nonce::new(), interrupt).map_err(|e| boot_error(e, &private))?;
@@ -185,6 +186,7 @@ fn bare_sample(
 ) -> Result<(Duration, Vec<Duration>), RunError> {
     let private = private_dir("rig-bare-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
+    let _images = setup::create_images(&opts.run.plan, private.path())?;
     let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     cfg.qmp_socket = None;
     // The shell's port raw; the kernel's console goes nowhere, as a bare

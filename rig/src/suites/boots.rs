@@ -215,6 +215,10 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
         Ok(s) => s,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
     };
+    // QEMU opens the devices' images; they stay in the directory until it goes.
+    if let Err(e) = setup::create_images(&ro.plan, dir.path()) {
+        return fail(e.to_string(), 0.0, Some(dir));
+    }
     let cfg = match setup::guest_config(ro, p, accel, dir.path(), shm.as_ref()) {
         Ok(c) => c,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
