@@ -9,7 +9,7 @@ pub mod file;
 pub mod step;
 mod validate;
 
-pub use validate::{load, parse};
+pub use validate::{load, parse, DEFAULT_IOMMU};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,13 +1,18 @@
 //! `rig bench`: boot latency of a rig guest against bare QEMU booting the
 //! same kernel and initramfs, the console's raw round trip against a rig
-//! step, written to a JSON file. Figures, not pass/fail: targets are judged
-//! by reading the file.
+//! step, and the ivshmem doorbell round trip through the reference module
+//! and through VFIO (rig-udrv), written to a JSON file. Figures, not
+//! pass/fail: targets are judged by reading the file.
 
+use crate::exec::devices;
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
 use crate::exec::setup::{self, private_dir};
 use crate::guest::protocol::{self, Nonce, READY_MARKER};
+use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
+use crate::plan::step::{Action, Check};
+use crate::plan::{Bind, DevicePlan, Plan, ShmPlan, DEFAULT_IOMMU, FIRST_DEVICE_SLOT};
 use crate::results::Timings;
 use crate::vm::accel;
 use crate::vm::qemu::{self, SerialBackend};
@@ -30,6 +35,8 @@ pub struct BenchOptions {
     pub boots: usize,
     /// Console round trips / steps per boot.
     pub steps: usize,
+    /// Doorbell round trips per driver (module, VFIO); 0 skips them.
+    pub pings: usize,
     /// Where the JSON goes.
     pub out: PathBuf,
 }
@@ -81,6 +88,29 @@ pub struct BenchReport {
     pub rig_step: Stats,
     /// Power-off to QEMU exit, rig.
     pub rig_poweroff: Stats,
+    /// Doorbell round trip through the reference module (`rig-guest
+    /// db-pong`): the host rings vector 0, the guest wakes in
+    /// RIG_IOC_DB_WAIT and rings the host on vector 1, the host sees it.
+    /// `None` when the config's guest has no doorbell module.
+    pub doorbell_module: Option<Stats>,
+    /// The same through VFIO: `rig-udrv pong` owns an ivshmem-doorbell bound
+    /// to vfio-pci (Intel IOMMU), MSI-X into an eventfd, the Doorbell
+    /// register through the mmap()ed BAR0.
+    pub doorbell_vfio: Option<Stats>,
+}
+
+/// Why the benchmark could not produce its figures.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Preparing or booting a guest failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A guest program of the round trip failed (its output follows).
+    #[error("{what} failed in the guest:\n{output}")]
+    Guest { what: String, output: String },
+    /// The host's side of the round trip failed.
+    #[error("doorbell round trip {index} of {what}: {detail}")]
+    Doorbell { what: String, index: usize, detail: String },
 }
 
 /// Runs the benchmark and writes `opts.out`.
@@ -88,12 +118,12 @@ pub fn bench(
     opts: &BenchOptions,
     interrupt: Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
-) -> Result<BenchReport, RunError> {
+) -> Result<BenchReport, BenchError> {
     let mut t = Timings::default();
     let p = prepare(&opts.run, &mut t, emit)?;
     let choice = accel::decide(opts.run.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
-    let (major, minor, micro) = qemu::version(&opts.run.qemu)?;
+    let (major, minor, micro) = qemu::version(&opts.run.qemu).map_err(RunError::from)?;
 
     let (mut rig_boot, mut rig_step, mut poweroff) = (vec![], vec![], vec![]);
     let (mut bare_boot, mut bare_rtt, mut socket_rtt) = (vec![], vec![], vec![]);
@@ -110,6 +140,7 @@ pub fn bench(
         let (_, rtts) = bare_sample(opts, &p, choice.accel, RawConsole::Socket)?;
         socket_rtt.extend(rtts);
     }
+    let (doorbell_module, doorbell_vfio) = doorbells(opts, &p, interrupt, emit)?;
     let report = BenchReport {
         kernel: p.tree.name.clone(),
         release: p.tree.release.clone(),
@@ -121,11 +152,145 @@ pub fn bench(
         socket_console_round_trip: Stats::of(&socket_rtt),
         rig_step: Stats::of(&rig_step),
         rig_poweroff: Stats::of(&poweroff),
+        doorbell_module: doorbell_module.as_deref().map(Stats::of),
+        doorbell_vfio: doorbell_vfio.as_deref().map(Stats::of),
     };
     let json = serde_json::to_string_pretty(&report)
         .map_err(|e| RunError::TempDir { dir: opts.out.clone(), source: std::io::Error::other(e) })?;
     std::fs::write(&opts.out, json + "\n").map_err(|source| RunError::TempDir { dir: opts.out.clone(), source })?;
     Ok(report)
+}
+
+/// Both doorbell round trips, in one run: the module's when the config's
+/// guest has a doorbell module (the reference suite's does), and VFIO's.
+type RoundTrips = (Option<Vec<Duration>>, Option<Vec<Duration>>);
+
+fn doorbells(
+    opts: &BenchOptions,
+    p: &Prepared,
+    interrupt: Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<RoundTrips, BenchError> {
+    if opts.pings == 0 {
+        return Ok((None, None));
+    }
+    let n = opts.pings;
+    let module = if opts.run.plan.guest.shm.is_some_and(|s| s.doorbell) && !p.modules.is_empty() {
+        let cmd = format!("rig-guest db-pong --count {n} --ready-file {PONG}.ready --timeout-ms 10000");
+        let rtts = pong_sample(&opts.run, p, &cmd, "rig-guest db-pong (the reference module)", n, &interrupt, emit)?;
+        emit(Event::Note(format!("doorbell round trip, module: median {:.3} ms", Stats::of(&rtts).median_ms)));
+        Some(rtts)
+    } else {
+        emit(Event::Note("no doorbell round trip through a module: the config's guest has no ivshmem-doorbell module (the reference suite's has)".into()));
+        None
+    };
+    let cmd = format!("rig-udrv pong --device ${} --count {n} --ready-file {PONG}.ready --timeout 10", PONG_DEVICE_VAR);
+    let run = RunOptions { plan: vfio_plan(&opts.run.plan, &cmd), ..opts.run.clone() };
+    let mut t = Timings::default();
+    let vp = prepare(&run, &mut t, emit)?;
+    let rtts = pong_sample(&run, &vp, &cmd, "rig-udrv pong (VFIO)", n, &interrupt, emit)?;
+    emit(Event::Note(format!("doorbell round trip, VFIO: median {:.3} ms", Stats::of(&rtts).median_ms)));
+    Ok((module, Some(rtts)))
+}
+
+/// Where the pong programs leave their ready file, output and status.
+const PONG: &str = "/tmp/rig-pong";
+/// The VFIO guest's doorbell device, and the variable of its address.
+const PONG_DEVICE: &str = "ivsh0";
+const PONG_DEVICE_VAR: &str = "RIG_DEV_IVSH0";
+
+/// A guest of the config's kernel with nothing but an ivshmem-doorbell
+/// bound to vfio-pci, the Intel IOMMU, and rig-udrv (the setup step names
+/// it, so the image carries it; the benchmark runs it itself).
+fn vfio_plan(base: &Plan, command: &str) -> Plan {
+    let mut plan = base.clone();
+    plan.modules.clear();
+    plan.intree.clear();
+    plan.guest.cmdline.clear();
+    plan.guest.files.clear();
+    plan.guest.shm = Some(ShmPlan { size: 4 << 20, doorbell: true, vectors: 2 });
+    plan.guest.iommu = Some(DEFAULT_IOMMU.into());
+    plan.guest.devices = vec![DevicePlan {
+        name: PONG_DEVICE.into(),
+        kind: "ivshmem-doorbell".into(),
+        bind: Bind::VfioPci,
+        slot: FIRST_DEVICE_SLOT,
+        image_size: None,
+    }];
+    plan.setup = vec![Check {
+        name: "pong".into(),
+        action: Action::Guest {
+            command: command.into(),
+            status: 0,
+            expect: None,
+            timeout: Duration::from_secs(30),
+            report: None,
+        },
+    }];
+    plan.tests.clear();
+    plan.teardown.clear();
+    plan
+}
+
+/// `command` in the background, in a subshell that ends at once (so the
+/// shell has no job to report), then a wait for its ready file.
+fn background(command: &str) -> String {
+    format!(
+        "( ({command}; echo $? >{PONG}.status) >{PONG}.log 2>&1 & ); for i in $(seq 300); do [ -e {PONG}.ready ] && break; sleep 0.1; done; [ -e {PONG}.ready ]"
+    )
+}
+
+/// Waits for the background program's status; prints its output.
+fn collect() -> String {
+    format!(
+        "for i in $(seq 600); do [ -e {PONG}.status ] && break; sleep 0.1; done; cat {PONG}.log; [ \"$(cat {PONG}.status)\" = 0 ]"
+    )
+}
+
+/// One guest: `command` answers `n` rings; the host times each round trip.
+fn pong_sample(
+    run: &RunOptions,
+    p: &Prepared,
+    command: &str,
+    what: &str,
+    n: usize,
+    interrupt: &Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Vec<Duration>, BenchError> {
+    let host = setup::host_setup(run, p, emit)?;
+    let private = host.private.path();
+    let failed = |detail: String| BenchError::Guest { what: what.into(), output: detail };
+    let mut server = host.server.ok_or_else(|| failed("the guest has no ivshmem-doorbell server".into()))?;
+    let mut vm =
+        Vm::start(&host.cfg, private, Nonce::new(), interrupt.clone()).map_err(|e| boot_error(e, &host.private))?;
+    let boot = vm.wait_ready(run.boot_timeout).map_err(|e| boot_error(e, &host.private))?;
+    for r in devices::boot_results(&boot.log, &p.devices) {
+        if !r.passed() {
+            return Err(failed(format!("{}: {:?}", r.name, r.outcome)));
+        }
+    }
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &host.private))?;
+    let step = |vm: &mut Vm, line: &str| -> Result<String, BenchError> {
+        match vm.console.run(line, Duration::from_secs(90)) {
+            Ok(out) if out.status == 0 => Ok(out.output),
+            Ok(out) => Err(failed(out.output)),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    };
+    step(&mut vm, &background(command))?;
+    let mut rtts = Vec::with_capacity(n);
+    for index in 0..n {
+        let t = Instant::now();
+        let rung = server.ring_guest(0).and_then(|_| server.wait_ring(1, Duration::from_secs(10)));
+        if let Err(detail) = rung {
+            let output = step(&mut vm, &format!("cat {PONG}.log")).unwrap_or_default();
+            return Err(BenchError::Doorbell { what: what.into(), index, detail: format!("{detail}\n{output}") });
+        }
+        rtts.push(t.elapsed());
+    }
+    step(&mut vm, &collect())?;
+    vm.shutdown(Duration::from_secs(5));
+    Ok(rtts)
 }
 
 /// The benchmark boots ivshmem-plain guests (no doorbell server).
