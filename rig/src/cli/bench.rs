@@ -17,8 +17,8 @@ pub struct BenchCmd {
     /// Steps (console round trips) per boot.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
-    /// Doorbell round trips through the module and through VFIO (0: skip them).
-    #[arg(long, default_value_t = 500)]
+    /// Doorbell round trips per boot, through the module and through VFIO (0: skip them).
+    #[arg(long, default_value_t = 200)]
     pub pings: usize,
     /// Output file.
     #[arg(long, default_value = "bench.json")]
@@ -61,7 +61,8 @@ pub fn main(g: &GlobalArgs, cmd: &BenchCmd) -> anyhow::Result<u8> {
             let median = |s: &Option<Stats>| s.as_ref().map_or("-".to_string(), |s| format!("{:.3} ms", s.median_ms));
             if cmd.pings > 0 {
                 println!(
-                    "doorbell round trip (host rings, guest wakes and rings back, host sees it), median of {}: module {}, VFIO {}",
+                    "doorbell round trip (host rings, guest wakes and rings back, host sees it), median of {} ({} per boot): module {}, VFIO {}",
+                    r.doorbell_vfio.as_ref().map_or(0, |s| s.n),
                     cmd.pings,
                     median(&r.doorbell_module),
                     median(&r.doorbell_vfio)

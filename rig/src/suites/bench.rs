@@ -35,7 +35,8 @@ pub struct BenchOptions {
     pub boots: usize,
     /// Console round trips / steps per boot.
     pub steps: usize,
-    /// Doorbell round trips per driver (module, VFIO); 0 skips them.
+    /// Doorbell round trips per boot of each driver's guest (module, VFIO),
+    /// which boot `boots` times each, alternating; 0 skips them.
     pub pings: usize,
     /// Where the JSON goes.
     pub out: PathBuf,
@@ -97,6 +98,11 @@ pub struct BenchReport {
     /// to vfio-pci (Intel IOMMU), MSI-X into an eventfd, the Doorbell
     /// register through the mmap()ed BAR0.
     pub doorbell_vfio: Option<Stats>,
+    /// The median of each boot's round trips, module then VFIO (where the
+    /// host's scheduler puts QEMU's threads moves them from boot to boot).
+    pub doorbell_module_per_boot_ms: Vec<f64>,
+    /// See `doorbell_module_per_boot_ms`.
+    pub doorbell_vfio_per_boot_ms: Vec<f64>,
 }
 
 /// Why the benchmark could not produce its figures.
@@ -140,7 +146,9 @@ pub fn bench(
         let (_, rtts) = bare_sample(opts, &p, choice.accel, RawConsole::Socket)?;
         socket_rtt.extend(rtts);
     }
-    let (doorbell_module, doorbell_vfio) = doorbells(opts, &p, interrupt, emit)?;
+    let db = doorbells(opts, &p, interrupt, emit)?;
+    let all = |boots: &[Vec<Duration>]| (!boots.is_empty()).then(|| Stats::of(&boots.concat()));
+    let medians = |boots: &[Vec<Duration>]| boots.iter().map(|b| Stats::of(b).median_ms).collect::<Vec<f64>>();
     let report = BenchReport {
         kernel: p.tree.name.clone(),
         release: p.tree.release.clone(),
@@ -152,8 +160,10 @@ pub fn bench(
         socket_console_round_trip: Stats::of(&socket_rtt),
         rig_step: Stats::of(&rig_step),
         rig_poweroff: Stats::of(&poweroff),
-        doorbell_module: doorbell_module.as_deref().map(Stats::of),
-        doorbell_vfio: doorbell_vfio.as_deref().map(Stats::of),
+        doorbell_module: all(&db.module),
+        doorbell_vfio: all(&db.vfio),
+        doorbell_module_per_boot_ms: medians(&db.module),
+        doorbell_vfio_per_boot_ms: medians(&db.vfio),
     };
     let json = serde_json::to_string_pretty(&report)
         .map_err(|e| RunError::TempDir { dir: opts.out.clone(), source: std::io::Error::other(e) })?;
@@ -161,36 +171,53 @@ pub fn bench(
     Ok(report)
 }
 
-/// Both doorbell round trips, in one run: the module's when the config's
-/// guest has a doorbell module (the reference suite's does), and VFIO's.
-type RoundTrips = (Option<Vec<Duration>>, Option<Vec<Duration>>);
+/// The doorbell round trips of each boot, per driver.
+#[derive(Default)]
+struct RoundTrips {
+    module: Vec<Vec<Duration>>,
+    vfio: Vec<Vec<Duration>>,
+}
 
+/// Both doorbell round trips, in one run: the module's when the config's
+/// guest has a doorbell module (the reference suite's does), and VFIO's;
+/// their guests boot in turn, `boots` times each.
 fn doorbells(
     opts: &BenchOptions,
     p: &Prepared,
     interrupt: Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
 ) -> Result<RoundTrips, BenchError> {
+    let mut out = RoundTrips::default();
     if opts.pings == 0 {
-        return Ok((None, None));
+        return Ok(out);
     }
     let n = opts.pings;
-    let module = if opts.run.plan.guest.shm.is_some_and(|s| s.doorbell) && !p.modules.is_empty() {
-        let cmd = format!("rig-guest db-pong --count {n} --ready-file {PONG}.ready --timeout-ms 10000");
-        let rtts = pong_sample(&opts.run, p, &cmd, "rig-guest db-pong (the reference module)", n, &interrupt, emit)?;
-        emit(Event::Note(format!("doorbell round trip, module: median {:.3} ms", Stats::of(&rtts).median_ms)));
-        Some(rtts)
-    } else {
+    let with_module = opts.run.plan.guest.shm.is_some_and(|s| s.doorbell) && !p.modules.is_empty();
+    if !with_module {
         emit(Event::Note("no doorbell round trip through a module: the config's guest has no ivshmem-doorbell module (the reference suite's has)".into()));
-        None
-    };
-    let cmd = format!("rig-udrv pong --device ${} --count {n} --ready-file {PONG}.ready --timeout 10", PONG_DEVICE_VAR);
-    let run = RunOptions { plan: vfio_plan(&opts.run.plan, &cmd), ..opts.run.clone() };
+    }
+    let module_cmd = format!("rig-guest db-pong --count {n} --ready-file {PONG}.ready --timeout-ms 10000");
+    let vfio_cmd =
+        format!("rig-udrv pong --device ${PONG_DEVICE_VAR} --count {n} --ready-file {PONG}.ready --timeout 10");
+    let vfio_run = RunOptions { plan: vfio_plan(&opts.run.plan, &vfio_cmd), ..opts.run.clone() };
     let mut t = Timings::default();
-    let vp = prepare(&run, &mut t, emit)?;
-    let rtts = pong_sample(&run, &vp, &cmd, "rig-udrv pong (VFIO)", n, &interrupt, emit)?;
-    emit(Event::Note(format!("doorbell round trip, VFIO: median {:.3} ms", Stats::of(&rtts).median_ms)));
-    Ok((module, Some(rtts)))
+    let vp = prepare(&vfio_run, &mut t, emit)?;
+    for i in 0..opts.boots.max(1) {
+        if with_module {
+            let what = "rig-guest db-pong (the reference module)";
+            let rtts = pong_sample(&opts.run, p, &module_cmd, what, n, &interrupt, emit)?;
+            emit(Event::Note(format!(
+                "doorbell round trip {}, module: median {:.3} ms",
+                i + 1,
+                Stats::of(&rtts).median_ms
+            )));
+            out.module.push(rtts);
+        }
+        let rtts = pong_sample(&vfio_run, &vp, &vfio_cmd, "rig-udrv pong (VFIO)", n, &interrupt, emit)?;
+        emit(Event::Note(format!("doorbell round trip {}, VFIO: median {:.3} ms", i + 1, Stats::of(&rtts).median_ms)));
+        out.vfio.push(rtts);
+    }
+    Ok(out)
 }
 
 /// Where the pong programs leave their ready file, output and status.

@@ -198,7 +198,8 @@ fn boot_many(
     samples
 }
 
-/// One boot: ready marker, every module loaded, no warning, clean power-off.
+/// One boot: ready marker, every module loaded, every device bound, no
+/// warning, clean power-off.
 fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, interrupt: Arc<AtomicBool>) -> BootSample {
     let fail = |error: String, boot_ms: f64, dir: Option<tempfile::TempDir>| BootSample {
         index,
@@ -240,6 +241,7 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
     let loaded: Vec<String> = p.loaded().map(|m| m.file.clone()).collect();
     let mut problems: Vec<String> = crate::exec::run::insmod_results(&boot.log, &loaded)
         .into_iter()
+        .chain(crate::exec::devices::boot_results(&boot.log, &p.devices))
         .filter(|r| !r.passed())
         .map(|r| format!("{}: {:?}", r.name, r.outcome))
         .collect();

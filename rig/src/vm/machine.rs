@@ -116,7 +116,7 @@ mod tests {
         let i = m.iommu("intel").expect("intel");
         assert_eq!(i.name, "intel");
         assert_eq!(i.args, ["-device", "intel-iommu,intremap=on"]);
-        assert_eq!(i.cmdline, ["intel_iommu=on"]);
+        assert_eq!(i.cmdline, ["intel_iommu=on", "no_timer_check"]);
         assert_eq!(m.machine_value(Some(i)), "q35,kernel-irqchip=split");
         let e = m.iommu("amd").map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("amd") && e.contains("intel"), "{e}");
