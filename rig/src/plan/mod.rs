@@ -5,11 +5,13 @@
 //! names, the data of [`crate::vm`] (device table, machine profile) to check
 //! devices and IOMMUs, and [`crate::verdict`]'s class names.
 
+mod devices;
 pub mod file;
 pub mod step;
 mod validate;
 
-pub use validate::{load, parse, DEFAULT_IOMMU};
+pub use devices::DEFAULT_IOMMU;
+pub use validate::{load, parse};
 
 use std::path::PathBuf;
 use std::time::Duration;
