@@ -15,10 +15,11 @@ all: rig guest
 setup:
 	bash ci/setup-host.sh
 
-# Guest programs, linked statically against glibc (the initramfs has no libc).
+# Guest programs, linked statically against glibc (the initramfs has no libc):
+# rig-guest (the module's tests) and rig-udrv (the reference userspace driver).
 # An explicit --target keeps these flags away from the host build.
 guest:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p rig-guest --target $(GUEST_TARGET)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p rig-guest -p rig-udrv --target $(GUEST_TARGET)
 
 rig:
 	$(CARGO) build --release -p rig

@@ -12,6 +12,7 @@ mod kernel;
 mod kfile;
 mod mmap;
 mod netlink;
+mod pong;
 mod pool;
 mod procfs;
 mod report;
@@ -48,6 +49,9 @@ commands:
                                         11: consume buffers the host produced, ring it back;
                                         with --detach in the background, once waiting in poll()
   collect PREFIX [--timeout S]          the output and verdict of a --detach program
+  db-pong [--count N --ready-file PATH --timeout-ms N --peer P]
+                                        answer each ring of vector 0 with a ring of peer P
+                                        on vector 1, N times (rig bench's round trip)
   unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
   kernel-clean                          no kernel warning, oops or call trace so far";
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         "doorbell" => doorbell::run(rest),
         "hring" => doorbell::hring(rest),
         "collect" => doorbell::collect_cmd(rest),
+        "db-pong" => pong::run(rest),
         "unbind-while-mapped" => no_args(unbind::run),
         "unload-while-mapped" => no_args(unload::run),
         "kernel-clean" => no_args(kernel::run),

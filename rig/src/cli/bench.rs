@@ -2,7 +2,9 @@
 
 use super::ui::Ui;
 use super::{exit_code_for, install_signal_handlers, plan_and_kernels, run_options, GlobalArgs, RunArgs};
+use super::{EXIT_FAILED, EXIT_RIG};
 use rig::exec::run::RunOptions;
+use rig::suites::bench::{BenchError, Stats};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -15,6 +17,9 @@ pub struct BenchCmd {
     /// Steps (console round trips) per boot.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
+    /// Doorbell round trips per boot, through the module and through VFIO (0: skip them).
+    #[arg(long, default_value_t = 200)]
+    pub pings: usize,
     /// Output file.
     #[arg(long, default_value = "bench.json")]
     pub out: PathBuf,
@@ -25,7 +30,13 @@ pub fn main(g: &GlobalArgs, cmd: &BenchCmd) -> anyhow::Result<u8> {
     let interrupt = install_signal_handlers()?;
     let kernel = kernels.first().cloned().unwrap_or_default();
     let run = RunOptions { kernel, ..run_options(g, &cmd.run, plan) };
-    let opts = rig::suites::bench::BenchOptions { run, boots: cmd.boots, steps: cmd.steps, out: cmd.out.clone() };
+    let opts = rig::suites::bench::BenchOptions {
+        run,
+        boots: cmd.boots,
+        steps: cmd.steps,
+        pings: cmd.pings,
+        out: cmd.out.clone(),
+    };
     let mut ui = Ui::new();
     let mut emit = |e| {
         ui.event(e);
@@ -47,12 +58,26 @@ pub fn main(g: &GlobalArgs, cmd: &BenchCmd) -> anyhow::Result<u8> {
                 r.rig_step.n,
                 r.rig_poweroff.median_ms
             );
+            let median = |s: &Option<Stats>| s.as_ref().map_or("-".to_string(), |s| format!("{:.3} ms", s.median_ms));
+            if cmd.pings > 0 {
+                println!(
+                    "doorbell round trip (host rings, guest wakes and rings back, host sees it), median of {} ({} per boot): module {}, VFIO {}",
+                    r.doorbell_vfio.as_ref().map_or(0, |s| s.n),
+                    cmd.pings,
+                    median(&r.doorbell_module),
+                    median(&r.doorbell_vfio)
+                );
+            }
             println!("written to {}", cmd.out.display());
             Ok(0)
         }
         Err(e) => {
             Ui::new().error(&e.to_string());
-            Ok(exit_code_for(&e))
+            Ok(match &e {
+                BenchError::Run(e) => exit_code_for(e),
+                BenchError::Guest { .. } => EXIT_FAILED,
+                BenchError::Doorbell { .. } => EXIT_RIG,
+            })
         }
     }
 }

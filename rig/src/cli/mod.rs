@@ -15,6 +15,7 @@ pub mod ui;
 
 use anyhow::Context;
 use clap::ValueEnum;
+use rig::exec::devices::DeviceSetupError;
 use rig::exec::run::{RunError, RunOptions};
 use rig::kernel::catalog::Catalog;
 use rig::plan::ModulePlan;
@@ -88,6 +89,9 @@ pub struct RunArgs {
     /// Statically linked guest programs (default: built by `make guest`).
     #[arg(long)]
     pub guest_bin: Option<PathBuf>,
+    /// The reference userspace driver rig-udrv, static (default: built by `make guest`).
+    #[arg(long)]
+    pub udrv_bin: Option<PathBuf>,
     /// Guest memory in MiB (overrides the config).
     #[arg(long)]
     pub memory: Option<u32>,
@@ -126,7 +130,7 @@ pub fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
 
 pub fn exit_code_for(e: &RunError) -> u8 {
     match e {
-        RunError::Catalog(_) => EXIT_USAGE,
+        RunError::Catalog(_) | RunError::Device(DeviceSetupError::MissingModule { .. }) => EXIT_USAGE,
         RunError::Interrupted => EXIT_INTERRUPTED,
         // The user's module did not build, or crashed the guest at boot.
         e if e.is_test_failure() => EXIT_FAILED,
@@ -200,6 +204,10 @@ pub fn run_options(g: &GlobalArgs, a: &RunArgs, plan: Plan) -> RunOptions {
             .guest_bin
             .clone()
             .unwrap_or_else(|| project_root().join("target/x86_64-unknown-linux-gnu/release/rig-guest")),
+        udrv_bin: a
+            .udrv_bin
+            .clone()
+            .unwrap_or_else(|| project_root().join("target/x86_64-unknown-linux-gnu/release/rig-udrv")),
         cpu_model: a.cpu.clone(),
         boot_timeout: Duration::from_secs(a.boot_timeout),
         keep: a.keep,

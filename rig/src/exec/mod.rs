@@ -2,6 +2,7 @@
 //! boot, steps, power off), one step at a time, and the interactive shell.
 //! Uses every stage below it; nothing below imports from here.
 
+pub mod devices;
 pub mod prepare;
 pub mod record;
 pub mod replay;

@@ -1,6 +1,8 @@
 //! Everything before QEMU starts: check the host tools, fetch the kernel,
-//! build the modules (with the in-tree ones they need), pack the image.
+//! build the modules (with the in-tree ones they and the devices need),
+//! pack the image.
 
+use super::devices::{self, GuestDevice};
 use super::run::{Event, RunError, RunOptions};
 use crate::build::kbuild::{self, BuildRequest};
 use crate::image::contents::{guest_image, LoadedModule};
@@ -11,7 +13,8 @@ use crate::kernel::intree;
 use crate::plan::step::Action;
 use crate::plan::{ModulePlan, Plan};
 use crate::results::Timings;
-use crate::vm::qemu;
+use crate::vm::devices::DeviceTable;
+use crate::vm::qemu::{self, QemuError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,9 +23,10 @@ fn require(path: &Path, what: &str, fix: &str) -> Result<Vec<u8>, RunError> {
     std::fs::read(path).map_err(|_| RunError::Missing { what: what.into(), path: path.to_path_buf(), fix: fix.into() })
 }
 
-fn uses_guest_programs(plan: &Plan) -> bool {
+/// Does a guest step run `program`?
+pub fn uses_program(plan: &Plan, program: &str) -> bool {
     let all = plan.setup.iter().chain(&plan.teardown).chain(plan.tests.iter().flat_map(|t| &t.checks));
-    all.into_iter().any(|c| matches!(&c.action, Action::Guest { command, .. } if command.contains("rig-guest")))
+    all.into_iter().any(|c| matches!(&c.action, Action::Guest { command, .. } if command.contains(program)))
 }
 
 /// Checks the host tools before any long work, so a missing one fails fast.
@@ -37,10 +41,15 @@ pub fn preflight(opts: &RunOptions, emit: &mut dyn FnMut(Event)) -> Result<(), R
     let fix_bb = "install busybox-static (`sudo apt-get install busybox-static`) or pass --busybox";
     let bb = require(&opts.busybox, "busybox", fix_bb)?;
     initramfs::check_static(&opts.busybox, &bb, fix_bb)?;
-    if uses_guest_programs(&opts.plan) {
+    if uses_program(&opts.plan, "rig-guest") {
         let fix_guest = "build the guest programs with `make guest` or pass --guest-bin";
         let g = require(&opts.guest_bin, "the guest programs (rig-guest)", fix_guest)?;
         initramfs::check_static(&opts.guest_bin, &g, fix_guest)?;
+    }
+    if uses_program(&opts.plan, "rig-udrv") {
+        let fix = "build the reference userspace driver with `make guest` or pass --udrv-bin";
+        let g = require(&opts.udrv_bin, "the reference userspace driver (rig-udrv)", fix)?;
+        initramfs::check_static(&opts.udrv_bin, &g, fix)?;
     }
     for m in &opts.plan.modules {
         if !m.dir.join("Kbuild").is_file() && !m.dir.join("Makefile").is_file() {
@@ -77,6 +86,8 @@ pub struct Prepared {
     pub tree: KernelTree,
     /// In-tree modules (dependencies first), then the built ones.
     pub modules: Vec<LoadedModule>,
+    /// The `[[device]]`s, with what the device table says of them.
+    pub devices: Vec<GuestDevice>,
     /// The initramfs path.
     pub initrd: PathBuf,
 }
@@ -109,11 +120,15 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
 
     let phase = Instant::now();
-    let mut modules: Vec<LoadedModule> =
-        intree::resolve(tree.modules_dir.as_deref(), &tree.release, &opts.plan.intree)?
-            .into_iter()
-            .map(|m| LoadedModule { file: format!("{}.ko", m.name), data: m.data, params: String::new(), load: true })
-            .collect();
+    let table = DeviceTable::builtin().map_err(QemuError::from)?;
+    let guest_devices = devices::guest_devices(&opts.plan.guest.devices, &table).map_err(QemuError::from)?;
+    let mut intree_modules = intree::resolve(tree.modules_dir.as_deref(), &tree.release, &opts.plan.intree)?;
+    let for_devices = devices::resolve_modules(tree.modules_dir.as_deref(), &tree.release, &guest_devices)?;
+    devices::merge_modules(&mut intree_modules, for_devices);
+    let mut modules: Vec<LoadedModule> = intree_modules
+        .into_iter()
+        .map(|m| LoadedModule { file: format!("{}.ko", m.name), data: m.data, params: String::new(), load: true })
+        .collect();
     for m in &opts.plan.modules {
         emit(Event::Progress(format!("building {} for {}", m.dir.display(), tree.release)));
         let built = kbuild::build_module(
@@ -145,9 +160,11 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
     t.build = phase.elapsed();
 
     let phase = Instant::now();
-    let spec = guest_image(&opts.busybox, &opts.guest_bin, &modules, &opts.plan.guest.files)?;
+    let udrv = uses_program(&opts.plan, "rig-udrv").then_some(opts.udrv_bin.as_path());
+    let inits: Vec<_> = guest_devices.iter().map(GuestDevice::init).collect();
+    let spec = guest_image(&opts.busybox, &opts.guest_bin, udrv, &modules, &inits, &opts.plan.guest.files)?;
     let (initrd, fresh) = spec.build_cached(&opts.cache_dir.join("initramfs").join(&tree.release))?;
     t.initramfs = phase.elapsed();
     emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
-    Ok(Prepared { entry, tree, modules, initrd })
+    Ok(Prepared { entry, tree, modules, devices: guest_devices, initrd })
 }

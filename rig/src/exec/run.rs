@@ -4,6 +4,7 @@
 //! keep or remove the run directory. The engine never prints: it sends
 //! [`Event`]s to the caller.
 
+use super::devices::{self, DeviceSetupError};
 use super::prepare::{prepare, Prepared};
 use super::record::{self, Fixed, How, RunRecord};
 use super::setup::{host_setup, private_dir, HostSetup};
@@ -49,6 +50,8 @@ pub struct RunOptions {
     pub busybox: PathBuf,
     /// Statically linked guest programs (`rig-guest`), put in /bin when present.
     pub guest_bin: PathBuf,
+    /// The reference userspace driver (`rig-udrv`, static), put in /bin when a step uses it.
+    pub udrv_bin: PathBuf,
     /// QEMU CPU model (`None`: host under KVM, QEMU's default under TCG).
     pub cpu_model: Option<String>,
     /// Boot watchdog.
@@ -90,6 +93,9 @@ pub enum RunError {
     Shm(#[from] ShmError),
     #[error(transparent)]
     Doorbell(#[from] DoorbellError),
+    /// The kernel cannot drive a `[[device]]` as the config asks.
+    #[error(transparent)]
+    Device(#[from] DeviceSetupError),
     /// The guest never became usable (the console log is in the run dir).
     #[error("{source}\n(run directory kept: {run_dir})")]
     Boot { source: Box<VmError>, run_dir: PathBuf },
@@ -178,16 +184,35 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
         .loaded()
         .map(|m| Check {
             name: format!("insmod {}", m.file),
-            action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+            action: Action::Guest {
+                command: String::new(),
+                status: 0,
+                expect: None,
+                timeout: Duration::ZERO,
+                report: None,
+            },
         })
         .collect();
+    boot.extend(devices::boot_checks(&p.devices));
     boot.push(Check {
         name: BOOT_CLEAN.into(),
-        action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+        action: Action::Guest {
+            command: String::new(),
+            status: 0,
+            expect: None,
+            timeout: Duration::ZERO,
+            report: None,
+        },
     });
     boot.push(Check {
         name: "guest shell answers".into(),
-        action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+        action: Action::Guest {
+            command: String::new(),
+            status: 0,
+            expect: None,
+            timeout: Duration::ZERO,
+            report: None,
+        },
     });
     let mut g = vec![("boot".to_string(), boot)];
     if !plan.setup.is_empty() {
@@ -199,7 +224,13 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
     }
     let check = Check {
         name: KERNEL_LOG_CLEAN.into(),
-        action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+        action: Action::Guest {
+            command: String::new(),
+            status: 0,
+            expect: None,
+            timeout: Duration::ZERO,
+            report: None,
+        },
     };
     g.push((KERNEL_LOG_GROUP.into(), vec![check]));
     g
@@ -273,7 +304,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let tree = &prepared.tree;
 
     let run_dir = private_dir("rig-run-")?;
-    let HostSetup { mut server, shm, cfg, choice, private } = host_setup(opts, &prepared, emit)?;
+    let HostSetup { mut server, shm, images, cfg, choice, private } = host_setup(opts, &prepared, emit)?;
 
     let group_list = groups(&opts.plan, &prepared);
     emit(Event::Plan(group_list.iter().map(|(n, c)| (n.clone(), c.len())).collect()));
@@ -312,6 +343,9 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     for r in insmod_results(&boot.log, &loaded) {
         rec.fixed(0, r);
     }
+    for r in devices::boot_results(&boot.log, &prepared.devices) {
+        rec.fixed(0, r);
+    }
     // Surfaced as a boot check so no run passes over a warning at insmod.
     let mut charged = Charged::default();
     let boot_reports = charged.fresh(boot.reports.clone());
@@ -329,6 +363,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     }
     let mut side = HostSide {
         shm: shm.as_ref(),
+        images: &images,
         run_dir: run_dir.path(),
         doorbell: server.as_mut().map(|s| s as &mut dyn crate::host::doorbell::Doorbell),
         interrupt: &interrupt,
@@ -408,6 +443,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     drop(vm);
     drop(server);
     drop(shm);
+    drop(images);
     drop(private);
     t.total = total.elapsed();
 

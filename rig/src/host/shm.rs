@@ -1,5 +1,6 @@
 //! The host's view of the ivshmem region: the backing file mapped with
 //! vm-memory, read and written at region offsets (the guest's BAR2 offsets).
+//! A device's backing image (an NVMe namespace) is mapped the same way.
 
 use rig_abi::ShmHeader;
 use std::fs::{File, OpenOptions};
@@ -15,6 +16,9 @@ pub enum ShmError {
     /// ivshmem wants a power-of-two size of at least 1 MiB for the module.
     #[error("ivshmem size {0:#x} is not a power of two of at least 1 MiB: pick e.g. 4M")]
     BadSize(u64),
+    /// A backing image is whole pages.
+    #[error("image size {0:#x} is not a positive multiple of 4 KiB")]
+    BadImageSize(u64),
     /// vm-memory refused the mapping.
     #[error("cannot map {path}: {detail}")]
     Map { path: PathBuf, detail: String },
@@ -42,6 +46,19 @@ impl SharedMemory {
         let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
         let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(open_err)?;
+        file.set_len(size).map_err(open_err)?;
+        Self::map(path, file, size)
+    }
+
+    /// Creates a device's backing image of `size` bytes (zeros, sparse) and
+    /// maps it: what QEMU writes into it is seen here, and the reverse.
+    pub fn create_image(path: &Path, size: u64) -> Result<SharedMemory, ShmError> {
+        if size == 0 || !size.is_multiple_of(4096) {
+            return Err(ShmError::BadImageSize(size));
+        }
+        let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).map_err(open_err)?;
         file.set_len(size).map_err(open_err)?;
         Self::map(path, file, size)
     }
@@ -155,6 +172,17 @@ mod tests {
         let h = shm.header().expect("header");
         assert_eq!(h.magic, rig_abi::SHM_MAGIC);
         assert_eq!(h.release(), "6.1.0");
+    }
+
+    #[test]
+    fn images_take_any_page_multiple() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = SharedMemory::create_image(&dir.path().join("nvme0.img"), 3 << 12).expect("image");
+        assert_eq!(img.size(), 3 << 12);
+        img.fill_pattern(0x1000, 0x1000, 9).expect("fill");
+        assert_eq!(img.verify_pattern(0x1000, 0x1000, 9).expect("verify"), None);
+        assert!(matches!(SharedMemory::create_image(&dir.path().join("x"), 100), Err(ShmError::BadImageSize(100))));
+        assert!(matches!(SharedMemory::create_image(&dir.path().join("x"), 0), Err(ShmError::BadImageSize(0))));
     }
 
     #[test]

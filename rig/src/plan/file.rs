@@ -98,6 +98,9 @@ pub struct GuestSpec {
     pub files: Vec<FileSpec>,
     /// Shared memory; default 4 MiB ivshmem-plain.
     pub ivshmem: Option<IvshmemSpec>,
+    /// Emulated IOMMU: a name from `qemu/machine.toml` ("intel") or "none";
+    /// default "intel" when a device binds to vfio-pci, else none.
+    pub iommu: Option<Spanned<String>>,
 }
 
 fn default_memory() -> Spanned<u32> {
@@ -117,6 +120,7 @@ impl Default for GuestSpec {
             panic_on_warn: false,
             files: vec![],
             ivshmem: None,
+            iommu: None,
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct PatternSpec {
     pub offset: u64,
     pub len: u64,
     pub seed: u32,
+    /// A `[[device]]` with a backing image (nvme): its image, not the shared memory.
+    pub device: Option<String>,
 }
 
 /// `host.expect_bytes`.
@@ -136,6 +142,8 @@ pub struct PatternSpec {
 pub struct BytesSpec {
     pub offset: u64,
     pub hex: String,
+    /// As in [`PatternSpec::device`].
+    pub device: Option<String>,
 }
 
 /// `host.expect_string`.
@@ -144,6 +152,8 @@ pub struct BytesSpec {
 pub struct StringSpec {
     pub offset: u64,
     pub string: String,
+    /// As in [`PatternSpec::device`].
+    pub device: Option<String>,
 }
 
 /// `host.header`.
@@ -201,6 +211,37 @@ pub struct StepSpec {
     pub expect: Option<String>,
     pub expect_regex: Option<Spanned<String>>,
     pub timeout: Option<u64>,
+    /// A kernel report the step must cause (`"iommu_fault"`, `"IOMMU fault"`):
+    /// reports of that class pass it instead of failing it.
+    pub expect_report: Option<Spanned<String>>,
+}
+
+/// `bind` of a `[[device]]`: who drives it once the guest is up.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindSpec {
+    /// The kernel's own driver (or the user's module), as the guest boots.
+    Kernel,
+    /// vfio-pci, for a userspace driver.
+    VfioPci,
+    /// No driver at all.
+    None,
+}
+
+/// `[[device]]`: a virtual PCI device of the device table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    /// Names it in `$RIG_DEV_<NAME>`, so letters, digits and `_`.
+    pub name: Spanned<String>,
+    /// A kind of `qemu/devices.toml` (`edu`, `nvme`, ...).
+    pub kind: Spanned<String>,
+    /// Default `kernel`.
+    pub bind: Option<BindSpec>,
+    /// nvme: the namespace image (default 16); ivshmem: the region (default 4).
+    pub size_mib: Option<Spanned<u64>>,
+    /// ivshmem-doorbell: MSI-X vectors (default 2).
+    pub vectors: Option<Spanned<u32>>,
 }
 
 /// `[[test]]`.
@@ -223,6 +264,8 @@ pub struct ConfigFile {
     pub intree: Vec<String>,
     #[serde(default)]
     pub guest: GuestSpec,
+    #[serde(default)]
+    pub device: Vec<Spanned<DeviceSpec>>,
     #[serde(default)]
     pub setup: Vec<Spanned<StepSpec>>,
     #[serde(default)]

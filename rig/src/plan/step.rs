@@ -1,6 +1,7 @@
 //! The steps of a plan: a command in the guest shell or a check the host
 //! makes, with what its result must be. Pure data, built by validation.
 
+use crate::verdict::Class;
 use regex::Regex;
 use std::time::Duration;
 
@@ -41,6 +42,24 @@ impl Expect {
     }
 }
 
+/// The memory a host check reads or writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Memory {
+    /// The ivshmem region's backing file.
+    Shm,
+    /// The backing image of the `[[device]]` with this name (an NVMe namespace).
+    Image(String),
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Memory::Shm => f.write_str("the shared memory"),
+            Memory::Image(name) => write!(f, "{name}'s image"),
+        }
+    }
+}
+
 /// One step of a suite.
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -54,6 +73,9 @@ pub enum Action {
         expect: Option<Expect>,
         /// Per-step timeout.
         timeout: Duration,
+        /// A kernel report the step must cause; it passes the step instead
+        /// of failing it (other reports still fail it).
+        report: Option<Class>,
     },
     /// The host reads the header the module wrote at probe time.
     HostHeader {
@@ -61,13 +83,13 @@ pub enum Action {
         state: u32,
     },
     /// The host writes the seeded pattern into the region.
-    HostFill { offset: u64, len: u64, seed: u32 },
+    HostFill { memory: Memory, offset: u64, len: u64, seed: u32 },
     /// The host checks the seeded pattern in the region.
-    HostVerify { offset: u64, len: u64, seed: u32 },
+    HostVerify { memory: Memory, offset: u64, len: u64, seed: u32 },
     /// The host checks exact bytes (or a string) at an offset.
-    HostBytes { offset: u64, bytes: Vec<u8> },
+    HostBytes { memory: Memory, offset: u64, bytes: Vec<u8> },
     /// The host writes bytes at an offset (e.g. a buffer, then a ring index).
-    HostWrite { offset: u64, bytes: Vec<u8> },
+    HostWrite { memory: Memory, offset: u64, bytes: Vec<u8> },
     /// The host produces buffers into the reference module's host ring
     /// (`rig_abi::host::produce`: payloads, headers, then a store-release of `prod`).
     HostProduce { count: u32, len: u32, seed: u32 },

@@ -1,13 +1,18 @@
 //! `rig bench`: boot latency of a rig guest against bare QEMU booting the
 //! same kernel and initramfs, the console's raw round trip against a rig
-//! step, written to a JSON file. Figures, not pass/fail: targets are judged
-//! by reading the file.
+//! step, and the ivshmem doorbell round trip through the reference module
+//! and through VFIO (rig-udrv), written to a JSON file. Figures, not
+//! pass/fail: targets are judged by reading the file.
 
+use crate::exec::devices;
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
 use crate::exec::setup::{self, private_dir};
 use crate::guest::protocol::{self, Nonce, READY_MARKER};
+use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
+use crate::plan::step::{Action, Check};
+use crate::plan::{Bind, DevicePlan, Plan, ShmPlan, DEFAULT_IOMMU, FIRST_DEVICE_SLOT};
 use crate::results::Timings;
 use crate::vm::accel;
 use crate::vm::qemu::{self, SerialBackend};
@@ -30,6 +35,9 @@ pub struct BenchOptions {
     pub boots: usize,
     /// Console round trips / steps per boot.
     pub steps: usize,
+    /// Doorbell round trips per boot of each driver's guest (module, VFIO),
+    /// which boot `boots` times each, alternating; 0 skips them.
+    pub pings: usize,
     /// Where the JSON goes.
     pub out: PathBuf,
 }
@@ -81,6 +89,34 @@ pub struct BenchReport {
     pub rig_step: Stats,
     /// Power-off to QEMU exit, rig.
     pub rig_poweroff: Stats,
+    /// Doorbell round trip through the reference module (`rig-guest
+    /// db-pong`): the host rings vector 0, the guest wakes in
+    /// RIG_IOC_DB_WAIT and rings the host on vector 1, the host sees it.
+    /// `None` when the config's guest has no doorbell module.
+    pub doorbell_module: Option<Stats>,
+    /// The same through VFIO: `rig-udrv pong` owns an ivshmem-doorbell bound
+    /// to vfio-pci (Intel IOMMU), MSI-X into an eventfd, the Doorbell
+    /// register through the mmap()ed BAR0.
+    pub doorbell_vfio: Option<Stats>,
+    /// The median of each boot's round trips, module then VFIO (where the
+    /// host's scheduler puts QEMU's threads moves them from boot to boot).
+    pub doorbell_module_per_boot_ms: Vec<f64>,
+    /// See `doorbell_module_per_boot_ms`.
+    pub doorbell_vfio_per_boot_ms: Vec<f64>,
+}
+
+/// Why the benchmark could not produce its figures.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Preparing or booting a guest failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A guest program of the round trip failed (its output follows).
+    #[error("{what} failed in the guest:\n{output}")]
+    Guest { what: String, output: String },
+    /// The host's side of the round trip failed.
+    #[error("doorbell round trip {index} of {what}: {detail}")]
+    Doorbell { what: String, index: usize, detail: String },
 }
 
 /// Runs the benchmark and writes `opts.out`.
@@ -88,12 +124,12 @@ pub fn bench(
     opts: &BenchOptions,
     interrupt: Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
-) -> Result<BenchReport, RunError> {
+) -> Result<BenchReport, BenchError> {
     let mut t = Timings::default();
     let p = prepare(&opts.run, &mut t, emit)?;
     let choice = accel::decide(opts.run.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
-    let (major, minor, micro) = qemu::version(&opts.run.qemu)?;
+    let (major, minor, micro) = qemu::version(&opts.run.qemu).map_err(RunError::from)?;
 
     let (mut rig_boot, mut rig_step, mut poweroff) = (vec![], vec![], vec![]);
     let (mut bare_boot, mut bare_rtt, mut socket_rtt) = (vec![], vec![], vec![]);
@@ -110,6 +146,9 @@ pub fn bench(
         let (_, rtts) = bare_sample(opts, &p, choice.accel, RawConsole::Socket)?;
         socket_rtt.extend(rtts);
     }
+    let db = doorbells(opts, &p, interrupt, emit)?;
+    let all = |boots: &[Vec<Duration>]| (!boots.is_empty()).then(|| Stats::of(&boots.concat()));
+    let medians = |boots: &[Vec<Duration>]| boots.iter().map(|b| Stats::of(b).median_ms).collect::<Vec<f64>>();
     let report = BenchReport {
         kernel: p.tree.name.clone(),
         release: p.tree.release.clone(),
@@ -121,11 +160,164 @@ pub fn bench(
         socket_console_round_trip: Stats::of(&socket_rtt),
         rig_step: Stats::of(&rig_step),
         rig_poweroff: Stats::of(&poweroff),
+        doorbell_module: all(&db.module),
+        doorbell_vfio: all(&db.vfio),
+        doorbell_module_per_boot_ms: medians(&db.module),
+        doorbell_vfio_per_boot_ms: medians(&db.vfio),
     };
     let json = serde_json::to_string_pretty(&report)
         .map_err(|e| RunError::TempDir { dir: opts.out.clone(), source: std::io::Error::other(e) })?;
     std::fs::write(&opts.out, json + "\n").map_err(|source| RunError::TempDir { dir: opts.out.clone(), source })?;
     Ok(report)
+}
+
+/// The doorbell round trips of each boot, per driver.
+#[derive(Default)]
+struct RoundTrips {
+    module: Vec<Vec<Duration>>,
+    vfio: Vec<Vec<Duration>>,
+}
+
+/// Both doorbell round trips, in one run: the module's when the config's
+/// guest has a doorbell module (the reference suite's does), and VFIO's;
+/// their guests boot in turn, `boots` times each.
+fn doorbells(
+    opts: &BenchOptions,
+    p: &Prepared,
+    interrupt: Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<RoundTrips, BenchError> {
+    let mut out = RoundTrips::default();
+    if opts.pings == 0 {
+        return Ok(out);
+    }
+    let n = opts.pings;
+    let with_module = opts.run.plan.guest.shm.is_some_and(|s| s.doorbell) && !p.modules.is_empty();
+    if !with_module {
+        emit(Event::Note("no doorbell round trip through a module: the config's guest has no ivshmem-doorbell module (the reference suite's has)".into()));
+    }
+    let module_cmd = format!("rig-guest db-pong --count {n} --ready-file {PONG}.ready --timeout-ms 10000");
+    let vfio_cmd =
+        format!("rig-udrv pong --device ${PONG_DEVICE_VAR} --count {n} --ready-file {PONG}.ready --timeout 10");
+    let vfio_run = RunOptions { plan: vfio_plan(&opts.run.plan, &vfio_cmd), ..opts.run.clone() };
+    let mut t = Timings::default();
+    let vp = prepare(&vfio_run, &mut t, emit)?;
+    for i in 0..opts.boots.max(1) {
+        if with_module {
+            let what = "rig-guest db-pong (the reference module)";
+            let rtts = pong_sample(&opts.run, p, &module_cmd, what, n, &interrupt, emit)?;
+            emit(Event::Note(format!(
+                "doorbell round trip {}, module: median {:.3} ms",
+                i + 1,
+                Stats::of(&rtts).median_ms
+            )));
+            out.module.push(rtts);
+        }
+        let rtts = pong_sample(&vfio_run, &vp, &vfio_cmd, "rig-udrv pong (VFIO)", n, &interrupt, emit)?;
+        emit(Event::Note(format!("doorbell round trip {}, VFIO: median {:.3} ms", i + 1, Stats::of(&rtts).median_ms)));
+        out.vfio.push(rtts);
+    }
+    Ok(out)
+}
+
+/// Where the pong programs leave their ready file, output and status.
+const PONG: &str = "/tmp/rig-pong";
+/// The VFIO guest's doorbell device, and the variable of its address.
+const PONG_DEVICE: &str = "ivsh0";
+const PONG_DEVICE_VAR: &str = "RIG_DEV_IVSH0";
+
+/// A guest of the config's kernel with nothing but an ivshmem-doorbell
+/// bound to vfio-pci, the Intel IOMMU, and rig-udrv (the setup step names
+/// it, so the image carries it; the benchmark runs it itself).
+fn vfio_plan(base: &Plan, command: &str) -> Plan {
+    let mut plan = base.clone();
+    plan.modules.clear();
+    plan.intree.clear();
+    plan.guest.cmdline.clear();
+    plan.guest.files.clear();
+    plan.guest.shm = Some(ShmPlan { size: 4 << 20, doorbell: true, vectors: 2 });
+    plan.guest.iommu = Some(DEFAULT_IOMMU.into());
+    plan.guest.devices = vec![DevicePlan {
+        name: PONG_DEVICE.into(),
+        kind: "ivshmem-doorbell".into(),
+        bind: Bind::VfioPci,
+        slot: FIRST_DEVICE_SLOT,
+        image_size: None,
+    }];
+    plan.setup = vec![Check {
+        name: "pong".into(),
+        action: Action::Guest {
+            command: command.into(),
+            status: 0,
+            expect: None,
+            timeout: Duration::from_secs(30),
+            report: None,
+        },
+    }];
+    plan.tests.clear();
+    plan.teardown.clear();
+    plan
+}
+
+/// `command` in the background, in a subshell that ends at once (so the
+/// shell has no job to report), then a wait for its ready file.
+fn background(command: &str) -> String {
+    format!(
+        "( ({command}; echo $? >{PONG}.status) >{PONG}.log 2>&1 & ); for i in $(seq 300); do [ -e {PONG}.ready ] && break; sleep 0.1; done; [ -e {PONG}.ready ]"
+    )
+}
+
+/// Waits for the background program's status; prints its output.
+fn collect() -> String {
+    format!(
+        "for i in $(seq 600); do [ -e {PONG}.status ] && break; sleep 0.1; done; cat {PONG}.log; [ \"$(cat {PONG}.status)\" = 0 ]"
+    )
+}
+
+/// One guest: `command` answers `n` rings; the host times each round trip.
+fn pong_sample(
+    run: &RunOptions,
+    p: &Prepared,
+    command: &str,
+    what: &str,
+    n: usize,
+    interrupt: &Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Vec<Duration>, BenchError> {
+    let host = setup::host_setup(run, p, emit)?;
+    let private = host.private.path();
+    let failed = |detail: String| BenchError::Guest { what: what.into(), output: detail };
+    let mut server = host.server.ok_or_else(|| failed("the guest has no ivshmem-doorbell server".into()))?;
+    let mut vm =
+        Vm::start(&host.cfg, private, Nonce::new(), interrupt.clone()).map_err(|e| boot_error(e, &host.private))?;
+    let boot = vm.wait_ready(run.boot_timeout).map_err(|e| boot_error(e, &host.private))?;
+    for r in devices::boot_results(&boot.log, &p.devices) {
+        if !r.passed() {
+            return Err(failed(format!("{}: {:?}", r.name, r.outcome)));
+        }
+    }
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &host.private))?;
+    let step = |vm: &mut Vm, line: &str| -> Result<String, BenchError> {
+        match vm.console.run(line, Duration::from_secs(90)) {
+            Ok(out) if out.status == 0 => Ok(out.output),
+            Ok(out) => Err(failed(out.output)),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    };
+    step(&mut vm, &background(command))?;
+    let mut rtts = Vec::with_capacity(n);
+    for index in 0..n {
+        let t = Instant::now();
+        let rung = server.ring_guest(0).and_then(|_| server.wait_ring(1, Duration::from_secs(10)));
+        if let Err(detail) = rung {
+            let output = step(&mut vm, &format!("cat {PONG}.log")).unwrap_or_default();
+            return Err(BenchError::Doorbell { what: what.into(), index, detail: format!("{detail}\n{output}") });
+        }
+        rtts.push(t.elapsed());
+    }
+    step(&mut vm, &collect())?;
+    vm.shutdown(Duration::from_secs(5));
+    Ok(rtts)
 }
 
 /// The benchmark boots ivshmem-plain guests (no doorbell server).
@@ -152,6 +344,7 @@ fn rig_sample(
 ) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
     let private = private_dir("rig-bench-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
+    let _images = setup::create_images(&opts.run.plan, private.path())?;
     let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     let start = Instant::now();
     let mut vm = Vm::start(&cfg, private.path(), Nonce::new(), interrupt).map_err(|e| boot_error(e, &private))?;
@@ -185,6 +378,7 @@ fn bare_sample(
 ) -> Result<(Duration, Vec<Duration>), RunError> {
     let private = private_dir("rig-bare-")?;
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
+    let _images = setup::create_images(&opts.run.plan, private.path())?;
     let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     cfg.qmp_socket = None;
     // The shell's port raw; the kernel's console goes nowhere, as a bare
