@@ -179,15 +179,18 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
         .map(|m| Check {
             name: format!("insmod {}", m.file),
             action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+            source: None,
         })
         .collect();
     boot.push(Check {
         name: BOOT_CLEAN.into(),
         action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+        source: None,
     });
     boot.push(Check {
         name: "guest shell answers".into(),
         action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+        source: None,
     });
     let mut g = vec![("boot".to_string(), boot)];
     if !plan.setup.is_empty() {
@@ -200,6 +203,7 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
     let check = Check {
         name: KERNEL_LOG_CLEAN.into(),
         action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
+        source: None,
     };
     g.push((KERNEL_LOG_GROUP.into(), vec![check]));
     g
@@ -337,7 +341,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     for (gi, (gname, group)) in group_list.iter().enumerate().skip(1).take(last - 1) {
         for check in group {
             if let Some(why) = &aborted {
-                rec.fixed(gi, CheckResult::verdict(&check.name, Outcome::NotRun(why.clone())));
+                let not_run = CheckResult::verdict(&check.name, Outcome::NotRun(why.clone()));
+                rec.fixed(gi, CheckResult { source: check.source.clone(), ..not_run });
                 continue;
             }
             let (mut r, abort, guest) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
@@ -442,7 +447,7 @@ pub fn insmod_results(boot_log: &str, files: &[String]) -> Vec<CheckResult> {
             } else {
                 crate::guest::console::clean(&crate::support::tail_bytes(boot_log, 1500))
             };
-            CheckResult { name: format!("insmod {file}"), outcome, output, elapsed: Duration::ZERO, host_side: false }
+            CheckResult { name: format!("insmod {file}"), output, ..CheckResult::verdict("", outcome) }
         })
         .collect()
 }

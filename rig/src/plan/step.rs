@@ -2,6 +2,7 @@
 //! makes, with what its result must be. Pure data, built by validation.
 
 use regex::Regex;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What a guest command's output must contain.
@@ -90,6 +91,15 @@ pub enum Action {
     HostWaitRing { vector: u32, timeout: Duration },
 }
 
+/// Where a step is written: annotations and summaries point at it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Source {
+    /// The config file, absolute (canonical when it exists).
+    pub file: PathBuf,
+    /// 1-based line of the step's `[[test.step]]` header (or its inline table).
+    pub line: usize,
+}
+
 /// A named check.
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -97,4 +107,6 @@ pub struct Check {
     pub name: String,
     /// What it does.
     pub action: Action,
+    /// Where the config has it; `None` for the rig's own checks (boot, kernel log).
+    pub source: Option<Source>,
 }

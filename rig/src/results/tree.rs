@@ -3,6 +3,7 @@
 //! worst-first (crash > fail > not run > pass > skip). KTAP, JUnit and JSON
 //! are all written from it, so they cannot disagree.
 
+use crate::plan::step::Source;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -144,12 +145,21 @@ pub struct CheckResult {
     pub elapsed: Duration,
     /// Made by the host on the shared memory (not in the guest).
     pub host_side: bool,
+    /// The step in the config it is the result of (`None`: the rig's own check).
+    pub source: Option<Source>,
 }
 
 impl CheckResult {
     /// A guest-side result with no output (the rig's own verdicts).
     pub fn verdict(name: &str, outcome: Outcome) -> CheckResult {
-        CheckResult { name: name.into(), outcome, output: String::new(), elapsed: Duration::ZERO, host_side: false }
+        CheckResult {
+            name: name.into(),
+            outcome,
+            output: String::new(),
+            elapsed: Duration::ZERO,
+            host_side: false,
+            source: None,
+        }
     }
 
     /// True when nothing went wrong (it passed, or was skipped on purpose).

@@ -363,7 +363,7 @@ mod tests {
     use crate::kernel::catalog::Catalog;
 
     fn r(name: &str, outcome: Outcome) -> CheckResult {
-        CheckResult { name: name.into(), outcome, output: String::new(), elapsed: Duration::ZERO, host_side: false }
+        CheckResult::verdict(name, outcome)
     }
 
     fn col(kernel: &str, verdict: &str, tests: Vec<TestResult>) -> Column {
