@@ -162,6 +162,10 @@ pub fn kernel_result(kernel: &str, outcome: &Result<RunReport, RunError>) -> Ker
     }
 }
 
+/// The line before the kernel log the rig reads after the last step, in
+/// shell.log (kernel.log has the log alone).
+const KERNEL_LOG_LABEL: &str = "--- rig: the kernel log (dmesg) for kernel.log, read after the last step ---";
+
 /// The boot check that fails when the kernel warned or oopsed before the shell.
 pub const BOOT_CLEAN: &str = "no kernel warning or oops during boot";
 
@@ -390,8 +394,11 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         }
     }
     if aborted.is_none() {
-        if let Ok(out) = vm.console.run("dmesg", Duration::from_secs(20)) {
-            let _ = std::fs::write(run_dir.path().join("kernel.log"), out.output + "\n");
+        // Labelled: in shell.log the dump would read as a boot after the steps.
+        let command = format!("echo '{KERNEL_LOG_LABEL}'; dmesg");
+        if let Ok(out) = vm.console.run(&command, Duration::from_secs(20)) {
+            let log = out.output.strip_prefix(KERNEL_LOG_LABEL).unwrap_or(&out.output).trim_start_matches('\n');
+            let _ = std::fs::write(run_dir.path().join("kernel.log"), log.to_owned() + "\n");
         }
     }
     t.checks = phase.elapsed();
