@@ -9,6 +9,7 @@ pub mod cache;
 pub mod kernels;
 pub mod matrix;
 pub mod parse;
+pub mod report;
 pub mod run;
 pub mod shell;
 pub mod ui;
@@ -151,7 +152,10 @@ fn usage(e: impl std::fmt::Display) -> UsageError {
 pub fn load_plan(a: &RunArgs) -> Result<Plan, UsageError> {
     let catalog = Catalog::builtin().map_err(usage)?;
     let path = a.config.clone().unwrap_or_else(|| project_root().join("guest-kmod/rig.toml"));
-    let mut plan = rig::plan::load(&path, &catalog).map_err(usage)?;
+    let mut plan = rig::plan::load(&path, &catalog).map_err(|e| {
+        report::annotate_config_error(&e);
+        usage(e)
+    })?;
     if let Some(dir) = &a.module_dir {
         if !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
             return Err(UsageError(format!(

@@ -18,7 +18,7 @@ use crate::image::initramfs::InitramfsError;
 use crate::kernel::catalog::CatalogError;
 use crate::kernel::fetch::FetchError;
 use crate::kernel::intree::IntreeError;
-use crate::plan::step::{Action, Check};
+use crate::plan::step::Check;
 use crate::plan::Plan;
 use crate::results::{CheckResult, KernelError, KernelResult, Outcome, RunReport, Stage, TestResult, Timings};
 use crate::vm::accel::AccelRequest;
@@ -168,6 +168,10 @@ pub fn kernel_result(kernel: &str, outcome: &Result<RunReport, RunError>) -> Ker
     }
 }
 
+/// The line before the kernel log the rig reads after the last step, in
+/// shell.log (kernel.log has the log alone).
+const KERNEL_LOG_LABEL: &str = "--- rig: the kernel log (dmesg) for kernel.log, read after the last step ---";
+
 /// The boot check that fails when the kernel warned or oopsed before the shell.
 pub const BOOT_CLEAN: &str = "no kernel warning or oops during boot";
 
@@ -180,40 +184,10 @@ pub const KERNEL_LOG_CLEAN: &str = "no kernel report outside the steps";
 /// The groups of a run: boot (one check per loaded module, then the shell),
 /// setup, the tests, teardown.
 pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
-    let mut boot: Vec<Check> = p
-        .loaded()
-        .map(|m| Check {
-            name: format!("insmod {}", m.file),
-            action: Action::Guest {
-                command: String::new(),
-                status: 0,
-                expect: None,
-                timeout: Duration::ZERO,
-                report: None,
-            },
-        })
-        .collect();
+    let mut boot: Vec<Check> = p.loaded().map(|m| Check::rig(format!("insmod {}", m.file))).collect();
     boot.extend(devices::boot_checks(&p.devices));
-    boot.push(Check {
-        name: BOOT_CLEAN.into(),
-        action: Action::Guest {
-            command: String::new(),
-            status: 0,
-            expect: None,
-            timeout: Duration::ZERO,
-            report: None,
-        },
-    });
-    boot.push(Check {
-        name: "guest shell answers".into(),
-        action: Action::Guest {
-            command: String::new(),
-            status: 0,
-            expect: None,
-            timeout: Duration::ZERO,
-            report: None,
-        },
-    });
+    boot.push(Check::rig(BOOT_CLEAN));
+    boot.push(Check::rig("guest shell answers"));
     let mut g = vec![("boot".to_string(), boot)];
     if !plan.setup.is_empty() {
         g.push(("setup".into(), plan.setup.clone()));
@@ -222,16 +196,7 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
     if !plan.teardown.is_empty() {
         g.push(("teardown".into(), plan.teardown.clone()));
     }
-    let check = Check {
-        name: KERNEL_LOG_CLEAN.into(),
-        action: Action::Guest {
-            command: String::new(),
-            status: 0,
-            expect: None,
-            timeout: Duration::ZERO,
-            report: None,
-        },
-    };
+    let check = Check::rig(KERNEL_LOG_CLEAN);
     g.push((KERNEL_LOG_GROUP.into(), vec![check]));
     g
 }
@@ -241,7 +206,7 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
 /// checks it answers.
 fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> bool {
     if shell_exited {
-        if console.prepare_shell(Duration::from_secs(10)).is_err() {
+        if console.take_new_shell(Duration::from_secs(10)).is_err() {
             return false;
         }
     } else {
@@ -251,7 +216,7 @@ fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> 
         match console.run("true", Duration::from_secs(5)) {
             Ok(_) => return true,
             Err(ConsoleError::ShellExited { .. }) => {
-                if console.prepare_shell(Duration::from_secs(10)).is_err() {
+                if console.take_new_shell(Duration::from_secs(10)).is_err() {
                     return false;
                 }
             }
@@ -372,7 +337,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     for (gi, (gname, group)) in group_list.iter().enumerate().skip(1).take(last - 1) {
         for check in group {
             if let Some(why) = &aborted {
-                rec.fixed(gi, CheckResult::verdict(&check.name, Outcome::NotRun(why.clone())));
+                let not_run = CheckResult::verdict(&check.name, Outcome::NotRun(why.clone()));
+                rec.fixed(gi, CheckResult { source: check.source.clone(), ..not_run });
                 continue;
             }
             let (mut r, abort, guest) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
@@ -420,8 +386,11 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         }
     }
     if aborted.is_none() {
-        if let Ok(out) = vm.console.run("dmesg", Duration::from_secs(20)) {
-            let _ = std::fs::write(run_dir.path().join("kernel.log"), out.output + "\n");
+        // Labelled: in shell.log the dump would read as a boot after the steps.
+        let command = format!("echo '{KERNEL_LOG_LABEL}'; dmesg");
+        if let Ok(out) = vm.console.run(&command, Duration::from_secs(20)) {
+            let log = out.output.strip_prefix(KERNEL_LOG_LABEL).unwrap_or(&out.output).trim_start_matches('\n');
+            let _ = std::fs::write(run_dir.path().join("kernel.log"), log.to_owned() + "\n");
         }
     }
     t.checks = phase.elapsed();
@@ -478,7 +447,7 @@ pub fn insmod_results(boot_log: &str, files: &[String]) -> Vec<CheckResult> {
             } else {
                 crate::guest::console::clean(&crate::support::tail_bytes(boot_log, 1500))
             };
-            CheckResult { name: format!("insmod {file}"), outcome, output, elapsed: Duration::ZERO, host_side: false }
+            CheckResult { name: format!("insmod {file}"), output, ..CheckResult::verdict("", outcome) }
         })
         .collect()
 }

@@ -232,6 +232,7 @@ pub fn run_check(
         output,
         elapsed: start.elapsed(),
         host_side,
+        source: check.source.clone(),
     };
     let host = |memory: &Memory, f: &dyn Fn(&SharedMemory) -> Result<String, String>| {
         match memory {
@@ -476,8 +477,11 @@ mod tests {
         };
         let nonce = crate::guest::protocol::Nonce::fixed("0");
         let mut c = Console::attach(ports, nonce, Default::default()).expect("attach");
-        let check =
-            Check { name: "h".into(), action: Action::HostVerify { memory: Memory::Shm, offset: 0, len: 1, seed: 0 } };
+        let check = Check {
+            name: "h".into(),
+            action: Action::HostVerify { memory: Memory::Shm, offset: 0, len: 1, seed: 0 },
+            source: None,
+        };
         let flag = AtomicBool::new(false);
         let mut side = HostSide { shm: None, images: &[], run_dir: dir.path(), doorbell: None, interrupt: &flag };
         let (r, abort, _) = run_check(&check, &mut c, &mut side, &mut Charged::default());

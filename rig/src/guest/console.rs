@@ -286,6 +286,19 @@ impl Console {
         Ok(())
     }
 
+    /// Takes over the shell /init started after the last one exited: waits
+    /// for its prompt (what is typed while the old shell's tty hangs up is
+    /// lost or garbled), discards any half line with Ctrl-C, then sets it
+    /// up like the first.
+    pub fn take_new_shell(&mut self, timeout: Duration) -> Result<(), ConsoleError> {
+        match self.wait_str(protocol::FRESH_PROMPT, timeout) {
+            Ok(_) | Err(ConsoleError::Timeout { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.interrupt_step()?;
+        self.prepare_shell(timeout)
+    }
+
     /// Runs one shell command and returns its status, output and the kernel
     /// reports made while it ran.
     ///

@@ -3,6 +3,7 @@
 
 use crate::verdict::Class;
 use regex::Regex;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What a guest command's output must contain.
@@ -112,6 +113,15 @@ pub enum Action {
     HostWaitRing { vector: u32, timeout: Duration },
 }
 
+/// Where a step is written: annotations and summaries point at it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Source {
+    /// The config file, absolute (canonical when it exists).
+    pub file: PathBuf,
+    /// 1-based line of the step's `[[test.step]]` header (or its inline table).
+    pub line: usize,
+}
+
 /// A named check.
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -119,4 +129,34 @@ pub struct Check {
     pub name: String,
     /// What it does.
     pub action: Action,
+    /// Where the config has it; `None` for the rig's own checks (boot, kernel log).
+    pub source: Option<Source>,
+}
+
+impl Check {
+    /// A check the rig decides itself (a module loaded, the boot clean, a
+    /// device bound): no command, no place in the config.
+    pub fn rig(name: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            action: Action::Guest {
+                command: String::new(),
+                status: 0,
+                expect: None,
+                timeout: std::time::Duration::ZERO,
+                report: None,
+            },
+            source: None,
+        }
+    }
+
+    /// A guest command of the rig's own (not from a config).
+    pub fn command(name: impl Into<String>, command: impl Into<String>, timeout: std::time::Duration) -> Check {
+        let mut c = Check::rig(name);
+        if let Action::Guest { command: c_cmd, timeout: c_t, .. } = &mut c.action {
+            *c_cmd = command.into();
+            *c_t = timeout;
+        }
+        c
+    }
 }

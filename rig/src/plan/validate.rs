@@ -5,7 +5,7 @@
 use super::devices::{devices, iommu, report_class, shm_of_device};
 use super::file::DEFAULT_VECTORS;
 use super::file::*;
-use super::step::{Action, Check, Expect, Memory};
+use super::step::{Action, Check, Expect, Memory, Source};
 use super::{
     is_shm_kind, ConfigError, FilePlan, GuestPlan, ModulePlan, Plan, ShmPlan, TestGroup, DEFAULT_STEP_TIMEOUT,
 };
@@ -26,6 +26,8 @@ pub(super) struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
     dir: PathBuf,
+    /// `path` made absolute, for the steps' [`Source`]s.
+    absolute: PathBuf,
 }
 
 impl Ctx<'_> {
@@ -109,7 +111,10 @@ pub fn parse(path: &Path, text: &str, catalog: &Catalog) -> Result<Plan, ConfigE
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let cx = Ctx { path, text, dir };
+    // Canonical when it exists, so a CI workspace prefix can be stripped from it.
+    let absolute =
+        std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf());
+    let cx = Ctx { path, text, dir, absolute };
     validate(&cx, file, catalog)
 }
 
@@ -250,6 +255,7 @@ struct Targets {
 
 fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, targets: &Targets) -> Result<Check, ConfigError> {
     let span = s.span();
+    let source = Source { file: cx.absolute.clone(), line: line_of(cx.text, span.start) };
     let st = s.get_ref();
     if let Some(t) = st.timeout.filter(|t| !TIMEOUT_SECS.contains(t)) {
         return Err(cx.invalid(span, &format!("{key}.timeout"), range_message(t, TIMEOUT_SECS, "seconds")));
@@ -298,7 +304,7 @@ fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, targets: &Targets) -> Result
             (st.name.clone().unwrap_or(name), action)
         }
     };
-    Ok(Check { name, action })
+    Ok(Check { name, action, source: Some(source) })
 }
 
 fn host_action(
@@ -496,6 +502,22 @@ name = "t1"
         assert_eq!(p.tests[0].checks[0].name, "echo hi");
         assert_eq!(p.tests[0].checks[1].name, "host side");
         assert!(matches!(&p.tests[0].checks[2].action, Action::HostBytes { bytes, .. } if bytes == b"RIGS"));
+    }
+
+    #[test]
+    fn steps_know_their_file_and_line() {
+        let d = module_dir();
+        let text = "[[setup]]\nrun = \"s\"\n\n[[test]]\nname = \"a\"\n\n  # why\n  [[test.step]]\n  name = \"x\"\n  run = \"y\"\n\n[[test]]\nname = \"b\"\nstep = [ { run = \"z\" },\n  { run = \"w\" } ]\n";
+        std::fs::write(d.path().join("rig.toml"), text).expect("config");
+        let p = parse_in(d.path(), text).expect("plan");
+        let line = |c: &Check| c.source.as_ref().map(|s| s.line);
+        assert_eq!(line(&p.setup[0]), Some(1));
+        // The header's line, not the first key's.
+        assert_eq!(line(&p.tests[0].checks[0]), Some(8));
+        assert_eq!((line(&p.tests[1].checks[0]), line(&p.tests[1].checks[1])), (Some(14), Some(15)));
+        let file = &p.tests[0].checks[0].source.as_ref().expect("source").file;
+        assert!(file.is_absolute() && file.ends_with("rig.toml"), "{}", file.display());
+        assert_eq!(*file, d.path().join("rig.toml").canonicalize().expect("canonical"));
     }
 
     fn err(text: &str) -> String {

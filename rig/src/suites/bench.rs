@@ -11,7 +11,7 @@ use crate::exec::setup::{self, private_dir};
 use crate::guest::protocol::{self, Nonce, READY_MARKER};
 use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
-use crate::plan::step::{Action, Check};
+use crate::plan::step::Check;
 use crate::plan::{Bind, DevicePlan, Plan, ShmPlan, DEFAULT_IOMMU, FIRST_DEVICE_SLOT};
 use crate::results::Timings;
 use crate::vm::accel;
@@ -244,16 +244,7 @@ fn vfio_plan(base: &Plan, command: &str) -> Plan {
         slot: FIRST_DEVICE_SLOT,
         image_size: None,
     }];
-    plan.setup = vec![Check {
-        name: "pong".into(),
-        action: Action::Guest {
-            command: command.into(),
-            status: 0,
-            expect: None,
-            timeout: Duration::from_secs(30),
-            report: None,
-        },
-    }];
+    plan.setup = vec![Check::command("pong", command, Duration::from_secs(30))];
     plan.tests.clear();
     plan.teardown.clear();
     plan
