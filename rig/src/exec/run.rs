@@ -76,7 +76,7 @@ pub enum RunError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(FetchError),
     /// Boxed: a build error carries the compiler's output.
     #[error(transparent)]
     Kbuild(Box<KbuildError>),
@@ -109,7 +109,19 @@ pub enum RunError {
 
 impl From<KbuildError> for RunError {
     fn from(e: KbuildError) -> Self {
-        RunError::Kbuild(Box::new(e))
+        match e {
+            KbuildError::Interrupted => RunError::Interrupted,
+            e => RunError::Kbuild(Box::new(e)),
+        }
+    }
+}
+
+impl From<FetchError> for RunError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Interrupted => RunError::Interrupted,
+            e => RunError::Fetch(e),
+        }
     }
 }
 
@@ -268,7 +280,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let total = Instant::now();
     let mut t = Timings::default();
     let stop = || if interrupt.load(Ordering::Relaxed) { Err(RunError::Interrupted) } else { Ok(()) };
-    let prepared = prepare(opts, &mut t, emit)?;
+    let prepared = prepare(opts, &mut t, &interrupt, emit)?;
     stop()?;
     let tree = &prepared.tree;
 

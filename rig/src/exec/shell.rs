@@ -47,7 +47,7 @@ impl Drop for RawTerminal {
 /// stdin, or the guest powering off.
 pub fn shell(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(Event)) -> Result<(), RunError> {
     let mut t = Timings::default();
-    let prepared = prepare(opts, &mut t, emit)?;
+    let prepared = prepare(opts, &mut t, &interrupt, emit)?;
     let run_dir = private_dir("rig-shell-")?;
     let host = host_setup(opts, &prepared, emit)?;
     let (cfg, shm) = (&host.cfg, &host.shm);

@@ -90,7 +90,7 @@ pub fn bench(
     emit: &mut dyn FnMut(Event),
 ) -> Result<BenchReport, RunError> {
     let mut t = Timings::default();
-    let p = prepare(&opts.run, &mut t, emit)?;
+    let p = prepare(&opts.run, &mut t, &interrupt, emit)?;
     let choice = accel::decide(opts.run.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
     let (major, minor, micro) = qemu::version(&opts.run.qemu)?;
