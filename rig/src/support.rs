@@ -1,13 +1,14 @@
 //! Small helpers every stage may use: the one shape of an I/O error, cache
 //! locks that say when they wait (and give up on Ctrl-C), child processes
-//! in process groups of their own that Ctrl-C kills, the cache's use
-//! stamps, log tails, hex, and `$PATH` lookup.
+//! in process groups of their own that Ctrl-C kills, private files and
+//! directories, the cache's use stamps, log tails, hex, and `$PATH` lookup.
 //! Depends on nothing else of the rig.
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -316,6 +317,31 @@ pub fn output(cmd: &mut Command, interrupt: &AtomicBool) -> Result<Output, Child
     Ok(Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
 }
 
+// ---------------------------------------------------------------------------
+// Private files and directories
+
+/// A temporary directory under `$TMPDIR` that only the user can enter
+/// (0700 whatever the umask), removed on drop.
+pub fn private_tempdir(prefix: &str) -> io::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).permissions(Permissions::from_mode(0o700)).tempdir()?;
+    // The umask can only have narrowed it; make it exactly 0700.
+    std::fs::set_permissions(dir.path(), Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+/// Creates (or truncates) `path` readable and writable by the user only.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // An existing file keeps its mode through open(2): set it.
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Writes `data` to `path` as a file only the user can read.
+pub fn write_private(path: &Path, data: impl AsRef<[u8]>) -> io::Result<()> {
+    io::Write::write_all(&mut create_private_file(path)?, data.as_ref())
+}
+
 /// The file in a cached directory whose modification time says when a run
 /// last used it (`rig cache` prunes by it).
 pub const USED_FILE: &str = ".rig-used";
@@ -573,5 +599,20 @@ mod tests {
         }
         // Reaped children leave the table.
         assert!(CHILD_GROUPS.iter().all(|s| !groups.contains(&(s.load(Ordering::SeqCst) as u32))));
+    }
+
+    #[test]
+    fn private_dirs_and_files_are_the_users_alone() {
+        let dir = private_tempdir("rig-test-").expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+        assert_eq!(mode(dir.path()), 0o700);
+        let f = dir.path().join("console.log");
+        std::fs::write(&f, "old").expect("write");
+        std::fs::set_permissions(&f, Permissions::from_mode(0o644)).expect("chmod");
+        write_private(&f, "new").expect("write");
+        assert_eq!(mode(&f), 0o600);
+        assert_eq!(std::fs::read_to_string(&f).expect("read"), "new");
+        write_private(&dir.path().join("run.json"), "{}").expect("write");
+        assert_eq!(mode(&dir.path().join("run.json")), 0o600);
     }
 }

@@ -398,7 +398,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     }
     if aborted.is_none() {
         if let Ok(out) = vm.console.run("dmesg", Duration::from_secs(20)) {
-            let _ = std::fs::write(run_dir.path().join("kernel.log"), out.output + "\n");
+            let _ = crate::support::write_private(&run_dir.path().join("kernel.log"), out.output + "\n");
         }
     }
     t.checks = phase.elapsed();
@@ -415,7 +415,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) }, How::KernelLog);
     // The record goes with the logs; `rig parse` reads them back.
     if let Ok(json) = serde_json::to_string_pretty(&rec.record) {
-        let _ = std::fs::write(run_dir.path().join(record::FILE), json + "\n");
+        let _ = crate::support::write_private(&run_dir.path().join(record::FILE), json + "\n");
     }
     drop(vm);
     drop(server);

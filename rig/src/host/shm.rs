@@ -2,7 +2,8 @@
 //! vm-memory, read and written at region offsets (the guest's BAR2 offsets).
 
 use rig_abi::ShmHeader;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
 
@@ -34,14 +35,23 @@ pub struct SharedMemory {
 }
 
 impl SharedMemory {
-    /// Creates (zero-filled) or reuses the backing file with `size` bytes and maps it.
+    /// Creates (zero-filled) or reuses the backing file with `size` bytes,
+    /// readable by the user only, and maps it.
     pub fn create(path: &Path, size: u64) -> Result<SharedMemory, ShmError> {
         if !size.is_power_of_two() || size < rig_abi::SHM_MIN_SIZE {
             return Err(ShmError::BadSize(size));
         }
         let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(open_err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(open_err)?;
+        // The guest's memory: nobody else reads it, whatever the umask.
+        file.set_permissions(Permissions::from_mode(0o600)).map_err(open_err)?;
         file.set_len(size).map_err(open_err)?;
         Self::map(path, file, size)
     }
@@ -141,6 +151,18 @@ mod tests {
         let mut b = [0u8; 4];
         f.read_exact(&mut b).expect("read");
         assert_eq!(b[0], rig_abi::pattern_byte(42, 0));
+    }
+
+    #[test]
+    fn the_backing_file_is_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shm");
+        // A file left over with a wider mode is narrowed too.
+        std::fs::write(&path, b"").expect("write");
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("chmod");
+        let shm = SharedMemory::create(&path, 1 << 20).expect("map");
+        let md = std::fs::metadata(shm.path()).expect("stat");
+        assert_eq!(md.permissions().mode() & 0o777, 0o600);
     }
 
     #[test]
