@@ -1,9 +1,11 @@
 //! The files of a live guest belong to the user alone: the private
 //! directory and the run directory are 0700, the ivshmem backing file and
 //! the logs 0600 whatever the umask, and another user (`nobody`, as root)
-//! can read none of them while the guest runs. Needs the default kernel
-//! (fetched once), QEMU, busybox-static and make; the `nobody` part needs
-//! root (setpriv). `RIG_TEST_BIN` runs them against another rig binary.
+//! can read none of them while the guest runs. A boot that fails under
+//! `rig shell` or `rig bench` keeps the run directory it names. Needs the
+//! default kernel (fetched once), QEMU, busybox-static and make; the
+//! `nobody` part needs root (setpriv). `RIG_TEST_BIN` runs them against
+//! another rig binary.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -97,4 +99,38 @@ fn a_live_guests_files_are_the_users_alone() {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The run directory a failed boot names, from `rig: ... (run directory kept: DIR)`.
+fn kept_dir(out: &Output) -> PathBuf {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.contains("run directory kept: ")).unwrap_or_else(|| panic!("{}", text(out)));
+    PathBuf::from(line.split("run directory kept: ").nth(1).expect("path").trim_end_matches(')'))
+}
+
+#[test]
+fn a_failed_boot_under_shell_or_bench_keeps_the_run_directory_it_names() {
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let hello = repo().join("examples/hello/rig.toml");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A one-second watchdog: no kernel boots that fast under TCG.
+    let shell = rig()
+        .args(["shell", "--accel", "tcg", "--boot-timeout", "1", "-c"])
+        .arg(&hello)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("rig shell");
+    let bench = rig()
+        .args(["bench", "--accel", "tcg", "--boot-timeout", "1", "--boots", "1", "--steps", "1", "-c"])
+        .arg(&hello)
+        .arg("--out")
+        .arg(tmp.path().join("bench.json"))
+        .output()
+        .expect("rig bench");
+    for (what, out) in [("rig shell", shell), ("rig bench", bench)] {
+        assert_eq!(out.status.code(), Some(3), "{what}: {}", text(&out));
+        let dir = kept_dir(&out);
+        assert!(dir.join("console.log").is_file(), "{what} named {} but removed it", dir.display());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -156,6 +156,18 @@ impl RunError {
     }
 }
 
+/// `result`, with `dir` kept on disk when the error names it as kept (a
+/// boot that failed), else removed: an error never points at a directory
+/// that is gone.
+pub fn keep_if_named<T>(dir: tempfile::TempDir, result: Result<T, RunError>) -> Result<T, RunError> {
+    if let Err(e) = &result {
+        if e.run_dir() == Some(dir.path()) {
+            let _ = dir.keep();
+        }
+    }
+    result
+}
+
 /// A build that ran and failed on the module's own sources.
 fn user_build_failure(e: &KbuildError) -> bool {
     matches!(e, KbuildError::BuildFailed { .. } | KbuildError::NoModules { .. } | KbuildError::SourceMissing { .. })

@@ -4,7 +4,7 @@
 //! by reading the file.
 
 use crate::exec::prepare::{prepare, Prepared};
-use crate::exec::run::{Event, RunError, RunOptions};
+use crate::exec::run::{keep_if_named, Event, RunError, RunOptions};
 use crate::exec::setup::{self, private_dir};
 use crate::guest::protocol::{self, Nonce, READY_MARKER};
 use crate::host::shm::SharedMemory;
@@ -151,16 +151,27 @@ fn rig_sample(
     interrupt: Arc<AtomicBool>,
 ) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
     let private = private_dir("rig-bench-")?;
+    let result = rig_sample_in(opts, p, accel, interrupt, &private);
+    keep_if_named(private, result)
+}
+
+fn rig_sample_in(
+    opts: &BenchOptions,
+    p: &Prepared,
+    accel: qemu::Accel,
+    interrupt: Arc<AtomicBool>,
+    private: &tempfile::TempDir,
+) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
     let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     let start = Instant::now();
-    let mut vm = Vm::start(&cfg, private.path(), Nonce::new(), interrupt).map_err(|e| boot_error(e, &private))?;
-    vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, &private))?;
+    let mut vm = Vm::start(&cfg, private.path(), Nonce::new(), interrupt).map_err(|e| boot_error(e, private))?;
+    vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, private))?;
     let boot = start.elapsed();
-    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &private))?;
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), private))?;
     let mut steps = Vec::with_capacity(opts.steps);
     for _ in 0..opts.steps {
-        let out = vm.console.run("true", Duration::from_secs(10)).map_err(|e| boot_error(e.into(), &private))?;
+        let out = vm.console.run("true", Duration::from_secs(10)).map_err(|e| boot_error(e.into(), private))?;
         steps.push(out.elapsed);
     }
     let off = Instant::now();
@@ -184,6 +195,17 @@ fn bare_sample(
     how: RawConsole,
 ) -> Result<(Duration, Vec<Duration>), RunError> {
     let private = private_dir("rig-bare-")?;
+    let result = bare_sample_in(opts, p, accel, how, &private);
+    keep_if_named(private, result)
+}
+
+fn bare_sample_in(
+    opts: &BenchOptions,
+    p: &Prepared,
+    accel: qemu::Accel,
+    how: RawConsole,
+    private: &tempfile::TempDir,
+) -> Result<(Duration, Vec<Duration>), RunError> {
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
     let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     cfg.qmp_socket = None;
