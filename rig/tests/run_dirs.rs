@@ -2,10 +2,11 @@
 //! directory and the run directory are 0700, the ivshmem backing file and
 //! the logs 0600 whatever the umask, and another user (`nobody`, as root)
 //! can read none of them while the guest runs. A boot that fails under
-//! `rig shell` or `rig bench` keeps the run directory it names. Needs the
-//! default kernel (fetched once), QEMU, busybox-static and make; the
-//! `nobody` part needs root (setpriv). `RIG_TEST_BIN` runs them against
-//! another rig binary.
+//! `rig shell` or `rig bench` keeps the run directory it names. A full
+//! TMPDIR is a clear error naming TMPDIR, not SIGBUS. Needs the default
+//! kernel (fetched once), QEMU, busybox-static and make; the `nobody` and
+//! TMPDIR parts need root (setpriv, a tmpfs in a private mount namespace).
+//! `RIG_TEST_BIN` runs them against another rig binary.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -133,4 +134,32 @@ fn a_failed_boot_under_shell_or_bench_keeps_the_run_directory_it_names() {
         assert!(dir.join("console.log").is_file(), "{what} named {} but removed it", dir.display());
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn a_full_tmpdir_is_a_clear_error_not_sigbus() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let steps = "\n  [[test.step]]\n  host.fill_pattern = { offset = 0, len = 0x400000, seed = 1 }\n";
+    let cfg = config(tmp.path(), steps);
+    let small = tmp.path().join("small");
+    std::fs::create_dir(&small).expect("mkdir");
+    // 1 MiB of TMPDIR for a 4 MiB backing file, in a mount namespace of
+    // the test's own (nothing stays mounted).
+    let script = r#"mount -t tmpfs -o size=1m tmpfs "$1" && TMPDIR="$1" exec "$2" run --accel tcg -c "$3""#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"])
+        .arg(&small)
+        .arg(rig_bin())
+        .arg(&cfg)
+        .env("RIG_LOG", "warn")
+        .output()
+        .expect("unshare");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no room") && stderr.contains("TMPDIR"), "{}", text(&out));
 }

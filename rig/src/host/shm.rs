@@ -1,6 +1,7 @@
 //! The host's view of the ivshmem region: the backing file mapped with
 //! vm-memory, read and written at region offsets (the guest's BAR2 offsets).
 
+use nix::fcntl::posix_fallocate;
 use rig_abi::ShmHeader;
 use std::fs::{File, OpenOptions, Permissions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -13,6 +14,10 @@ pub enum ShmError {
     /// Creating or opening the backing file failed.
     #[error("cannot open the ivshmem backing file {path}: {source}")]
     Open { path: PathBuf, source: std::io::Error },
+    /// The backing file's blocks could not be allocated: a sparse file on
+    /// a full filesystem would kill the rig with SIGBUS at the first write.
+    #[error("no room for the {} MiB ivshmem backing file {}: {source}; the rig makes it under TMPDIR ({}): free space there or point TMPDIR at a filesystem with room", size >> 20, path.display(), tmpdir.display())]
+    NoSpace { path: PathBuf, size: u64, tmpdir: PathBuf, source: std::io::Error },
     /// ivshmem wants a power-of-two size of at least 1 MiB for the module.
     #[error("ivshmem size {0:#x} is not a power of two of at least 1 MiB: pick e.g. 4M")]
     BadSize(u64),
@@ -36,7 +41,7 @@ pub struct SharedMemory {
 
 impl SharedMemory {
     /// Creates (zero-filled) or reuses the backing file with `size` bytes,
-    /// readable by the user only, and maps it.
+    /// readable by the user only, with every block allocated, and maps it.
     pub fn create(path: &Path, size: u64) -> Result<SharedMemory, ShmError> {
         if !size.is_power_of_two() || size < rig_abi::SHM_MIN_SIZE {
             return Err(ShmError::BadSize(size));
@@ -53,6 +58,13 @@ impl SharedMemory {
         // The guest's memory: nobody else reads it, whatever the umask.
         file.set_permissions(Permissions::from_mode(0o600)).map_err(open_err)?;
         file.set_len(size).map_err(open_err)?;
+        let len = i64::try_from(size).map_err(|_| ShmError::BadSize(size))?;
+        posix_fallocate(&file, 0, len).map_err(|errno| ShmError::NoSpace {
+            path: path.to_path_buf(),
+            size,
+            tmpdir: std::env::temp_dir(),
+            source: errno.into(),
+        })?;
         Self::map(path, file, size)
     }
 
@@ -136,6 +148,7 @@ impl SharedMemory {
 mod tests {
     use super::*;
     use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn writes_reach_the_file_and_back() {
@@ -154,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn the_backing_file_is_private() {
+    fn the_backing_file_is_private_and_allocated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("shm");
         // A file left over with a wider mode is narrowed too.
@@ -163,6 +176,8 @@ mod tests {
         let shm = SharedMemory::create(&path, 1 << 20).expect("map");
         let md = std::fs::metadata(shm.path()).expect("stat");
         assert_eq!(md.permissions().mode() & 0o777, 0o600);
+        // Not sparse: every block is there before the guest or the host writes.
+        assert!(md.blocks() * 512 >= 1 << 20, "{} blocks", md.blocks());
     }
 
     #[test]
