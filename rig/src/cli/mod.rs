@@ -5,6 +5,7 @@
 pub mod apidiff;
 pub mod bench;
 pub mod boots;
+pub mod build;
 pub mod cache;
 pub mod kernels;
 pub mod matrix;

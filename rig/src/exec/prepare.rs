@@ -91,7 +91,8 @@ impl Prepared {
     }
 }
 
-fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
+/// Where `m` is built for kernel `release` (`rig run` and `rig build` share it).
+pub fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
     // Two configs with same-named module directories must not share a build dir.
     let digest = Sha256::digest(m.dir.to_string_lossy().as_bytes());
     let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
