@@ -46,25 +46,7 @@ impl SharedMemory {
         if !size.is_power_of_two() || size < rig_abi::SHM_MIN_SIZE {
             return Err(ShmError::BadSize(size));
         }
-        let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(open_err)?;
-        // The guest's memory: nobody else reads it, whatever the umask.
-        file.set_permissions(Permissions::from_mode(0o600)).map_err(open_err)?;
-        file.set_len(size).map_err(open_err)?;
-        let len = i64::try_from(size).map_err(|_| ShmError::BadSize(size))?;
-        posix_fallocate(&file, 0, len).map_err(|errno| ShmError::NoSpace {
-            path: path.to_path_buf(),
-            size,
-            tmpdir: std::env::temp_dir(),
-            source: errno.into(),
-        })?;
+        let file = open_private_allocated(path, size)?;
         Self::map(path, file, size)
     }
 
@@ -142,6 +124,32 @@ impl SharedMemory {
             )
         }))
     }
+}
+
+/// `path` opened (created if missing) for reading and writing, 0600
+/// whatever the umask (a guest's memory or disk: nobody else reads it),
+/// `size` bytes long with every block allocated: a sparse file on a full
+/// filesystem would kill the rig or QEMU with SIGBUS at the first write.
+fn open_private_allocated(path: &Path, size: u64) -> Result<File, ShmError> {
+    let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(open_err)?;
+    file.set_permissions(Permissions::from_mode(0o600)).map_err(open_err)?;
+    file.set_len(size).map_err(open_err)?;
+    let len = i64::try_from(size).map_err(|_| ShmError::BadSize(size))?;
+    posix_fallocate(&file, 0, len).map_err(|errno| ShmError::NoSpace {
+        path: path.to_path_buf(),
+        size,
+        tmpdir: std::env::temp_dir(),
+        source: errno.into(),
+    })?;
+    Ok(file)
 }
 
 #[cfg(test)]
