@@ -26,6 +26,8 @@ enum Cmd {
     Run(cli::run::RunCmd),
     /// Boot the configured guest and hand its console to the terminal (Ctrl-] leaves).
     Shell(cli::shell::ShellCmd),
+    /// Build the config's modules for the kernel(s), booting nothing; prints each module's path.
+    Build(cli::build::BuildCmd),
     /// Download and unpack a kernel with its headers into the cache.
     Fetch(cli::kernels::FetchCmd),
     /// List the kernel catalog.
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
     let result = match &parsed.command {
         Cmd::Run(a) => cli::run::main(g, a),
         Cmd::Shell(a) => cli::shell::main(g, a),
+        Cmd::Build(a) => cli::build::main(g, a),
         Cmd::Fetch(a) => cli::kernels::fetch(g, a),
         Cmd::Kernels => cli::kernels::list(),
         Cmd::Parse(a) => cli::parse::main(g, a),

@@ -1,15 +1,18 @@
 //! `rig kernels` and `rig fetch`: the catalog and the cache of kernels.
 
-use super::{GlobalArgs, EXIT_RIG};
+use super::{install_signal_handlers, GlobalArgs, EXIT_INTERRUPTED, EXIT_RIG};
 use rig::kernel::catalog::Catalog;
 
 #[derive(clap::Args)]
 pub struct FetchCmd {
     /// Catalog name (see `rig kernels`) or SUITE/FLAVOUR.
     pub kernel: Option<String>,
-    /// Re-resolve the version even if a kernel is cached.
+    /// Download and unpack again even if the kernel is cached.
     #[arg(long)]
     pub refresh: bool,
+    /// Ask the archive for a newer version; download and unpack only if there is one.
+    #[arg(long, conflicts_with = "refresh")]
+    pub update: bool,
 }
 
 pub fn fetch(g: &GlobalArgs, cmd: &FetchCmd) -> anyhow::Result<u8> {
@@ -19,16 +22,18 @@ pub fn fetch(g: &GlobalArgs, cmd: &FetchCmd) -> anyhow::Result<u8> {
         cache_dir: g.cache_dir(),
         archive_uri: g.archive.clone(),
         refresh: cmd.refresh,
+        update: cmd.update,
         offline: false,
     };
-    match rig::kernel::fetch::fetch(&entry, &opts) {
+    let interrupt = install_signal_handlers()?;
+    match rig::kernel::fetch::fetch(&entry, &opts, &interrupt) {
         Ok(tree) => {
             println!("{} {} {} {}", tree.name, tree.release, tree.package_version, tree.root.display());
             Ok(0)
         }
         Err(e) => {
             eprintln!("rig: error: {e}");
-            Ok(EXIT_RIG)
+            Ok(if matches!(e, rig::kernel::fetch::FetchError::Interrupted) { EXIT_INTERRUPTED } else { EXIT_RIG })
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod apidiff;
 pub mod bench;
 pub mod boots;
+pub mod build;
 pub mod cache;
 pub mod kernels;
 pub mod matrix;
@@ -121,9 +122,21 @@ pub fn project_root() -> PathBuf {
 pub fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal ends the rig at once (QEMU dies with it: PDEATHSIG).
-        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
-            .context("installing signal handlers")?;
+        // A second signal ends the rig at once, after killing the process
+        // groups of its children (make, apt, debootstrap); QEMU dies with
+        // it (PDEATHSIG).
+        let set = flag.clone();
+        // SAFETY: the handler only loads an atomic, calls kill(2) through
+        // kill_child_groups and _exit(2): all async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                if set.load(std::sync::atomic::Ordering::SeqCst) {
+                    rig::support::kill_child_groups();
+                    libc::_exit(i32::from(EXIT_INTERRUPTED));
+                }
+            })
+        }
+        .context("installing signal handlers")?;
         signal_hook::flag::register(sig, flag.clone()).context("installing signal handlers")?;
     }
     Ok(flag)

@@ -17,6 +17,7 @@ use crate::vm::devices::DeviceTable;
 use crate::vm::qemu::{self, QemuError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 fn require(path: &Path, what: &str, fix: &str) -> Result<Vec<u8>, RunError> {
@@ -64,16 +65,18 @@ pub fn preflight(opts: &RunOptions, emit: &mut dyn FnMut(Event)) -> Result<(), R
 }
 
 /// The catalog entry `opts` names (resolved once, here) and its fetched tree.
-pub fn fetch_kernel(opts: &RunOptions) -> Result<(KernelEntry, KernelTree), RunError> {
+/// `interrupt` (Ctrl-C) stops a download or a wait for the cache.
+pub fn fetch_kernel(opts: &RunOptions, interrupt: &AtomicBool) -> Result<(KernelEntry, KernelTree), RunError> {
     let catalog = Catalog::builtin()?;
     let entry = catalog.entry_or_default(Some(&opts.kernel))?.into_owned();
     let fo = FetchOptions {
         cache_dir: opts.cache_dir.clone(),
         archive_uri: opts.archive_uri.clone(),
         refresh: false,
+        update: false,
         offline: opts.offline,
     };
-    let tree = fetch::fetch(&entry, &fo)?;
+    let tree = fetch::fetch(&entry, &fo, interrupt)?;
     Ok((entry, tree))
 }
 
@@ -99,7 +102,8 @@ impl Prepared {
     }
 }
 
-fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
+/// Where `m` is built for kernel `release` (`rig run` and `rig build` share it).
+pub fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
     // Two configs with same-named module directories must not share a build dir.
     let digest = Sha256::digest(m.dir.to_string_lossy().as_bytes());
     let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -107,15 +111,21 @@ fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
     cache.join("build").join(release).join(format!("{name}-{tag}"))
 }
 
-/// Fetch, build and pack: everything before QEMU starts.
-pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) -> Result<Prepared, RunError> {
+/// Fetch, build and pack: everything before QEMU starts. `interrupt`
+/// (Ctrl-C) stops a download, a build or a wait for the cache at once.
+pub fn prepare(
+    opts: &RunOptions,
+    t: &mut Timings,
+    interrupt: &AtomicBool,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Prepared, RunError> {
     preflight(opts, emit)?;
     let phase = Instant::now();
     emit(Event::Progress(format!(
         "fetching kernel {}",
         if opts.kernel.is_empty() { "(default)" } else { &opts.kernel }
     )));
-    let (entry, tree) = fetch_kernel(opts)?;
+    let (entry, tree) = fetch_kernel(opts, interrupt)?;
     t.fetch = phase.elapsed();
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
 
@@ -139,6 +149,7 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
                 make_vars: m.make_vars.clone(),
                 extra_cflags_w1: false,
             },
+            interrupt,
         )?;
         emit(Event::Note(format!(
             "built {} against {} in {} ({})",

@@ -79,7 +79,7 @@ pub enum RunError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(FetchError),
     /// Boxed: a build error carries the compiler's output.
     #[error(transparent)]
     Kbuild(Box<KbuildError>),
@@ -115,7 +115,19 @@ pub enum RunError {
 
 impl From<KbuildError> for RunError {
     fn from(e: KbuildError) -> Self {
-        RunError::Kbuild(Box::new(e))
+        match e {
+            KbuildError::Interrupted => RunError::Interrupted,
+            e => RunError::Kbuild(Box::new(e)),
+        }
+    }
+}
+
+impl From<FetchError> for RunError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Interrupted => RunError::Interrupted,
+            e => RunError::Fetch(e),
+        }
     }
 }
 
@@ -148,6 +160,18 @@ impl RunError {
             _ => None,
         }
     }
+}
+
+/// `result`, with `dir` kept on disk when the error names it as kept (a
+/// boot that failed), else removed: an error never points at a directory
+/// that is gone.
+pub fn keep_if_named<T>(dir: tempfile::TempDir, result: Result<T, RunError>) -> Result<T, RunError> {
+    if let Err(e) = &result {
+        if e.run_dir() == Some(dir.path()) {
+            let _ = dir.keep();
+        }
+    }
+    result
 }
 
 /// A build that ran and failed on the module's own sources.
@@ -264,7 +288,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let total = Instant::now();
     let mut t = Timings::default();
     let stop = || if interrupt.load(Ordering::Relaxed) { Err(RunError::Interrupted) } else { Ok(()) };
-    let prepared = prepare(opts, &mut t, emit)?;
+    let prepared = prepare(opts, &mut t, &interrupt, emit)?;
     stop()?;
     let tree = &prepared.tree;
 
@@ -390,7 +414,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         let command = format!("echo '{KERNEL_LOG_LABEL}'; dmesg");
         if let Ok(out) = vm.console.run(&command, Duration::from_secs(20)) {
             let log = out.output.strip_prefix(KERNEL_LOG_LABEL).unwrap_or(&out.output).trim_start_matches('\n');
-            let _ = std::fs::write(run_dir.path().join("kernel.log"), log.to_owned() + "\n");
+            let _ = crate::support::write_private(&run_dir.path().join("kernel.log"), log.to_owned() + "\n");
         }
     }
     t.checks = phase.elapsed();
@@ -407,7 +431,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) }, How::KernelLog);
     // The record goes with the logs; `rig parse` reads them back.
     if let Ok(json) = serde_json::to_string_pretty(&rec.record) {
-        let _ = std::fs::write(run_dir.path().join(record::FILE), json + "\n");
+        let _ = crate::support::write_private(&run_dir.path().join(record::FILE), json + "\n");
     }
     drop(vm);
     drop(server);

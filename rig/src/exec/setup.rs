@@ -14,12 +14,9 @@ use crate::vm::machine::Machine;
 use crate::vm::qemu::{self, Ivshmem, QemuConfig, QemuError, SharedMemoryDevice};
 use std::path::{Path, PathBuf};
 
-/// A 0700 temporary directory (tempfile), removed on drop.
+/// A 0700 temporary directory under `$TMPDIR`, removed on drop.
 pub fn private_dir(prefix: &str) -> Result<tempfile::TempDir, RunError> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })
+    crate::support::private_tempdir(prefix).map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })
 }
 
 /// The one decision of ivshmem-plain or ivshmem-doorbell for a guest.

@@ -154,7 +154,7 @@ impl Console {
         let kernel = KernelConsole::spawn(ports.kernel, ports.kernel_log, nonce.clone(), wake.clone())?;
         let reader = TeeReader {
             inner: ports.shell.try_clone()?,
-            transcript: File::create(ports.shell_log)?,
+            transcript: crate::support::create_private_file(ports.shell_log)?,
             wake: wake.clone(),
             pending: 0,
         };
