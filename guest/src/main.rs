@@ -7,6 +7,7 @@
 mod args;
 mod doorbell;
 mod fault;
+mod fuzz;
 mod ioctl;
 mod kernel;
 mod kfile;
@@ -50,7 +51,9 @@ commands:
   collect PREFIX [--timeout S]          the output and verdict of a --detach program
   unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
-  kernel-clean                          no kernel warning, oops or call trace so far";
+  kernel-clean                          no kernel warning, oops or call trace so far
+  fuzz [--seed N --threads N --ops N --secs S --stream T --rebind-every N --trace 1 --detach PREFIX]
+                                        random and edge-case input to every interface, from several threads";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         "unbind-while-mapped" => no_args(unbind::run),
         "unload-while-mapped" => no_args(unload::run),
         "kernel-clean" => no_args(kernel::run),
+        "fuzz" => fuzz::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
