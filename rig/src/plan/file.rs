@@ -167,6 +167,19 @@ pub struct HostSpec {
     pub write_string: Option<StringSpec>,
     pub command: Option<String>,
     pub doorbell: Option<DoorbellSpec>,
+    pub fuzz_ring: Option<FuzzRingSpec>,
+}
+
+/// `host.fuzz_ring`: seeded garbage into the reference module's ring, with
+/// doorbell rings, while the guest consumes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuzzRingSpec {
+    pub seed: u64,
+    /// For this many seconds (default 10).
+    pub secs: Option<u64>,
+    /// At most this many writes (default: no limit).
+    pub writes: Option<u64>,
 }
 
 /// `host.produce`: the host puts buffers into the reference module's ring.
