@@ -49,6 +49,8 @@ commands:
                                         11: consume buffers the host produced, ring it back;
                                         with --detach in the background, once waiting in poll()
   collect PREFIX [--timeout S]          the output and verdict of a --detach program
+  pool-info [--drain 1]                 the pool's state and the ring's counters (after taking
+                                        and giving back every ready buffer, with --drain)
   unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
   kernel-clean                          no kernel warning, oops or call trace so far
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         "kfile" => no_args(kfile::run),
         "reserved" => reserved::run(rest),
         "pool" => pool::run(rest),
+        "pool-info" => pool::info_cmd(rest),
         "doorbell" => doorbell::run(rest),
         "hring" => doorbell::hring(rest),
         "collect" => doorbell::collect_cmd(rest),
