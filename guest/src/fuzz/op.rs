@@ -7,6 +7,7 @@ use super::rng::Rng;
 use super::target::{ioc_size, mutate_ioctl, Env, Target, KNOWN_IOCTLS};
 use rig_abi as abi;
 use std::fmt;
+use std::mem::size_of;
 
 /// The interfaces of the module, as the summary counts them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -702,11 +703,12 @@ fn sockopt(r: &mut Rng, n: u64) -> Op {
         // Netfilter's own ranges (ip_tables, ebtables): nobody owns them here.
         _ => r.pick(&[64, 65, 66, 67, 128, 0x5000, i32::MAX]),
     };
-    // Every length in turn, so each meets every option; now and then an edge.
-    let len = if r.chance(2, 3) {
-        (n % (SOCKOPT_LENS + 1)) as i64
-    } else {
-        r.pick(&[-1, i64::from(i32::MIN), 0x7fff_ffff, 0xffff_ffff, 4096, 0x1_0000])
+    // Every length in turn, so each meets every option; often the right
+    // one (else nothing would ever succeed); now and then an edge.
+    let len = match r.below(12) {
+        0..=6 => (n % (SOCKOPT_LENS + 1)) as i64,
+        7..=9 => r.pick(&[size_of::<abi::SoMsg>() as i64, size_of::<abi::SoStats>() as i64]),
+        _ => r.pick(&[-1, i64::from(i32::MIN), 0x7fff_ffff, 0xffff_ffff, 4096, 0x1_0000]),
     };
     let level = if r.chance(19, 20) { libc::SOL_IP } else { r.pick(&[libc::SOL_SOCKET, libc::IPPROTO_TCP, 0]) };
     let buf = ptr(r, len.clamp(0, 4096) as u64);

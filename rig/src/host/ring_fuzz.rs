@@ -174,7 +174,10 @@ pub fn next_write(r: &mut Rng, v: RingView) -> RingWrite {
         },
         80..=83 => {
             let (p, m) = (r.u32(), r.u32());
-            RingWrite::HostFields { peer: r.pick(&[0, 1, abi::PEER_NONE, p]), magic: r.pick(&[abi::HRING_HOST_MAGIC, 0, m]) }
+            RingWrite::HostFields {
+                peer: r.pick(&[0, 1, abi::PEER_NONE, p]),
+                magic: r.pick(&[abi::HRING_HOST_MAGIC, 0, m]),
+            }
         }
         84..=86 => {
             let offset = abi::hring_field::CONS + 4 * r.below(16);
@@ -205,7 +208,7 @@ impl std::fmt::Display for RingFuzzReport {
         let parts: Vec<String> = KINDS.iter().zip(self.by_kind).map(|(k, n)| format!("{k} {n}")).collect();
         write!(
             f,
-            "{} writes in {:.1} s ({}; {} rings failed); the guest refused {} entries (hring.bad), cons {}",
+            "{} writes in {:.1} s ({}; {} rings failed); at the end hring.bad reads {} and cons {} (guest words the host scribbled on too)",
             self.writes,
             self.elapsed.as_secs_f64(),
             parts.join(", "),
