@@ -28,8 +28,8 @@ enum Cmd {
     Shell(cli::shell::ShellCmd),
     /// Download and unpack a kernel with its headers into the cache.
     Fetch(cli::kernels::FetchCmd),
-    /// List the kernel catalog.
-    Kernels,
+    /// List the kernel catalog; with --checks, which checks each kernel can do.
+    Kernels(cli::kernels::KernelsCmd),
     /// Measure boot latency against bare QEMU and the console step overhead; writes JSON.
     Bench(cli::bench::BenchCmd),
     /// Run the suite on every kernel, several guests at once: a kernel x check table, KTAP and JUnit XML per kernel.
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cli::run::main(g, a),
         Cmd::Shell(a) => cli::shell::main(g, a),
         Cmd::Fetch(a) => cli::kernels::fetch(g, a),
-        Cmd::Kernels => cli::kernels::list(),
+        Cmd::Kernels(a) => cli::kernels::list(g, a),
         Cmd::Bench(a) => cli::bench::main(g, a),
         Cmd::Matrix(a) => cli::matrix::main(g, a),
         Cmd::Boots(a) => cli::boots::main(g, a),

@@ -44,6 +44,12 @@ pub fn guest_config(
     let mut cmdline = p.entry.cmdline_args();
     cmdline.extend(qemu::default_cmdline(&machine, "ttyS0").into_iter().filter(|a| !a.starts_with("console=")));
     cmdline.extend(opts.plan.guest.cmdline.iter().cloned());
+    // A check may say what [guest] oops_panic or panic_on_warn said already.
+    for a in &p.check_args {
+        if !cmdline.contains(a) {
+            cmdline.push(a.clone());
+        }
+    }
     let ivshmem = match (shm, opts.plan.guest.shm) {
         (Some(m), Some(plan)) => Some(shm_device(plan, private, m)),
         _ => None,

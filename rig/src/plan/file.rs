@@ -93,6 +93,12 @@ pub struct GuestSpec {
     /// Boot with `panic_on_warn=1`.
     #[serde(default)]
     pub panic_on_warn: bool,
+    /// Checking the kernel does (`crate::kernel::checks`), where it can.
+    #[serde(default)]
+    pub checks: Vec<Spanned<String>>,
+    /// Fail the run when the kernel cannot do one of `checks`.
+    #[serde(default)]
+    pub strict_checks: bool,
     /// Files to copy into the guest.
     #[serde(default)]
     pub files: Vec<FileSpec>,
@@ -115,6 +121,8 @@ impl Default for GuestSpec {
             cmdline: vec![],
             oops_panic: false,
             panic_on_warn: false,
+            checks: vec![],
+            strict_checks: false,
             files: vec![],
             ivshmem: None,
         }

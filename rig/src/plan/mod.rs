@@ -61,6 +61,11 @@ pub struct GuestPlan {
     pub cmdline: Vec<String>,
     pub files: Vec<FilePlan>,
     pub shm: Option<ShmPlan>,
+    /// Checking the kernel does where it can (its command line is decided
+    /// once the kernel is known).
+    pub checks: Vec<crate::kernel::checks::Check>,
+    /// A kernel that cannot do one of `checks` fails the run.
+    pub strict_checks: bool,
 }
 
 /// A named group of checks.

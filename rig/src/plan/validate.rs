@@ -204,7 +204,23 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
     };
     in_range(cx, &g.memory_mib, "guest.memory_mib", MEMORY_MIB)?;
     in_range(cx, &g.cpus, "guest.cpus", CPUS)?;
-    let guest = GuestPlan { memory_mib: *g.memory_mib.get_ref(), cpus: *g.cpus.get_ref(), cmdline, files, shm };
+    let mut checks = Vec::new();
+    for (i, name) in g.checks.iter().enumerate() {
+        let c = crate::kernel::checks::parse_names(&[name.get_ref()])
+            .map_err(|e| cx.invalid(name.span(), &format!("guest.checks[{i}]"), e))?;
+        checks.extend(c);
+    }
+    checks.sort();
+    checks.dedup();
+    let guest = GuestPlan {
+        memory_mib: *g.memory_mib.get_ref(),
+        cpus: *g.cpus.get_ref(),
+        cmdline,
+        files,
+        shm,
+        checks,
+        strict_checks: g.strict_checks,
+    };
 
     let steps = |list: &[Spanned<StepSpec>], key: &str| -> Result<Vec<Check>, ConfigError> {
         list.iter().enumerate().map(|(i, s)| step(cx, s, &format!("{key}[{i}]"), guest.shm.is_some())).collect()
@@ -507,6 +523,21 @@ name = "t1"
     }
 
     #[test]
+    fn checks_are_names_of_checks() {
+        let d = module_dir();
+        let p = parse_in(d.path(), "[guest]\nchecks = [\"kfence\", \"slub\", \"slub\"]\nstrict_checks = true\n")
+            .expect("plan");
+        use crate::kernel::checks::Check;
+        assert_eq!(p.guest.checks, vec![Check::Slub, Check::Kfence]);
+        assert!(p.guest.strict_checks);
+        let p = parse_in(d.path(), "[guest]\nchecks = [\"all\"]\n").expect("plan");
+        assert_eq!(p.guest.checks.len(), Check::ALL.len());
+        assert!(!p.guest.strict_checks);
+        let e = err("[guest]\ncpus = 1\nchecks = [\"slub\", \"kasan\"]\n");
+        assert!(e.contains("rig.toml:3") && e.contains("guest.checks[1]") && e.contains("`kasan`"), "{e}");
+    }
+
+    #[test]
     fn fuzz_ring_steps() {
         let d = module_dir();
         let text = "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 5, secs = 20, writes = 100 }\n";
@@ -515,8 +546,8 @@ name = "t1"
             p.tests[0].checks[0].action,
             Action::HostFuzzRing { seed: 5, writes: 100, duration } if duration == Duration::from_secs(20)
         ));
-        let p = parse_in(d.path(), "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1 }\n")
-            .expect("plan");
+        let p =
+            parse_in(d.path(), "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1 }\n").expect("plan");
         assert!(matches!(p.tests[0].checks[0].action, Action::HostFuzzRing { writes: u64::MAX, .. }));
         let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1, secs = 0 }\n");
         assert!(e.contains("host.fuzz_ring.secs") && e.contains("out of range"), "{e}");
