@@ -4,7 +4,7 @@
 //! when the kernel stays quiet).
 
 use super::mem::{forget_range, page_up, Arena, MapEntry};
-use super::op::{Arg, Class, NlMsg, Op, Ptr, SockKind, Wait, NL_SOCKS, SCRATCH, SLOTS};
+use super::op::{Arg, Class, KfileKind, NlMsg, Op, Ptr, SockKind, Wait, NL_SOCKS, SCRATCH, SLOTS};
 use super::rng::Rng;
 use super::target::{ioc_size, Env, Target};
 use crate::sys::errno;
@@ -267,6 +267,11 @@ impl<'a> Worker<'a> {
     /// Runs `op`; counts and returns what it returned.
     pub fn run(&mut self, op: &Op) -> R {
         let r = self.exec(op);
+        if let (Err(libc::EINTR), true) = (r, kfile_io(op)) {
+            // Nothing in the module's /proc files may wait: a signal cut a
+            // wait short, so the module waited on what is at kfile_path.
+            self.oracle(op, "a read or write of /proc/rig_kmod/kfile waited until a signal came".into());
+        }
         self.stats.record(op.class(), &r);
         if self.trace {
             println!("trace: thread {} op #{}: {op:?} -> {}", self.id, self.n, show(&r));
@@ -522,6 +527,7 @@ impl<'a> Worker<'a> {
                 r
             }
             Op::ProcDir => self.proc_dir(),
+            Op::KfileSwap { kind, size, seed } => self.kfile_swap(op, *kind, *size, *seed),
             Op::PoolTake { slot, wait, hold, peek } => self.pool_take(op, *slot, *wait, *hold, *peek),
             Op::PoolRelease { slot, index } => {
                 let fd = self.fd(Target::Pool, *slot);
@@ -1102,6 +1108,40 @@ impl<'a> Worker<'a> {
         Ok(taken)
     }
 
+    /// Puts something else at kfile_path. For a symlink to a file, the
+    /// module is made to write at once: the file must stay as it was.
+    fn kfile_swap(&mut self, op: &Op, kind: KfileKind, size: u64, seed: u64) -> R {
+        let Some(path) = self.sh.env.kfile_path.clone() else { return Err(libc::ENOENT) };
+        let io = |r: std::io::Result<()>| r.map(|_| 0).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
+        let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
+        let mut data = vec![0u8; if kind == KfileKind::Big { 4097 + size as usize } else { size as usize }];
+        Rng::new(seed, 4).fill(&mut data);
+        let target = format!("{path}.target");
+        match kind {
+            KfileKind::Regular | KfileKind::Big => io(std::fs::write(&path, &data)),
+            KfileKind::Fifo => {
+                let c = CString::new(path.as_str()).map_err(|_| libc::EINVAL)?;
+                // SAFETY: c is NUL-terminated.
+                rc(i64::from(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }))
+            }
+            KfileKind::Dir => io(std::fs::create_dir(&path)),
+            KfileKind::Missing => Ok(0),
+            KfileKind::SymlinkDev => io(std::os::unix::fs::symlink("/dev/zero", &path)),
+            KfileKind::SymlinkProc => io(std::os::unix::fs::symlink(Target::ProcKfile.path(), &path)),
+            KfileKind::SymlinkFile => {
+                let before = b"untouched\n";
+                io(std::fs::write(&target, before))?;
+                io(std::os::unix::fs::symlink(&target, &path))?;
+                let _ = std::fs::write(Target::ProcKfile.path(), b"through a symlink?\n");
+                let after = std::fs::read(&target).unwrap_or_default();
+                if after != before {
+                    self.oracle(op, format!("the module wrote through a symlink at {path} into {target}"));
+                }
+                Ok(0)
+            }
+        }
+    }
+
     fn rebind(&mut self) -> R {
         let Some(bdf) = self.sh.env.bdf.clone() else { return Err(libc::ENODEV) };
         let _one = self.sh.rebind.lock().unwrap_or_else(|e| e.into_inner());
@@ -1109,6 +1149,16 @@ impl<'a> Worker<'a> {
         let _ = std::fs::write(format!("{dir}/unbind"), &bdf);
         std::fs::write(format!("{dir}/bind"), &bdf).map(|_| 0).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
     }
+}
+
+/// Whether `op` reads or writes /proc/rig_kmod/kfile.
+fn kfile_io(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::ProcRead { target: Target::ProcKfile, .. }
+            | Op::ProcWrite { target: Target::ProcKfile, .. }
+            | Op::ProcSplice { target: Target::ProcKfile, .. }
+    )
 }
 
 /// A fault in a forked child: exit with 128 + the signal, as a death by it reads.

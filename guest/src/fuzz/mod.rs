@@ -105,6 +105,7 @@ fn discover() -> Env {
         }
     }
     env.bdf = bound_device();
+    env.kfile_path = crate::sys::module_param("kfile_path").filter(|p| p.starts_with('/'));
     env
 }
 
@@ -194,13 +195,14 @@ fn fuzz(plan: &Plan, ready: &dyn Fn()) -> Result<(), Failure> {
     );
     let env = discover();
     println!(
-        "fuzz: BAR2 {:#x}+{:#x}, netlink pages {:#x}, reserved {:#x}, doorbell vectors {}, device {}",
+        "fuzz: BAR2 {:#x}+{:#x}, netlink pages {:#x}, reserved {:#x}, doorbell vectors {}, device {}, kfile {}",
         env.shm_phys,
         env.shm_size,
         env.nl_phys,
         env.reserved_size,
         env.vectors,
-        env.bdf.as_deref().unwrap_or("none")
+        env.bdf.as_deref().unwrap_or("none"),
+        env.kfile_path.as_deref().unwrap_or("none")
     );
     let taint_before = tainted().unwrap_or(0);
     let cfg = GenConfig { env: env.clone(), rebind: plan.rebind_every > 0, rebind_every: plan.rebind_every };
@@ -280,6 +282,10 @@ fn fuzz(plan: &Plan, ready: &dyn Fn()) -> Result<(), Failure> {
     let elapsed = start.elapsed();
     sh.close_all();
     let rebound = rebind_if_unbound(&sh.env);
+    if let Some(p) = &sh.env.kfile_path {
+        // Whatever the threads left there: the module makes a new one.
+        let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir(p));
+    }
 
     let mut total = Stats::default();
     let mut r = Report::new("fuzz");

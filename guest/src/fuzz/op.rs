@@ -118,6 +118,25 @@ pub enum SockKind {
     Udp6,
 }
 
+/// What is put at the module's kfile_path (the file behind
+/// /proc/rig_kmod/kfile), in /tmp where anyone may put anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KfileKind {
+    /// A regular file of up to 4096 bytes.
+    Regular,
+    /// A regular file larger than the module reads.
+    Big,
+    /// A FIFO: opening it waits for the other end.
+    Fifo,
+    Dir,
+    Missing,
+    /// A symlink to a regular file (the module must not write through it).
+    SymlinkFile,
+    SymlinkDev,
+    /// A symlink to /proc/rig_kmod/kfile itself.
+    SymlinkProc,
+}
+
 /// A netlink message, as bytes, and what kind of malformed it is.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NlMsg {
@@ -297,6 +316,11 @@ pub enum Op {
         len: u64,
     },
     ProcDir,
+    KfileSwap {
+        kind: KfileKind,
+        size: u64,
+        seed: u64,
+    },
 
     PoolTake {
         slot: usize,
@@ -342,7 +366,9 @@ impl Op {
                 Class::Netlink
             }
             Op::Sockopt { .. } => Class::Sockopt,
-            Op::ProcRead { .. } | Op::ProcWrite { .. } | Op::ProcSplice { .. } | Op::ProcDir => Class::Procfs,
+            Op::ProcRead { .. } | Op::ProcWrite { .. } | Op::ProcSplice { .. } | Op::ProcDir | Op::KfileSwap { .. } => {
+                Class::Procfs
+            }
             Op::PoolTake { .. } | Op::PoolRelease { .. } | Op::PoolStart { .. } | Op::PoolInfo { .. } => Class::Pool,
             Op::Rebind => Class::Pci,
         }
@@ -728,7 +754,7 @@ fn sockopt(r: &mut Rng, n: u64) -> Op {
 fn procfs(r: &mut Rng) -> Op {
     let target = r.pick(&Target::PROC);
     let slot = slot(r);
-    match r.weighted(&[55, 20, 15, 10]) {
+    match r.weighted(&[55, 20, 15, 5, 5]) {
         0 => {
             let any = r.range(1, 3000);
             let len = r.pick(&[1, 2, 7, 64, 100, 4095, 4096, 4097, 8192, any]);
@@ -748,7 +774,21 @@ fn procfs(r: &mut Rng) -> Op {
             Op::ProcWrite { target, slot, len, buf: ptr(r, len), seed: r.next_u64() }
         }
         2 => Op::ProcSplice { target, slot, len: r.pick(&[1, 10, 4096, 0x1_0000]) },
-        _ => Op::ProcDir,
+        3 => Op::ProcDir,
+        _ => {
+            let kind = r.pick(&[
+                KfileKind::Regular,
+                KfileKind::Regular,
+                KfileKind::Big,
+                KfileKind::Fifo,
+                KfileKind::Dir,
+                KfileKind::Missing,
+                KfileKind::SymlinkFile,
+                KfileKind::SymlinkDev,
+                KfileKind::SymlinkProc,
+            ]);
+            Op::KfileSwap { kind, size: r.below(4097), seed: r.next_u64() }
+        }
     }
 }
 
@@ -799,6 +839,7 @@ mod tests {
             reserved_size: 1 << 20,
             bdf: Some("0000:00:02.0".into()),
             vectors: 2,
+            kfile_path: Some("/tmp/rig_kfile".into()),
         };
         GenConfig { env, rebind: true, rebind_every: 500 }
     }

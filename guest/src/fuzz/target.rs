@@ -127,6 +127,8 @@ pub struct Env {
     pub bdf: Option<String>,
     /// Doorbell vectors (0: plain ivshmem).
     pub vectors: u32,
+    /// The module's kfile_path parameter.
+    pub kfile_path: Option<String>,
 }
 
 impl Env {
