@@ -1109,16 +1109,26 @@ impl<'a> Worker<'a> {
     }
 
     /// Puts something else at kfile_path. For a symlink to a file, the
-    /// module is made to write at once: the file must stay as it was.
+    /// module is made to write at once: the file must stay as it was. The
+    /// threads never write through what another put there (a new file
+    /// only, no symlink followed), and each has a target of its own, so
+    /// only the module can have changed it.
     fn kfile_swap(&mut self, op: &Op, kind: KfileKind, size: u64, seed: u64) -> R {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let Some(path) = self.sh.env.kfile_path.clone() else { return Err(libc::ENOENT) };
         let io = |r: std::io::Result<()>| r.map(|_| 0).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
         let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
         let mut data = vec![0u8; if kind == KfileKind::Big { 4097 + size as usize } else { size as usize }];
         Rng::new(seed, 4).fill(&mut data);
-        let target = format!("{path}.target");
+        let target = format!("{path}.target{}", self.id);
         match kind {
-            KfileKind::Regular | KfileKind::Big => io(std::fs::write(&path, &data)),
+            KfileKind::Regular | KfileKind::Big => io(std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .and_then(|mut f| f.write_all(&data))),
             KfileKind::Fifo => {
                 let c = CString::new(path.as_str()).map_err(|_| libc::EINVAL)?;
                 // SAFETY: c is NUL-terminated.

@@ -285,6 +285,9 @@ fn fuzz(plan: &Plan, ready: &dyn Fn()) -> Result<(), Failure> {
     if let Some(p) = &sh.env.kfile_path {
         // Whatever the threads left there: the module makes a new one.
         let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir(p));
+        for id in 0..plan.threads {
+            let _ = std::fs::remove_file(format!("{p}.target{id}"));
+        }
     }
 
     let mut total = Stats::default();
