@@ -52,6 +52,8 @@ pub fn ename(e: Errno) -> String {
         libc::ECONNREFUSED => "ECONNREFUSED",
         libc::ENOTCONN => "ENOTCONN",
         libc::EDESTADDRREQ => "EDESTADDRREQ",
+        libc::ELOOP => "ELOOP",
+        libc::ENOTDIR => "ENOTDIR",
         _ => return format!("errno {e}"),
     };
     name.to_string()
