@@ -1,7 +1,9 @@
-//! `rig kernels` and `rig fetch`: the catalog and the cache of kernels.
+//! `rig kernels` and `rig fetch`: the catalog, the cache of kernels, and
+//! which checks each kernel can do.
 
 use super::{install_signal_handlers, GlobalArgs, EXIT_INTERRUPTED, EXIT_RIG};
 use rig::kernel::catalog::Catalog;
+use rig::kernel::checks::{table, KernelConfig};
 
 #[derive(clap::Args)]
 pub struct FetchCmd {
@@ -38,7 +40,21 @@ pub fn fetch(g: &GlobalArgs, cmd: &FetchCmd) -> anyhow::Result<u8> {
     }
 }
 
-pub fn list() -> anyhow::Result<u8> {
+#[derive(clap::Args)]
+pub struct KernelsCmd {
+    /// A table of which checks ([guest] checks, --checks) each kernel can do,
+    /// from its config (fetching the kernels not cached yet).
+    #[arg(long)]
+    pub checks: bool,
+    /// With --checks: never download; kernels not cached show `?`.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+pub fn list(g: &GlobalArgs, cmd: &KernelsCmd) -> anyhow::Result<u8> {
+    if cmd.checks {
+        return checks_table(g, cmd.offline);
+    }
     let catalog = Catalog::builtin()?;
     let default = catalog.default_entry().name.clone();
     for e in catalog.entries() {
@@ -46,4 +62,40 @@ pub fn list() -> anyhow::Result<u8> {
         println!("{:<16} {:<20} {}{mark}", e.name, format!("{} {}", e.suite, e.flavour), e.description);
     }
     Ok(0)
+}
+
+/// `rig kernels --checks`: the config of every catalog kernel, then the table.
+fn checks_table(g: &GlobalArgs, offline: bool) -> anyhow::Result<u8> {
+    let catalog = Catalog::builtin()?;
+    let opts = rig::kernel::fetch::FetchOptions {
+        cache_dir: g.cache_dir(),
+        archive_uri: g.archive.clone(),
+        refresh: false,
+        update: false,
+        offline,
+    };
+    let interrupt = install_signal_handlers()?;
+    let mut worst = 0;
+    let mut cols = Vec::new();
+    for e in catalog.entries() {
+        let cfg = match rig::kernel::fetch::fetch(e, &opts, &interrupt) {
+            Ok(tree) => match std::fs::read_to_string(&tree.config) {
+                Ok(text) => Some(KernelConfig::parse(&text)),
+                Err(err) => {
+                    eprintln!("rig: {}: cannot read {}: {err}", e.name, tree.config.display());
+                    worst = EXIT_RIG;
+                    None
+                }
+            },
+            Err(rig::kernel::fetch::FetchError::NotCached { .. }) => None,
+            Err(err) => {
+                eprintln!("rig: {}: {err}", e.name);
+                worst = EXIT_RIG;
+                None
+            }
+        };
+        cols.push((e.name.clone(), cfg));
+    }
+    print!("{}", table(&cols));
+    Ok(worst)
 }

@@ -112,6 +112,14 @@ pub struct RunArgs {
     /// Boot with panic_on_warn=1.
     #[arg(long)]
     pub panic_on_warn: bool,
+    /// Checks to turn on besides the config's, comma-separated, or `all`
+    /// (slub, kfence, init_on_free, init_on_alloc, page_poison,
+    /// panic_on_warn, oops_panic, softlockup_panic, hung_task).
+    #[arg(long, value_name = "A,B")]
+    pub checks: Option<String>,
+    /// Fail when the kernel cannot do one of the checks (else it is left out, said in one line).
+    #[arg(long)]
+    pub strict_checks: bool,
 }
 
 /// The source tree the binary was built from: default config and guest programs.
@@ -144,7 +152,9 @@ pub fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
 
 pub fn exit_code_for(e: &RunError) -> u8 {
     match e {
-        RunError::Catalog(_) | RunError::Device(DeviceSetupError::MissingModule { .. }) => EXIT_USAGE,
+        RunError::Catalog(_) | RunError::Checks { .. } | RunError::Device(DeviceSetupError::MissingModule { .. }) => {
+            EXIT_USAGE
+        }
         RunError::Interrupted => EXIT_INTERRUPTED,
         // The user's module did not build, or crashed the guest at boot.
         e if e.is_test_failure() => EXIT_FAILED,
@@ -191,6 +201,14 @@ pub fn load_plan(a: &RunArgs) -> Result<Plan, UsageError> {
     if a.panic_on_warn {
         plan.guest.cmdline.push("panic_on_warn=1".into());
     }
+    if let Some(list) = &a.checks {
+        let names: Vec<&str> = list.split(',').filter(|n| !n.trim().is_empty()).collect();
+        let more = rig::kernel::checks::parse_names(&names).map_err(|e| UsageError(format!("--checks: {e}")))?;
+        plan.guest.checks.extend(more);
+        plan.guest.checks.sort();
+        plan.guest.checks.dedup();
+    }
+    plan.guest.strict_checks |= a.strict_checks;
     Ok(plan)
 }
 

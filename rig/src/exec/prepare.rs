@@ -8,6 +8,7 @@ use crate::build::kbuild::{self, BuildRequest};
 use crate::image::contents::{guest_image, LoadedModule};
 use crate::image::initramfs;
 use crate::kernel::catalog::{Catalog, KernelEntry};
+use crate::kernel::checks;
 use crate::kernel::fetch::{self, FetchOptions, KernelTree};
 use crate::kernel::intree;
 use crate::plan::step::Action;
@@ -93,6 +94,8 @@ pub struct Prepared {
     pub devices: Vec<GuestDevice>,
     /// The initramfs path.
     pub initrd: PathBuf,
+    /// The command-line words of the checks this kernel does.
+    pub check_args: Vec<String>,
 }
 
 impl Prepared {
@@ -128,6 +131,7 @@ pub fn prepare(
     let (entry, tree) = fetch_kernel(opts, interrupt)?;
     t.fetch = phase.elapsed();
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
+    let check_args = checks_for(opts, &tree, emit)?;
 
     let phase = Instant::now();
     let table = DeviceTable::builtin().map_err(QemuError::from)?;
@@ -177,5 +181,26 @@ pub fn prepare(
     let (initrd, fresh) = spec.build_cached(&opts.cache_dir.join("initramfs").join(&tree.release))?;
     t.initramfs = phase.elapsed();
     emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
-    Ok(Prepared { entry, tree, modules, devices: guest_devices, initrd })
+    Ok(Prepared { entry, tree, modules, devices: guest_devices, initrd, check_args })
+}
+
+/// The checks of the plan this kernel does (said in one line), from its
+/// config; with `strict_checks` one it cannot do is an error.
+fn checks_for(opts: &RunOptions, tree: &KernelTree, emit: &mut dyn FnMut(Event)) -> Result<Vec<String>, RunError> {
+    let g = &opts.plan.guest;
+    if g.checks.is_empty() {
+        return Ok(vec![]);
+    }
+    let text = std::fs::read_to_string(&tree.config).map_err(|_| RunError::Missing {
+        what: "the kernel's config (to decide its checks)".into(),
+        path: tree.config.clone(),
+        fix: "fetch the kernel again with `rig fetch NAME --refresh`".into(),
+    })?;
+    let r = checks::resolve(&checks::KernelConfig::parse(&text), &g.checks);
+    emit(Event::Note(r.summary(&tree.name)));
+    if g.strict_checks && !r.off.is_empty() {
+        let missing: Vec<String> = r.off.iter().map(|(c, why)| format!("{c} ({why})")).collect();
+        return Err(RunError::Checks { kernel: tree.name.clone(), missing: missing.join(", ") });
+    }
+    Ok(r.args)
 }

@@ -111,6 +111,9 @@ pub enum RunError {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted; QEMU stopped and temporary files removed")]
     Interrupted,
+    /// `strict_checks`, and the kernel cannot do some of the checks.
+    #[error("{kernel} cannot do the checks {missing} (strict_checks): drop them, or the kernel")]
+    Checks { kernel: String, missing: String },
 }
 
 impl From<KbuildError> for RunError {

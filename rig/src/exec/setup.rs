@@ -76,6 +76,12 @@ pub fn guest_config(
     cmdline.extend(qemu::default_cmdline(&machine, "ttyS0").into_iter().filter(|a| !a.starts_with("console=")));
     cmdline.extend(iommu.iter().flat_map(|i| i.cmdline.iter().cloned()));
     cmdline.extend(guest.cmdline.iter().cloned());
+    // A check may say what [guest] oops_panic or panic_on_warn said already.
+    for a in &p.check_args {
+        if !cmdline.contains(a) {
+            cmdline.push(a.clone());
+        }
+    }
     let ivshmem = match (shm, guest.shm) {
         (Some(m), Some(plan)) => Some(shm_device(plan, private, m)),
         _ => None,

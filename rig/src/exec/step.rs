@@ -389,6 +389,17 @@ pub fn run_check(
             };
             (result(o, out, true), None, None)
         }
+        Action::HostFuzzRing { seed, writes, duration } => {
+            let spec = crate::host::ring_fuzz::RingFuzz { seed: *seed, writes: *writes, duration: *duration };
+            let (o, out) = match shm {
+                None => (Outcome::Fail("this guest has no ivshmem region".into()), String::new()),
+                Some(m) => match crate::host::ring_fuzz::run(m, side.doorbell.as_deref_mut(), spec, side.interrupt) {
+                    Ok(rep) => (Outcome::Pass, format!("seed {seed}: {rep}")),
+                    Err(e) => (Outcome::Fail(e.clone()), e),
+                },
+            };
+            (result(o, out, true), None, None)
+        }
         Action::HostWaitRing { vector, timeout } => {
             let r = match side.doorbell.as_deref_mut() {
                 None => Err("this guest has no ivshmem-doorbell (set [guest.ivshmem] doorbell = true)".to_string()),

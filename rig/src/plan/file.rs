@@ -93,6 +93,12 @@ pub struct GuestSpec {
     /// Boot with `panic_on_warn=1`.
     #[serde(default)]
     pub panic_on_warn: bool,
+    /// Checking the kernel does (`crate::kernel::checks`), where it can.
+    #[serde(default)]
+    pub checks: Vec<Spanned<String>>,
+    /// Fail the run when the kernel cannot do one of `checks`.
+    #[serde(default)]
+    pub strict_checks: bool,
     /// Files to copy into the guest.
     #[serde(default)]
     pub files: Vec<FileSpec>,
@@ -118,6 +124,8 @@ impl Default for GuestSpec {
             cmdline: vec![],
             oops_panic: false,
             panic_on_warn: false,
+            checks: vec![],
+            strict_checks: false,
             files: vec![],
             ivshmem: None,
             iommu: None,
@@ -177,6 +185,19 @@ pub struct HostSpec {
     pub write_string: Option<StringSpec>,
     pub command: Option<String>,
     pub doorbell: Option<DoorbellSpec>,
+    pub fuzz_ring: Option<FuzzRingSpec>,
+}
+
+/// `host.fuzz_ring`: seeded garbage into the reference module's ring, with
+/// doorbell rings, while the guest consumes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuzzRingSpec {
+    pub seed: u64,
+    /// For this many seconds (default 10).
+    pub secs: Option<u64>,
+    /// At most this many writes (default: no limit).
+    pub writes: Option<u64>,
 }
 
 /// `host.produce`: the host puts buffers into the reference module's ring.

@@ -111,6 +111,9 @@ pub enum Action {
     HostRing { vector: u32 },
     /// The host waits for the guest to ring it.
     HostWaitRing { vector: u32, timeout: Duration },
+    /// The host writes seeded garbage into the module's ring
+    /// (`crate::host::ring_fuzz`) for a time or a number of writes.
+    HostFuzzRing { seed: u64, writes: u64, duration: Duration },
 }
 
 /// Where a step is written: annotations and summaries point at it.

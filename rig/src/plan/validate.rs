@@ -226,8 +226,25 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
     in_range(cx, &g.memory_mib, "guest.memory_mib", MEMORY_MIB)?;
     in_range(cx, &g.cpus, "guest.cpus", CPUS)?;
     let iommu = iommu(cx, g.iommu.as_ref(), &f.device)?;
-    let guest =
-        GuestPlan { memory_mib: *g.memory_mib.get_ref(), cpus: *g.cpus.get_ref(), cmdline, files, shm, iommu, devices };
+    let mut checks = Vec::new();
+    for (i, name) in g.checks.iter().enumerate() {
+        let c = crate::kernel::checks::parse_names(&[name.get_ref()])
+            .map_err(|e| cx.invalid(name.span(), &format!("guest.checks[{i}]"), e))?;
+        checks.extend(c);
+    }
+    checks.sort();
+    checks.dedup();
+    let guest = GuestPlan {
+        memory_mib: *g.memory_mib.get_ref(),
+        cpus: *g.cpus.get_ref(),
+        cmdline,
+        files,
+        shm,
+        iommu,
+        devices,
+        checks,
+        strict_checks: g.strict_checks,
+    };
 
     let targets = Targets {
         shm: guest.shm.is_some(),
@@ -327,12 +344,13 @@ fn host_action(
         hs.write_string.is_some(),
         hs.command.is_some(),
         hs.doorbell.is_some(),
+        hs.fuzz_ring.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(cx.invalid(
             span,
             &format!("{key}.host"),
-            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell",
+            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell, fuzz_ring",
         ));
     }
     let needs_shm = || -> Result<(), ConfigError> {
@@ -432,6 +450,20 @@ fn host_action(
             (_, Some(v)) => (format!("host: guest rings vector {v}"), Action::HostWaitRing { vector: v, timeout: t }),
             _ => unreachable!("checked above"),
         }
+    } else if let Some(f) = &hs.fuzz_ring {
+        let secs = f.secs.unwrap_or(10);
+        if !TIMEOUT_SECS.contains(&secs) {
+            let why = range_message(secs, TIMEOUT_SECS, "seconds");
+            return Err(cx.invalid(span, &format!("{key}.host.fuzz_ring.secs"), why));
+        }
+        (
+            format!("host: garbage into the ring for {secs} s (seed {})", f.seed),
+            Action::HostFuzzRing {
+                seed: f.seed,
+                writes: f.writes.unwrap_or(u64::MAX),
+                duration: Duration::from_secs(secs),
+            },
+        )
     } else {
         unreachable!("exactly one kind checked above")
     };
@@ -598,6 +630,37 @@ name = "t1"
     fn non_ascii_hex_is_an_error_not_a_panic() {
         let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nhost.expect_bytes = { offset = 0, hex = \"a\u{e9}b\" }\n");
         assert!(e.contains("expect_bytes.hex"), "{e}");
+    }
+
+    #[test]
+    fn checks_are_names_of_checks() {
+        let d = module_dir();
+        let p = parse_in(d.path(), "[guest]\nchecks = [\"kfence\", \"slub\", \"slub\"]\nstrict_checks = true\n")
+            .expect("plan");
+        use crate::kernel::checks::Check;
+        assert_eq!(p.guest.checks, vec![Check::Slub, Check::Kfence]);
+        assert!(p.guest.strict_checks);
+        let p = parse_in(d.path(), "[guest]\nchecks = [\"all\"]\n").expect("plan");
+        assert_eq!(p.guest.checks.len(), Check::ALL.len());
+        assert!(!p.guest.strict_checks);
+        let e = err("[guest]\ncpus = 1\nchecks = [\"slub\", \"kasan\"]\n");
+        assert!(e.contains("rig.toml:3") && e.contains("guest.checks[1]") && e.contains("`kasan`"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_ring_steps() {
+        let d = module_dir();
+        let text = "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 5, secs = 20, writes = 100 }\n";
+        let p = parse_in(d.path(), text).expect("plan");
+        assert!(matches!(
+            p.tests[0].checks[0].action,
+            Action::HostFuzzRing { seed: 5, writes: 100, duration } if duration == Duration::from_secs(20)
+        ));
+        let p =
+            parse_in(d.path(), "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1 }\n").expect("plan");
+        assert!(matches!(p.tests[0].checks[0].action, Action::HostFuzzRing { writes: u64::MAX, .. }));
+        let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1, secs = 0 }\n");
+        assert!(e.contains("host.fuzz_ring.secs") && e.contains("out of range"), "{e}");
     }
 
     #[test]
