@@ -6,13 +6,9 @@
 //! and the rest go on.
 //!
 //! `bench mechanisms [--ms N]`   each mechanism for about N ms (default 300)
-//! `bench doorbell-echo --peer N --count N [--timeout S] --detach PREFIX`
-//!     in the background: wait for the host's ring on vector 0, ring the
-//!     host (peer N) back on vector 1, `count` times.
 
 use crate::args::{Failure, Opts};
-use crate::doorbell::{db_info, ring, wait};
-use crate::sys::{detach, dev_path, ename, Fd, Map, Sys, RW};
+use crate::sys::{dev_path, ename, Fd, Map, Sys, RW};
 use rig_abi::{Config, PoolDesc, PoolRelease, PoolStart, SoMsg};
 use std::mem::size_of;
 use std::time::{Duration, Instant};
@@ -164,51 +160,4 @@ pub fn mechanisms(args: &[String]) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// Answers `count` rings of the host on vector 0 with a ring back on 1.
-fn echo(peer: u32, count: u64, timeout: Duration, ready: &dyn Fn()) -> Result<(), String> {
-    let db = open(rig_abi::dev::DOORBELL)?;
-    let info = sys("RIG_IOC_DB_INFO", db_info(&db))?;
-    if info.doorbell != 1 {
-        return Err("the device has no doorbell (ivshmem-plain)".into());
-    }
-    let mut seen = info.irqs[0];
-    ready();
-    let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-    for _ in 0..count {
-        let now = sys("RIG_IOC_DB_WAIT", wait(&db, 0, seen, ms))?;
-        if now == seen {
-            return Err(format!("no ring on vector 0 within {timeout:?}"));
-        }
-        seen = now;
-        sys("RIG_IOC_DB_RING", ring(&db, peer, 1))?;
-    }
-    Ok(())
-}
-
-/// `bench doorbell-echo --peer N --count N [--timeout S] --detach PREFIX`.
-pub fn doorbell_echo(args: &[String]) -> Result<(), Failure> {
-    let opts = Opts::parse(args, &["--peer", "--count", "--timeout", "--detach"])?;
-    let peer = opts.num("--peer", 1)? as u32;
-    let count = opts.num("--count", 100)?;
-    let timeout = Duration::from_secs(opts.num("--timeout", 10)?);
-    let prefix = opts.text("--detach", "");
-    if prefix.is_empty() {
-        return Err(Failure::Usage("doorbell-echo runs in the background: give --detach PREFIX".into()));
-    }
-    let run = |ready: &dyn Fn()| match echo(peer, count, timeout, ready) {
-        Ok(()) => 0,
-        Err(e) => {
-            println!("FAIL: {e}");
-            1
-        }
-    };
-    match detach(&prefix, run) {
-        Ok(pid) => {
-            println!("echo {pid} waits for the host's rings");
-            Ok(())
-        }
-        Err(e) => Err(Failure::Check(e)),
-    }
 }

@@ -8,11 +8,13 @@ mod args;
 mod bench;
 mod doorbell;
 mod fault;
+mod fuzz;
 mod ioctl;
 mod kernel;
 mod kfile;
 mod mmap;
 mod netlink;
+mod pong;
 mod pool;
 mod procfs;
 mod report;
@@ -49,12 +51,17 @@ commands:
                                         11: consume buffers the host produced, ring it back;
                                         with --detach in the background, once waiting in poll()
   collect PREFIX [--timeout S]          the output and verdict of a --detach program
+  db-pong [--count N --ready-file PATH --timeout-ms N --peer P]
+                                        answer each ring of vector 0 with a ring of peer P
+                                        on vector 1, N times (rig bench's round trip)
+  pool-info [--drain 1]                 the pool's state and the ring's counters (after taking
+                                        and giving back every ready buffer, with --drain)
   unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
   kernel-clean                          no kernel warning, oops or call trace so far
   bench mechanisms [--ms N]             figures for `rig bench`: each mechanism for N ms
-  bench doorbell-echo --peer N --count N [--timeout S] --detach PREFIX
-                                        ring the host back on vector 1 for each ring on 0";
+  fuzz [--seed N --threads N --ops N --secs S --stream T --rebind-every N --trace 1 --detach PREFIX]
+                                        random and edge-case input to every interface, from several threads";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -85,17 +92,19 @@ fn main() -> ExitCode {
         "kfile" => no_args(kfile::run),
         "reserved" => reserved::run(rest),
         "pool" => pool::run(rest),
+        "pool-info" => pool::info_cmd(rest),
         "doorbell" => doorbell::run(rest),
         "hring" => doorbell::hring(rest),
         "collect" => doorbell::collect_cmd(rest),
+        "db-pong" => pong::run(rest),
         "unbind-while-mapped" => no_args(unbind::run),
         "unload-while-mapped" => no_args(unload::run),
         "kernel-clean" => no_args(kernel::run),
         "bench" => match rest.split_first() {
             Some((what, opts)) if what == "mechanisms" => bench::mechanisms(opts),
-            Some((what, opts)) if what == "doorbell-echo" => bench::doorbell_echo(opts),
-            _ => Err(args::Failure::Usage("bench mechanisms|doorbell-echo".into())),
+            _ => Err(args::Failure::Usage("bench mechanisms".into())),
         },
+        "fuzz" => fuzz::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -106,9 +106,11 @@ fn matrix_passes_the_reference_suite_on_every_kernel() {
         let ktap = std::fs::read_to_string(out_dir.path().join(format!("{k}.tap"))).expect("tap file");
         assert!(ktap.starts_with("KTAP version 1\n1..1\n"), "{ktap}");
         assert!(ktap.lines().any(|l| l == format!("ok 1 {k}")), "{ktap}");
-        // The console log of the run.
+        // The logs of the run: the shell's and the kernel's console.
+        let shell = std::fs::read_to_string(out_dir.path().join(k).join("shell.log")).expect("shell.log");
+        assert!(shell.contains("RIG-READY"), "{k}");
         let console = std::fs::read_to_string(out_dir.path().join(k).join("console.log")).expect("console.log");
-        assert!(console.contains("RIG-READY"), "{k}");
+        assert!(console.contains("rig-step:"), "{k}");
     }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("summary.json")).expect("summary"))

@@ -1,5 +1,8 @@
-//! `edu --device BDF [--seed N] [--iova N]`: QEMU's educational device
-//! (1234:11e8, docs/specs/edu.rst) driven from userspace.
+//! `edu --device BDF [--seed N] [--iova N] [--only PARTS]`: QEMU's
+//! educational device (1234:11e8, docs/specs/edu.rst) driven from
+//! userspace. `--only ids,liveness,msi,dma,unmapped` runs some parts (a
+//! suite gives each its own step; `unmapped` makes the kernel log an IOMMU
+//! fault, which the rig reports).
 //!
 //! Asserts: the IDs; BAR0 (1 MiB, mappable); bus mastering on; the ID and
 //! liveness registers; MSI routed to an eventfd, raised by the interrupt
@@ -197,30 +200,62 @@ fn fill_pattern_in(buf: &DmaBuffer<'_>, seed: u32, len: usize) -> Result<(), Str
     buf.mem().write_bytes(0, &p).map_err(|e| e.to_string())
 }
 
+/// The parts of the check, in the order they run; `--only` picks some.
+pub const PARTS: [&str; 5] = ["ids", "liveness", "msi", "dma", "unmapped"];
+
+/// Parses `--only a,b`: the parts to run (all when not given).
+pub fn parse_parts(only: Option<&str>) -> Result<Vec<&'static str>, Failure> {
+    let Some(list) = only else {
+        return Ok(PARTS.to_vec());
+    };
+    let mut out = Vec::new();
+    for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let Some(p) = PARTS.iter().find(|p| **p == w) else {
+            return Err(Failure::Usage(format!("--only: unknown part `{w}` (parts: {})", PARTS.join(", "))));
+        };
+        if !out.contains(p) {
+            out.push(*p);
+        }
+    }
+    if out.is_empty() {
+        return Err(Failure::Usage("--only names no part".into()));
+    }
+    Ok(out)
+}
+
 pub fn run(args: &[String]) -> Result<(), Failure> {
-    let o = Opts::parse(args, &["--device", "--seed", "--iova"])?;
+    let o = Opts::parse(args, &["--device", "--seed", "--iova", "--only"])?;
     let bdf = o.device()?;
     let seed = o.num32("--seed", 0x0ed0_5eed)?;
     let iova = o.num("--iova", 0x10_0000)?;
     if !iova.is_multiple_of(0x1000) || iova + 0x30_0000 > DMA_LIMIT {
         return Err(Failure::Usage(format!("--iova must be page-aligned and below {:#x}", DMA_LIMIT - 0x30_0000)));
     }
+    let parts = parse_parts(o.text("--only").as_deref())?;
+    let part = |p: &str| parts.contains(&p);
     let mut r = Report::new("edu");
 
     let Some(dev) = r.must(format!("open {bdf} through VFIO (type1 container)"), Device::open(bdf)) else {
         return r.finish();
     };
-    r.note(format!("IOMMU group {}", dev.group()));
-    let ids = (dev.config16(cfg::VENDOR), dev.config16(cfg::DEVICE));
-    if let (Ok(v), Ok(d)) = ids {
-        r.eq("PCI IDs are edu's (1234:11e8)", (VENDOR, DEVICE), (v, d));
-    } else {
-        r.check(false, "read the PCI IDs", "config space", format!("{ids:?}"));
-    }
+    r.note(format!("IOMMU group {}; parts: {}", dev.group(), parts.join(", ")));
     let region = dev.region(0);
-    r.eq("BAR0 is 1 MiB", BAR0_SIZE, region.size);
-    r.check(region.read_write(), "BAR0 is readable and writable", "READ|WRITE", format!("flags {:#x}", region.flags));
-    r.check(region.mmap(), "VFIO lets BAR0 be mmap()ed", "MMAP flag", format!("flags {:#x}", region.flags));
+    if part("ids") {
+        let ids = (dev.config16(cfg::VENDOR), dev.config16(cfg::DEVICE));
+        if let (Ok(v), Ok(d)) = ids {
+            r.eq("PCI IDs are edu's (1234:11e8)", (VENDOR, DEVICE), (v, d));
+        } else {
+            r.check(false, "read the PCI IDs", "config space", format!("{ids:?}"));
+        }
+        r.eq("BAR0 is 1 MiB", BAR0_SIZE, region.size);
+        r.check(
+            region.read_write(),
+            "BAR0 is readable and writable",
+            "READ|WRITE",
+            format!("flags {:#x}", region.flags),
+        );
+        r.check(region.mmap(), "VFIO lets BAR0 be mmap()ed", "MMAP flag", format!("flags {:#x}", region.flags));
+    }
     if let Some((before, after)) = r.must("turn on memory decoding and bus mastering", dev.enable_bus_master()) {
         r.note(format!("command register {before:#06x} -> {after:#06x}"));
         let want = cfg::COMMAND_MEMORY | cfg::COMMAND_MASTER;
@@ -237,46 +272,62 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     r.note(format!("BAR0 through {}", bar.mode()));
 
     // Registers.
-    let id = bar.read32(reg::ID).map_err(|e| e.to_string());
-    r.eq("ID register", Ok(ID_VALUE), id);
-    for v in [0u32, 0xffff_ffff, 0x1234_5678, seed] {
-        let back = bar.write32(reg::LIVENESS, v).and_then(|_| bar.read32(reg::LIVENESS)).map_err(|e| e.to_string());
-        r.eq(format!("liveness register inverts {v:#010x}"), Ok(!v), back);
+    if part("ids") {
+        let id = bar.read32(reg::ID).map_err(|e| e.to_string());
+        r.eq("ID register", Ok(ID_VALUE), id);
+    }
+    if part("liveness") {
+        for v in [0u32, 0xffff_ffff, 0x1234_5678, seed] {
+            let back = bar.write32(reg::LIVENESS, v).and_then(|_| bar.read32(reg::LIVENESS)).map_err(|e| e.to_string());
+            r.eq(format!("liveness register inverts {v:#010x}"), Ok(!v), back);
+        }
+    }
+    if !(part("msi") || part("dma") || part("unmapped")) {
+        return r.finish();
     }
 
-    // Interrupts: MSI into an eventfd.
+    // Interrupts: MSI into an eventfd (DMA completions need it too).
     let vectors = dev.irq_count(VFIO_PCI_MSI_IRQ_INDEX);
     r.check(vectors >= 1, "the device has an MSI vector", ">= 1", vectors);
     let Some(irqs) = r.must("route MSI vector 0 to an eventfd", dev.enable_irqs(VFIO_PCI_MSI_IRQ_INDEX, 1)) else {
         return r.finish();
     };
-    // vfio-pci virtualizes this bit: it shows what the user wrote into config
-    // space, not what VFIO_DEVICE_SET_IRQS did. The interrupts below are the proof.
-    let msi_on = dev.config_image().ok().and_then(|c| {
-        let at = find_capability(&c, cfg::CAP_MSI)?;
-        Some(le16(&c, at + 2)? & cfg::MSI_ENABLE != 0)
-    });
-    r.check(msi_on.is_some(), "config space lists the MSI capability", "present", "absent");
-    r.note(format!("MSI enable bit in the config space VFIO shows: {msi_on:?}"));
     let edu = Edu { bar, irqs };
-
-    let raised = edu.w(reg::IRQ_RAISE, 0x2000).and_then(|_| edu.wait_irq(0x2000));
-    r.must("writing the raise register delivers an MSI, acknowledged by the ack register", raised);
-
-    if let Some(()) = r.must("ask for an interrupt when a factorial is done", edu.w(reg::STATUS, STATUS_IRQ_FACT)) {
-        for n in [5u32, 12, 13] {
-            match edu.factorial(n) {
-                Ok((got, took)) => {
-                    r.eq(format!("{n}! arrives with its interrupt ({} ms)", took.as_millis()), factorial32(n), got);
-                }
-                Err(e) => {
-                    r.check(false, format!("{n}! with its interrupt"), "the result", e);
+    if part("msi") {
+        // vfio-pci virtualizes this bit: it shows what the user wrote into config
+        // space, not what VFIO_DEVICE_SET_IRQS did. The interrupts below are the proof.
+        let msi_on = dev.config_image().ok().and_then(|c| {
+            let at = find_capability(&c, cfg::CAP_MSI)?;
+            Some(le16(&c, at + 2)? & cfg::MSI_ENABLE != 0)
+        });
+        r.check(msi_on.is_some(), "config space lists the MSI capability", "present", "absent");
+        r.note(format!("MSI enable bit in the config space VFIO shows: {msi_on:?}"));
+        let raised = edu.w(reg::IRQ_RAISE, 0x2000).and_then(|_| edu.wait_irq(0x2000));
+        r.must("writing the raise register delivers an MSI, acknowledged by the ack register", raised);
+        if let Some(()) = r.must("ask for an interrupt when a factorial is done", edu.w(reg::STATUS, STATUS_IRQ_FACT)) {
+            for n in [5u32, 12, 13] {
+                match edu.factorial(n) {
+                    Ok((got, took)) => {
+                        r.eq(format!("{n}! arrives with its interrupt ({} ms)", took.as_millis()), factorial32(n), got);
+                    }
+                    Err(e) => {
+                        r.check(false, format!("{n}! with its interrupt"), "the result", e);
+                    }
                 }
             }
         }
     }
+    if part("dma") || part("unmapped") {
+        dma_parts(&mut r, &dev, &edu, bdf, iova, seed, &parts);
+    }
+    r.must("disable MSI", dev.disable_irqs(VFIO_PCI_MSI_IRQ_INDEX).map_err(|e| e.to_string()));
+    r.finish()
+}
 
-    // DMA through the IOMMU.
+/// DMA through the IOMMU (`dma`), and a DMA to an IOVA that was unmapped
+/// (`unmapped`): blocked, logged as a DMAR fault, the device fine after it.
+fn dma_parts(r: &mut Report, dev: &Device, edu: &Edu<'_>, bdf: Bdf, iova: u64, seed: u32, parts: &[&str]) {
+    let (dma, unmapped) = (parts.contains(&"dma"), parts.contains(&"unmapped"));
     let page = 4096usize;
     let map3 = || -> Result<_, crate::vfio::VfioError> {
         Ok((
@@ -286,36 +337,41 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         ))
     };
     let Some((src, dst, mut probe)) = r.must("map three 4 KiB DMA buffers (VFIO_IOMMU_MAP_DMA)", map3()) else {
-        return r.finish();
+        return;
     };
     r.note(format!("DMA buffers at IOVA {:#x}, {:#x}, {:#x}", src.iova(), dst.iova(), probe.iova()));
 
-    let setup = fill_pattern_in(&src, seed, page)
-        .and_then(|_| dst.mem().fill(0, page as u64, 0x5a).map_err(|e| e.to_string()))
-        .and_then(|_| probe.mem().fill(0, page as u64, 0x5a).map_err(|e| e.to_string()));
-    r.must("fill the source with the pattern, the others with 0x5a", setup);
-    if let Some(t) =
-        r.must("DMA 4096 bytes RAM -> device, completion by MSI", edu.dma(src.iova(), DEV_BUF, 4096, false))
-    {
-        r.note(format!("took {} ms", t.as_millis()));
+    if dma {
+        let setup = fill_pattern_in(&src, seed, page)
+            .and_then(|_| dst.mem().fill(0, page as u64, 0x5a).map_err(|e| e.to_string()))
+            .and_then(|_| probe.mem().fill(0, page as u64, 0x5a).map_err(|e| e.to_string()));
+        r.must("fill the source with the pattern, the others with 0x5a", setup);
+        if let Some(t) =
+            r.must("DMA 4096 bytes RAM -> device, completion by MSI", edu.dma(src.iova(), DEV_BUF, 4096, false))
+        {
+            r.note(format!("took {} ms", t.as_millis()));
+        }
+        r.must("DMA 4096 bytes device -> RAM, completion by MSI", edu.dma(dst.iova(), DEV_BUF, 4096, true));
+        r.must("what came back equals what went out, byte for byte", show_mismatch(&dst, seed, 0, 0, page));
+        r.must(
+            "DMA 0x200 bytes from device offset 0x100 to RAM offset 0x800",
+            edu.dma(probe.iova() + 0x800, DEV_BUF + 0x100, 0x200, true),
+        );
+        r.must("those bytes are the pattern's 0x100..0x300", show_mismatch(&probe, seed, 0x100, 0x800, 0x200));
+        r.must(
+            "nothing before or after them was written",
+            all_equal(&probe, 0, 0x800, 0x5a).and_then(|_| all_equal(&probe, 0xa00, page - 0xa00, 0x5a)),
+        );
     }
-    r.must("DMA 4096 bytes device -> RAM, completion by MSI", edu.dma(dst.iova(), DEV_BUF, 4096, true));
-    r.must("what came back equals what went out, byte for byte", show_mismatch(&dst, seed, 0, 0, page));
-    r.must(
-        "DMA 0x200 bytes from device offset 0x100 to RAM offset 0x800",
-        edu.dma(probe.iova() + 0x800, DEV_BUF + 0x100, 0x200, true),
-    );
-    r.must("those bytes are the pattern's 0x100..0x300", show_mismatch(&probe, seed, 0x100, 0x800, 0x200));
-    r.must(
-        "nothing before or after them was written",
-        all_equal(&probe, 0, 0x800, 0x5a).and_then(|_| all_equal(&probe, 0xa00, page - 0xa00, 0x5a)),
-    );
+    if !unmapped {
+        return;
+    }
 
     // Negative: the IOVA is unmapped, the memory that was there is kept.
     let stray = probe.iova();
-    let unmapped = probe.unmap_iova().map_err(|e| e.to_string());
-    let unmapped = unmapped.and_then(|_| probe.mem().fill(0, page as u64, 0xc3).map_err(|e| e.to_string()));
-    r.must(format!("unmap IOVA {stray:#x} (VFIO_IOMMU_UNMAP_DMA), fill its old memory with 0xc3"), unmapped);
+    let unmap = probe.unmap_iova().map_err(|e| e.to_string());
+    let unmap = unmap.and_then(|_| probe.mem().fill(0, page as u64, 0xc3).map_err(|e| e.to_string()));
+    r.must(format!("unmap IOVA {stray:#x} (VFIO_IOMMU_UNMAP_DMA), fill its old memory with 0xc3"), unmap);
     let mut kmsg = Kmsg::open_at_end().map_err(|e| e.to_string());
     r.must(
         format!("the device completes a DMA to unmapped IOVA {stray:#x} (it cannot tell)"),
@@ -358,10 +414,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         .and_then(|_| edu.dma(dst.iova(), DEV_BUF, 4096, true))
         .and_then(|_| show_mismatch(&dst, seed2, 0, 0, page));
     r.must("after the fault, DMA both ways still works byte for byte (new pattern)", again);
-
-    r.must("disable MSI", dev.disable_irqs(VFIO_PCI_MSI_IRQ_INDEX).map_err(|e| e.to_string()));
     drop((src, dst, probe));
-    r.finish()
 }
 
 #[cfg(test)]
@@ -389,6 +442,14 @@ mod tests {
         assert!(dma_request_error(0x10_0000, DEV_BUF, 0).is_some());
         assert!(dma_request_error(DMA_LIMIT - 16, DEV_BUF, 32).is_some());
         assert!(dma_request_error(u64::MAX, DEV_BUF, 32).is_some());
+    }
+
+    #[test]
+    fn parts_parse() {
+        assert_eq!(parse_parts(None), Ok(PARTS.to_vec()));
+        assert_eq!(parse_parts(Some("dma, ids,dma")), Ok(vec!["dma", "ids"]));
+        assert!(matches!(parse_parts(Some("dma,bogus")), Err(Failure::Usage(m)) if m.contains("bogus")));
+        assert!(matches!(parse_parts(Some(",")), Err(Failure::Usage(_))));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod kmsg;
 mod mmio;
 mod nvme;
 mod pci;
+mod pong;
 mod report;
 mod vfio;
 
@@ -25,16 +26,21 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: rig-udrv <command> --device <BDF> [options]
 The device must be bound to vfio-pci (driver_override + drivers_probe).
 commands:
-  edu --device BDF [--seed N] [--iova N]
+  edu --device BDF [--seed N] [--iova N] [--only PARTS]
         QEMU's edu (1234:11e8): IDs, liveness, factorial with its MSI,
-        DMA both ways through the IOMMU, a blocked DMA to an unmapped IOVA
+        DMA both ways through the IOMMU, a blocked DMA to an unmapped IOVA;
+        PARTS: some of ids,liveness,msi,dma,unmapped (default all)
   ivshmem --device BDF [--count N] [--seed N] [--timeout S] [--ready-file PATH]
         ivshmem-doorbell (1af4:1110) against the rig's ivshmem server:
         MSI-X, IVPosition, the host ring (count buffers), the doorbell;
         PATH is created once the host may produce
-  nvme --device BDF [--size BYTES] [--seed N] [--iova N]
+  nvme --device BDF [--size BYTES] [--seed N] [--iova N] [--write-seed N [--write-at BYTES]]
         an NVMe controller: CAP and VS, then admin and I/O queues (polled),
-        Identify, and a read of the first 4 KiB of namespace 1
+        Identify, a read of the first 4 KiB of namespace 1, and with
+        --write-seed a 4 KiB write of that pattern (default at 1 MiB)
+  pong --device BDF --count N [--ready-file PATH] [--timeout S] [--peer P]
+        ivshmem-doorbell: answer each ring on MSI-X vector 0 with a ring of
+        peer P (default 1, the host) on vector 1, N times (rig bench)
   pattern --seed N --len N
         write the rig's seeded byte pattern to stdout (for host-side images)";
 
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         "edu" => edu::run(rest),
         "ivshmem" => ivshmem::run(rest),
         "nvme" => nvme::run(rest),
+        "pong" => pong::run(rest),
         "pattern" => pattern(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -1,4 +1,4 @@
-//! `nvme --device BDF [--size BYTES] [--seed N]`: an NVMe controller
+//! `nvme --device BDF [--size BYTES] [--seed N] [--write-seed N [--write-at BYTES]]`: an NVMe controller
 //! (QEMU's nvme) owned through VFIO, SPDK-style: registers, then a polled
 //! admin queue and one polled I/O queue pair.
 //!
@@ -8,8 +8,10 @@
 //! disabled after binding. Then: enable with an admin queue in DMA memory,
 //! Identify Controller (PCI vendor, serial, model), Identify Namespace 1
 //! (its size equals `--size`), create an I/O queue pair, read the first
-//! 4 KiB and find the pattern the host wrote with `--seed`, and shut the
-//! controller down cleanly.
+//! 4 KiB and find the pattern the host wrote with `--seed`; with
+//! `--write-seed`, write 4 KiB of that pattern at `--write-at` (default
+//! 1 MiB), flush, and read it back (the host then finds it in the image);
+//! and shut the controller down cleanly.
 
 use crate::args::Opts;
 use crate::pci::cfg;
@@ -176,6 +178,15 @@ pub mod op {
     pub const IDENTIFY: u8 = 0x06;
     /// NVM read.
     pub const READ: u8 = 0x02;
+    /// NVM write.
+    pub const WRITE: u8 = 0x01;
+    /// NVM flush.
+    pub const FLUSH: u8 = 0x00;
+}
+
+/// An NVM read or write of `blocks` blocks from `lba` into or from the page at `prp1`.
+pub fn io_command(opcode: u8, lba: u64, blocks: u32, prp1: u64) -> Command {
+    Command { opcode, nsid: 1, prp1, cdw10: lba as u32, cdw11: (lba >> 32) as u32, cdw12: blocks.saturating_sub(1) }
 }
 
 /// A completion queue entry.
@@ -297,10 +308,15 @@ fn read_buf(buf: &DmaBuffer<'_>, len: usize) -> Result<Vec<u8>, String> {
 const IOVA_PAGES: [&str; 7] = ["admin sq", "admin cq", "identify", "i/o sq", "i/o cq", "data", "namespace"];
 
 pub fn run(args: &[String]) -> Result<(), Failure> {
-    let o = Opts::parse(args, &["--device", "--size", "--seed", "--iova"])?;
+    let o = Opts::parse(args, &["--device", "--size", "--seed", "--iova", "--write-seed", "--write-at"])?;
     let bdf = o.device()?;
     let size = o.opt_num("--size")?;
     let seed = o.num32("--seed", 0x4e56)?;
+    let write_seed = o.opt_num("--write-seed")?.map(|n| n as u32);
+    let write_at = o.num("--write-at", 0x10_0000)?;
+    if !write_at.is_multiple_of(4096) || size.is_some_and(|s| write_at + 4096 > s) {
+        return Err(Failure::Usage("--write-at must be 4 KiB-aligned and inside the namespace".into()));
+    }
     let iova = o.num("--iova", 0x10_0000)?;
     if !iova.is_multiple_of(0x1000) {
         return Err(Failure::Usage("--iova must be page-aligned".into()));
@@ -445,7 +461,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     if r.must("create an I/O completion and submission queue (polled, no interrupts)", pair).is_some() {
         let mut io = Queue { qid: 1, sq: iosq, cq: iocq, tail: 0, head: 0, phase: true, cid: 1 };
         let blocks = (4096 / block) as u32;
-        let read = Command { opcode: op::READ, nsid: 1, prp1: data.iova(), cdw12: blocks - 1, ..Default::default() };
+        let read = io_command(op::READ, 0, blocks, data.iova());
         let got = io.run(&bar, stride, &read).and_then(|_| read_buf(&data, 4096));
         if let Some(bytes) = r.must(format!("read LBA 0..{blocks} (4 KiB) through the I/O queue"), got) {
             let bad = first_mismatch(seed, 0, &bytes);
@@ -455,6 +471,35 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
                 format!("seed {seed:#x}"),
                 format!("byte {bad:?} differs"),
             );
+        }
+        if let Some(wseed) = write_seed {
+            let lba = write_at / block;
+            let mut pattern = vec![0u8; 4096];
+            rig_abi::fill_pattern(wseed, 0, &mut pattern);
+            let write = data
+                .mem()
+                .write_bytes(0, &pattern)
+                .map_err(|e| e.to_string())
+                .and_then(|_| io.run(&bar, stride, &io_command(op::WRITE, lba, blocks, data.iova())))
+                .and_then(|_| io.run(&bar, stride, &Command { opcode: op::FLUSH, nsid: 1, ..Default::default() }));
+            let what = format!("write 4 KiB of pattern {wseed:#x} at byte {write_at:#x} (LBA {lba}), then flush");
+            if r.must(what, write).is_some() {
+                let back = data
+                    .mem()
+                    .fill(0, 4096, 0)
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| io.run(&bar, stride, &io_command(op::READ, lba, blocks, data.iova())))
+                    .and_then(|_| read_buf(&data, 4096));
+                if let Some(bytes) = r.must("read it back", back) {
+                    let bad = first_mismatch(wseed, 0, &bytes);
+                    r.check(
+                        bad.is_none(),
+                        "what was written reads back",
+                        "the pattern",
+                        format!("byte {bad:?} differs"),
+                    );
+                }
+            }
         }
     }
 
@@ -471,6 +516,14 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_commands_split_the_lba() {
+        let c = io_command(op::WRITE, 0x1_0000_0100, 8, 0x5000);
+        assert_eq!((c.opcode, c.nsid, c.prp1, c.cdw10, c.cdw11, c.cdw12), (0x01, 1, 0x5000, 0x100, 1, 7));
+        let b = io_command(op::READ, 0, 1, 0).encode(9);
+        assert_eq!((b[0], b[2], b[48]), (0x02, 9, 0));
+    }
 
     #[test]
     fn decodes_qemu_cap_and_version() {

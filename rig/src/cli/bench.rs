@@ -3,7 +3,9 @@
 
 use super::ui::Ui;
 use super::{exit_code_for, install_signal_handlers, plan_and_kernels, run_options, GlobalArgs, RunArgs};
+use super::{EXIT_FAILED, EXIT_RIG};
 use rig::exec::run::RunOptions;
+use rig::suites::bench::BenchError;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -16,6 +18,9 @@ pub struct BenchCmd {
     /// Steps (console round trips) per boot.
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
+    /// Doorbell round trips per boot, through the module and through VFIO (0: skip them).
+    #[arg(long, default_value_t = 200)]
+    pub pings: usize,
     /// Output file.
     #[arg(long, default_value = "bench.json")]
     pub out: PathBuf,
@@ -33,6 +38,7 @@ pub fn main(g: &GlobalArgs, cmd: &BenchCmd) -> anyhow::Result<u8> {
         kernels,
         boots: cmd.boots,
         steps: cmd.steps,
+        pings: cmd.pings,
         out: cmd.out.clone(),
         plot: cmd.plot.clone(),
     };
@@ -62,7 +68,11 @@ pub fn main(g: &GlobalArgs, cmd: &BenchCmd) -> anyhow::Result<u8> {
         }
         Err(e) => {
             Ui::new().error(&e.to_string());
-            Ok(exit_code_for(&e))
+            Ok(match &e {
+                BenchError::Run(e) => exit_code_for(e),
+                BenchError::Guest { .. } => EXIT_FAILED,
+                BenchError::Doorbell { .. } => EXIT_RIG,
+            })
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Executing a plan: the linear recipe of `rig run` (prepare, host set-up,
-//! boot, steps, power off), one step at a time, and the interactive shell.
+//! boot, steps, power off), one step at a time, the interactive shell, and
+//! `rig build` (the modules only).
 //! Uses every stage below it; nothing below imports from here.
 
+pub mod build;
+pub mod devices;
 pub mod prepare;
 pub mod record;
 pub mod replay;

@@ -66,7 +66,8 @@ pub fn verdicts(rec: &RunRecord, reports: &[Attributed], dir: &Path) -> RunRepor
                 How::Guest(gr) => {
                     let mine: Vec<Attributed> = reports.iter().filter(|a| a.step == Some(gr.step)).cloned().collect();
                     let expect = gr.expect.as_deref().and_then(|e| Expect::from_record(e).ok());
-                    guest_outcome(&gr.ending, &mine, gr.status, &expect, &mut charged)
+                    let report = gr.report.as_deref().and_then(crate::verdict::Class::from_name);
+                    guest_outcome(&gr.ending, &mine, gr.status, &expect, report, &mut charged)
                 }
                 How::KernelLog => {
                     report_outcome(&charged.fresh(reports.to_vec())).unwrap_or((Outcome::Pass, String::new()))
@@ -83,6 +84,7 @@ pub fn verdicts(rec: &RunRecord, reports: &[Attributed], dir: &Path) -> RunRepor
                 output,
                 elapsed: Duration::from_secs_f64(c.elapsed_ms / 1000.0),
                 host_side: c.host_side,
+                source: c.source.clone(),
             });
         }
         tests.push(TestResult { name: g.name.clone(), results });

@@ -4,6 +4,7 @@
 //! keep or remove the run directory. The engine never prints: it sends
 //! [`Event`]s to the caller.
 
+use super::devices::{self, DeviceSetupError};
 use super::prepare::{prepare, Prepared};
 use super::record::{self, Fixed, How, RunRecord};
 use super::setup::{host_setup, private_dir, HostSetup};
@@ -18,8 +19,8 @@ use crate::image::initramfs::InitramfsError;
 use crate::kernel::catalog::CatalogError;
 use crate::kernel::fetch::FetchError;
 use crate::kernel::intree::IntreeError;
-use crate::plan::step::{Action, Check};
-use crate::plan::{Isolation, Plan};
+use crate::plan::step::Check;
+use crate::plan::{Bind, GuestPlan, Isolation, Plan};
 use crate::results::{CheckResult, KernelError, KernelResult, Outcome, RunReport, Stage, TestResult, Timings};
 use crate::vm::accel::AccelRequest;
 use crate::vm::qemu::{QemuConfig, QemuError, Version};
@@ -51,6 +52,8 @@ pub struct RunOptions {
     pub busybox: PathBuf,
     /// Statically linked guest programs (`rig-guest`), put in /bin when present.
     pub guest_bin: PathBuf,
+    /// The reference userspace driver (`rig-udrv`, static), put in /bin when a step uses it.
+    pub udrv_bin: PathBuf,
     /// QEMU CPU model (`None`: host under KVM, QEMU's default under TCG).
     pub cpu_model: Option<String>,
     /// Boot watchdog.
@@ -78,7 +81,7 @@ pub enum RunError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(FetchError),
     /// Boxed: a build error carries the compiler's output.
     #[error(transparent)]
     Kbuild(Box<KbuildError>),
@@ -92,6 +95,9 @@ pub enum RunError {
     Shm(#[from] ShmError),
     #[error(transparent)]
     Doorbell(#[from] DoorbellError),
+    /// The kernel cannot drive a `[[device]]` as the config asks.
+    #[error(transparent)]
+    Device(#[from] DeviceSetupError),
     /// The guest never became usable (the console log is in the run dir).
     #[error("{source}\n(run directory kept: {run_dir})")]
     Boot { source: Box<VmError>, run_dir: PathBuf },
@@ -107,11 +113,26 @@ pub enum RunError {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted; QEMU stopped and temporary files removed")]
     Interrupted,
+    /// `strict_checks`, and the kernel cannot do some of the checks.
+    #[error("{kernel} cannot do the checks {missing} (strict_checks): drop them, or the kernel")]
+    Checks { kernel: String, missing: String },
 }
 
 impl From<KbuildError> for RunError {
     fn from(e: KbuildError) -> Self {
-        RunError::Kbuild(Box::new(e))
+        match e {
+            KbuildError::Interrupted => RunError::Interrupted,
+            e => RunError::Kbuild(Box::new(e)),
+        }
+    }
+}
+
+impl From<FetchError> for RunError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Interrupted => RunError::Interrupted,
+            e => RunError::Fetch(e),
+        }
     }
 }
 
@@ -146,6 +167,18 @@ impl RunError {
     }
 }
 
+/// `result`, with `dir` kept on disk when the error names it as kept (a
+/// boot that failed), else removed: an error never points at a directory
+/// that is gone.
+pub fn keep_if_named<T>(dir: tempfile::TempDir, result: Result<T, RunError>) -> Result<T, RunError> {
+    if let Err(e) = &result {
+        if e.run_dir() == Some(dir.path()) {
+            let _ = dir.keep();
+        }
+    }
+    result
+}
+
 /// A build that ran and failed on the module's own sources.
 fn user_build_failure(e: &KbuildError) -> bool {
     matches!(e, KbuildError::BuildFailed { .. } | KbuildError::NoModules { .. } | KbuildError::SourceMissing { .. })
@@ -164,6 +197,10 @@ pub fn kernel_result(kernel: &str, outcome: &Result<RunReport, RunError>) -> Ker
     }
 }
 
+/// The line before the kernel log the rig reads after the last step, in
+/// shell.log (kernel.log has the log alone).
+const KERNEL_LOG_LABEL: &str = "--- rig: the kernel log (dmesg) for kernel.log, read after the last step ---";
+
 /// The boot check that fails when the kernel warned or oopsed before the shell.
 pub const BOOT_CLEAN: &str = "no kernel warning or oops during boot";
 
@@ -176,21 +213,10 @@ pub const KERNEL_LOG_CLEAN: &str = "no kernel report outside the steps";
 /// The groups of a run: boot (one check per loaded module, then the shell),
 /// setup, the tests, teardown.
 pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
-    let mut boot: Vec<Check> = p
-        .loaded()
-        .map(|m| Check {
-            name: format!("insmod {}", m.file),
-            action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
-        })
-        .collect();
-    boot.push(Check {
-        name: BOOT_CLEAN.into(),
-        action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
-    });
-    boot.push(Check {
-        name: "guest shell answers".into(),
-        action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
-    });
+    let mut boot: Vec<Check> = p.loaded().map(|m| Check::rig(format!("insmod {}", m.file))).collect();
+    boot.extend(devices::boot_checks(&p.devices));
+    boot.push(Check::rig(BOOT_CLEAN));
+    boot.push(Check::rig("guest shell answers"));
     let mut g = vec![("boot".to_string(), boot)];
     if !plan.setup.is_empty() {
         g.push(("setup".into(), plan.setup.clone()));
@@ -199,10 +225,7 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
     if !plan.teardown.is_empty() {
         g.push(("teardown".into(), plan.teardown.clone()));
     }
-    let check = Check {
-        name: KERNEL_LOG_CLEAN.into(),
-        action: Action::Guest { command: String::new(), status: 0, expect: None, timeout: Duration::ZERO },
-    };
+    let check = Check::rig(KERNEL_LOG_CLEAN);
     g.push((KERNEL_LOG_GROUP.into(), vec![check]));
     g
 }
@@ -212,7 +235,7 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
 /// checks it answers.
 fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> bool {
     if shell_exited {
-        if console.prepare_shell(Duration::from_secs(10)).is_err() {
+        if console.take_new_shell(Duration::from_secs(10)).is_err() {
             return false;
         }
     } else {
@@ -222,7 +245,7 @@ fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> 
         match console.run("true", Duration::from_secs(5)) {
             Ok(_) => return true,
             Err(ConsoleError::ShellExited { .. }) => {
-                if console.prepare_shell(Duration::from_secs(10)).is_err() {
+                if console.take_new_shell(Duration::from_secs(10)).is_err() {
                     return false;
                 }
             }
@@ -256,7 +279,8 @@ impl Recorder<'_> {
     /// Every check of `checks` as not run, for `why`.
     fn not_run(&mut self, group: usize, checks: &[Check], why: &str) {
         for check in checks {
-            self.fixed(group, CheckResult::verdict(&check.name, Outcome::NotRun(why.to_owned())));
+            let not_run = CheckResult::verdict(&check.name, Outcome::NotRun(why.to_owned()));
+            self.fixed(group, CheckResult { source: check.source.clone(), ..not_run });
         }
     }
 }
@@ -283,11 +307,20 @@ pub enum Sharing {
 }
 
 /// Whether the groups after setup (`groups` of them) get a guest each:
-/// asked for, more than one group, and a QEMU and devices that can save
-/// and restore the guest (`argv`: the guest's command line).
-pub fn sharing(isolation: Isolation, groups: usize, qemu: Version, argv: &[String]) -> Sharing {
-    if isolation == Isolation::None || groups < 2 {
+/// asked for, more than one group, no device driven from userspace, and a
+/// QEMU and devices that can save and restore the guest (`argv`: the
+/// guest's command line).
+pub fn sharing(guest: &GuestPlan, groups: usize, qemu: Version, argv: &[String]) -> Sharing {
+    if guest.isolation == Isolation::None || groups < 2 {
         return Sharing::Shared { why: None };
+    }
+    if let Some(d) = guest.devices.iter().find(|d| d.bind == Bind::VfioPci) {
+        return Sharing::Shared {
+            why: Some(format!(
+                "[[device]] {} is bound to vfio-pci: a restored guest would not have its userspace driver's IOMMU mappings and interrupts as the device left them",
+                d.name
+            )),
+        };
     }
     if !snapshot::qemu_supports(qemu) {
         let (a, b, c) = qemu;
@@ -450,10 +483,13 @@ fn append_line(log: &std::path::Path, line: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-/// `dmesg` of the guest into the run directory's kernel.log.
+/// `dmesg` of the guest into the run directory's kernel.log; labelled: in
+/// shell.log the dump would read as a boot after the steps.
 fn save_kernel_log(vm: &mut Vm, run_dir: &std::path::Path) {
-    if let Ok(out) = vm.console.run("dmesg", Duration::from_secs(20)) {
-        let _ = std::fs::write(run_dir.join("kernel.log"), out.output + "\n");
+    let command = format!("echo '{KERNEL_LOG_LABEL}'; dmesg");
+    if let Ok(out) = vm.console.run(&command, Duration::from_secs(20)) {
+        let log = out.output.strip_prefix(KERNEL_LOG_LABEL).unwrap_or(&out.output).trim_start_matches('\n');
+        let _ = crate::support::write_private(&run_dir.join("kernel.log"), log.to_owned() + "\n");
     }
 }
 
@@ -462,12 +498,12 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let total = Instant::now();
     let mut t = Timings::default();
     let stop = || if interrupt.load(Ordering::Relaxed) { Err(RunError::Interrupted) } else { Ok(()) };
-    let prepared = prepare(opts, &mut t, emit)?;
+    let prepared = prepare(opts, &mut t, &interrupt, emit)?;
     stop()?;
     let tree = &prepared.tree;
 
     let run_dir = private_dir("rig-run-")?;
-    let HostSetup { mut server, shm, cfg, choice, private } = host_setup(opts, &prepared, emit)?;
+    let HostSetup { mut server, shm, images, cfg, choice, private } = host_setup(opts, &prepared, emit)?;
 
     let group_list = groups(&opts.plan, &prepared);
     emit(Event::Plan(group_list.iter().map(|(n, c)| (n.clone(), c.len())).collect()));
@@ -506,6 +542,9 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     for r in insmod_results(&boot.log, &loaded) {
         rec.fixed(0, r);
     }
+    for r in devices::boot_results(&boot.log, &prepared.devices) {
+        rec.fixed(0, r);
+    }
     // Surfaced as a boot check so no run passes over a warning at insmod.
     let mut charged = Charged::default();
     let boot_reports = charged.fresh(boot.reports.clone());
@@ -525,6 +564,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let mut cx = GroupCtx {
         side: HostSide {
             shm: shm.as_ref(),
+            images: &images,
             run_dir: run_dir.path(),
             doorbell: server.as_mut().map(|s| s as &mut dyn crate::host::doorbell::Doorbell),
             interrupt: &interrupt,
@@ -565,7 +605,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let qemu_version = crate::vm::qemu::version(&opts.qemu)?;
     let mut isolated = false;
     if aborted.is_none() {
-        match sharing(opts.plan.guest.isolation, last - first, qemu_version, &argv) {
+        match sharing(&opts.plan.guest, last - first, qemu_version, &argv) {
             Sharing::Isolated => {
                 // Boot and setup as the kernel logged them, before the groups part ways.
                 save_kernel_log(&mut guests.vm, guests.run_dir);
@@ -634,11 +674,12 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) }, How::KernelLog);
     // The record goes with the logs; `rig parse` reads them back.
     if let Ok(json) = serde_json::to_string_pretty(&rec.record) {
-        let _ = std::fs::write(run_dir.path().join(record::FILE), json + "\n");
+        let _ = crate::support::write_private(&run_dir.path().join(record::FILE), json + "\n");
     }
     drop(guests);
     drop(server);
     drop(shm);
+    drop(images);
     drop(private);
     t.total = total.elapsed();
 
@@ -673,7 +714,7 @@ pub fn insmod_results(boot_log: &str, files: &[String]) -> Vec<CheckResult> {
             } else {
                 crate::guest::console::clean(&crate::support::tail_bytes(boot_log, 1500))
             };
-            CheckResult { name: format!("insmod {file}"), outcome, output, elapsed: Duration::ZERO, host_side: false }
+            CheckResult { name: format!("insmod {file}"), output, ..CheckResult::verdict("", outcome) }
         })
         .collect()
 }
@@ -694,17 +735,41 @@ mod tests {
 
     #[test]
     fn groups_get_a_guest_each_when_they_can() {
+        let guest = |isolation, bind: Option<Bind>| GuestPlan {
+            memory_mib: 256,
+            cpus: 1,
+            cmdline: vec![],
+            files: vec![],
+            shm: None,
+            isolation,
+            iommu: None,
+            devices: bind
+                .map(|bind| crate::plan::DevicePlan {
+                    name: "edu0".into(),
+                    kind: "edu".into(),
+                    bind,
+                    slot: crate::plan::FIRST_DEVICE_SLOT,
+                    image_size: None,
+                })
+                .into_iter()
+                .collect(),
+            checks: vec![],
+            strict_checks: false,
+        };
+        let g = guest(Isolation::Group, None);
         let argv: Vec<String> = ["-device", "ivshmem-plain,memdev=shm0,master=on"].map(String::from).to_vec();
-        assert_eq!(sharing(Isolation::Group, 3, (10, 0, 2), &argv), Sharing::Isolated);
+        assert_eq!(sharing(&g, 3, (10, 0, 2), &argv), Sharing::Isolated);
         // Asked not to, or nothing to isolate: no note either.
-        assert_eq!(sharing(Isolation::None, 3, (10, 0, 2), &argv), Sharing::Shared { why: None });
-        assert_eq!(sharing(Isolation::Group, 1, (10, 0, 2), &argv), Sharing::Shared { why: None });
-        let old = sharing(Isolation::Group, 3, (7, 2, 15), &argv);
+        assert_eq!(sharing(&guest(Isolation::None, None), 3, (10, 0, 2), &argv), Sharing::Shared { why: None });
+        assert_eq!(sharing(&g, 1, (10, 0, 2), &argv), Sharing::Shared { why: None });
+        let old = sharing(&g, 3, (7, 2, 15), &argv);
         assert!(matches!(old, Sharing::Shared { why: Some(w) } if w.contains("7.2.15") && w.contains("8.2")));
         let vfio: Vec<String> = ["-device", "vfio-pci,host=01:00.0"].map(String::from).to_vec();
-        assert!(
-            matches!(sharing(Isolation::Group, 3, (10, 0, 2), &vfio), Sharing::Shared { why: Some(w) } if w.contains("VFIO"))
-        );
+        assert!(matches!(sharing(&g, 3, (10, 0, 2), &vfio), Sharing::Shared { why: Some(w) } if w.contains("VFIO")));
+        // A device the guest binds to vfio-pci: one guest, and the note names it.
+        let udrv = sharing(&guest(Isolation::Group, Some(Bind::VfioPci)), 3, (10, 0, 2), &argv);
+        assert!(matches!(udrv, Sharing::Shared { why: Some(w) } if w.contains("edu0") && w.contains("vfio-pci")));
+        assert_eq!(sharing(&guest(Isolation::Group, Some(Bind::Kernel)), 3, (10, 0, 2), &argv), Sharing::Isolated);
     }
 
     #[test]

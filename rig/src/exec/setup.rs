@@ -1,24 +1,22 @@
 //! The host side of one guest before QEMU starts: a private directory, the
-//! shared memory, the accelerator, QEMU's configuration and, for
-//! ivshmem-doorbell, the server (it must listen before QEMU connects).
+//! shared memory, the devices' backing images, the accelerator, QEMU's
+//! configuration and, for ivshmem-doorbell, the server (it must listen
+//! before QEMU connects).
 
 use super::prepare::Prepared;
 use super::run::{Event, RunError, RunOptions};
 use crate::host::doorbell::DoorbellServer;
 use crate::host::shm::SharedMemory;
-use crate::plan::ShmPlan;
+use crate::plan::{Plan, ShmPlan};
 use crate::vm::accel;
-use crate::vm::devices::DeviceTable;
+use crate::vm::devices::{DeviceTable, IMAGE_PARAM};
 use crate::vm::machine::Machine;
 use crate::vm::qemu::{self, Ivshmem, QemuConfig, QemuError, SharedMemoryDevice};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// A 0700 temporary directory (tempfile), removed on drop.
+/// A 0700 temporary directory under `$TMPDIR`, removed on drop.
 pub fn private_dir(prefix: &str) -> Result<tempfile::TempDir, RunError> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })
+    crate::support::private_tempdir(prefix).map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })
 }
 
 /// The one decision of ivshmem-plain or ivshmem-doorbell for a guest.
@@ -30,7 +28,34 @@ pub fn shm_device(plan: ShmPlan, private: &Path, shm: &SharedMemory) -> SharedMe
     }
 }
 
-/// The QEMU configuration of one guest; sockets live in `private`.
+/// Where device `name`'s backing image lives.
+pub fn image_path(private: &Path, name: &str) -> PathBuf {
+    private.join(format!("{name}.img"))
+}
+
+/// A device's backing image, mapped for the host's checks.
+pub struct DeviceImage {
+    /// The `[[device]]` name.
+    pub name: String,
+    /// The image.
+    pub mem: SharedMemory,
+}
+
+/// Creates the backing image (zeros) of every device that has one, in `private`.
+pub fn create_images(plan: &Plan, private: &Path) -> Result<Vec<DeviceImage>, RunError> {
+    let mut out = Vec::new();
+    for d in &plan.guest.devices {
+        if let Some(size) = d.image_size {
+            out.push(DeviceImage {
+                name: d.name.clone(),
+                mem: SharedMemory::create_image(&image_path(private, &d.name), size)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The QEMU configuration of one guest; sockets and images live in `private`.
 pub fn guest_config(
     opts: &RunOptions,
     p: &Prepared,
@@ -38,20 +63,43 @@ pub fn guest_config(
     private: &Path,
     shm: Option<&SharedMemory>,
 ) -> Result<QemuConfig, RunError> {
+    let guest = &opts.plan.guest;
     let machine = Machine::builtin().map_err(QemuError::from)?;
     let table = DeviceTable::builtin().map_err(QemuError::from)?;
-    // The catalog's console and extras, then the machine's words.
+    let iommu = match &guest.iommu {
+        Some(name) => Some(machine.iommu(name).map_err(QemuError::from)?.clone()),
+        None => None,
+    };
+    // The catalog's console and extras, the machine's words, the IOMMU's,
+    // then the user's (last, so they can override).
     let mut cmdline = p.entry.cmdline_args();
     cmdline.extend(qemu::default_cmdline(&machine, "ttyS0").into_iter().filter(|a| !a.starts_with("console=")));
-    cmdline.extend(opts.plan.guest.cmdline.iter().cloned());
-    let ivshmem = match (shm, opts.plan.guest.shm) {
+    cmdline.extend(iommu.iter().flat_map(|i| i.cmdline.iter().cloned()));
+    cmdline.extend(guest.cmdline.iter().cloned());
+    // A check may say what [guest] oops_panic or panic_on_warn said already.
+    for a in &p.check_args {
+        if !cmdline.contains(a) {
+            cmdline.push(a.clone());
+        }
+    }
+    let ivshmem = match (shm, guest.shm) {
         (Some(m), Some(plan)) => Some(shm_device(plan, private, m)),
         _ => None,
     };
-    let devices = match &ivshmem {
-        Some(d) => vec![qemu::ivshmem_args(&table, d).map_err(QemuError::from)?],
-        None => vec![],
-    };
+    let mut devices = Vec::new();
+    if let Some(d) = &ivshmem {
+        // An ivshmem [[device]] is named by the user; else the rig's own names.
+        let named = guest.devices.iter().find(|d| d.is_shm()).map(|d| d.name.as_str());
+        let id = named.unwrap_or(match d {
+            SharedMemoryDevice::Plain(_) => "shm0",
+            SharedMemoryDevice::Doorbell { .. } => "ivsh0",
+        });
+        devices.push(qemu::ivshmem_args(&table, d, id, guest.shm_slot()).map_err(QemuError::from)?);
+    }
+    for d in guest.devices.iter().filter(|d| !d.is_shm()) {
+        let values = [(IMAGE_PARAM, image_path(private, &d.name).display().to_string())];
+        devices.push(table.render(&d.kind, &d.name, d.slot, &values).map_err(QemuError::from)?);
+    }
     Ok(QemuConfig {
         binary: opts.qemu.clone(),
         machine,
@@ -66,6 +114,7 @@ pub fn guest_config(
         shell: qemu::SerialBackend::Socket(private.join("shell.sock")),
         qmp_socket: Some(private.join("qmp.sock")),
         ivshmem,
+        iommu,
         devices,
     })
 }
@@ -77,6 +126,8 @@ pub struct HostSetup {
     pub server: Option<DoorbellServer>,
     /// The ivshmem backing file, mapped.
     pub shm: Option<SharedMemory>,
+    /// The devices' backing images, mapped.
+    pub images: Vec<DeviceImage>,
     /// QEMU's configuration.
     pub cfg: QemuConfig,
     /// The accelerator and why.
@@ -85,15 +136,16 @@ pub struct HostSetup {
     pub private: tempfile::TempDir,
 }
 
-/// Private directory, shared memory, accelerator (announced), QEMU
-/// configuration and, for ivshmem-doorbell, the server (it must listen
-/// before QEMU starts).
+/// Private directory, shared memory, device images, accelerator
+/// (announced), QEMU configuration and, for ivshmem-doorbell, the server
+/// (it must listen before QEMU starts).
 pub fn host_setup(opts: &RunOptions, p: &Prepared, emit: &mut dyn FnMut(Event)) -> Result<HostSetup, RunError> {
     let private = private_dir("rig-")?;
     let shm = match opts.plan.guest.shm {
         Some(s) => Some(SharedMemory::create(&private.path().join("ivshmem"), s.size)?),
         None => None,
     };
+    let images = create_images(&opts.plan, private.path())?;
     let choice = accel::decide(opts.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
     let cfg = guest_config(opts, p, choice.accel, private.path(), shm.as_ref())?;
@@ -103,5 +155,5 @@ pub fn host_setup(opts: &RunOptions, p: &Prepared, emit: &mut dyn FnMut(Event)) 
         }
         _ => None,
     };
-    Ok(HostSetup { server, shm, cfg, choice, private })
+    Ok(HostSetup { server, shm, images, cfg, choice, private })
 }

@@ -1,12 +1,13 @@
 //! Runs one step: a guest command over the console, or a host check on the
 //! shared memory, the doorbell or a host command; turns it into a result.
 
+use super::setup::DeviceImage;
 use crate::guest::console::{excerpts, titles, Console, ConsoleError, StepOutput};
 use crate::guest::kernel_console::{report_time, Attributed};
 use crate::host::command::shell_quote;
 use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
-use crate::plan::step::{Action, Check, Expect};
+use crate::plan::step::{Action, Check, Expect, Memory};
 use crate::results::{CheckResult, Outcome};
 use crate::verdict::Class;
 use std::sync::atomic::AtomicBool;
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 pub struct HostSide<'a> {
     /// The ivshmem backing file, if the guest has one.
     pub shm: Option<&'a SharedMemory>,
+    /// The devices' backing images (`host.* = { device = ... }`).
+    pub images: &'a [DeviceImage],
     /// The run directory (for `{dir}`).
     pub run_dir: &'a std::path::Path,
     /// The host's doorbell peer, if the guest has ivshmem-doorbell.
@@ -128,6 +131,9 @@ pub struct GuestRecord {
     pub status: i32,
     /// Expected output: `contains:` or `matches:` and the text.
     pub expect: Option<String>,
+    /// The class of kernel report the step expects (`expect_report`).
+    #[serde(default)]
+    pub report: Option<String>,
 }
 
 impl Ending {
@@ -160,16 +166,20 @@ pub fn guest_outcome(
     reports: &[Attributed],
     status: i32,
     expect: &Option<Expect>,
+    expected_report: Option<Class>,
     charged: &mut Charged,
 ) -> (Outcome, String) {
-    let fresh = charged.fresh(reports.to_vec());
+    // Reports of the class the step expects are its outcome, not a failure.
+    let (wanted, fresh): (Vec<_>, Vec<_>) =
+        charged.fresh(reports.to_vec()).into_iter().partition(|a| Some(a.report.class) == expected_report);
     let reported = report_outcome(&fresh);
     match ending {
         Ending::Marker { status: got, output } => match reported {
             Some((o, excerpt)) => (o, format!("{output}\n{excerpt}").trim().into()),
             None => {
                 let out = StepOutput { status: *got, output: output.clone(), elapsed: Duration::ZERO, reports: vec![] };
-                (guest_verdict(&out, status, expect), output.clone())
+                let o = missing_report(expected_report, &wanted).unwrap_or_else(|| guest_verdict(&out, status, expect));
+                (o, format!("{output}\n{}", excerpts(&wanted)).trim().to_string())
             }
         },
         Ending::Timeout { secs, tail } => {
@@ -196,6 +206,15 @@ pub fn guest_outcome(
     }
 }
 
+/// A step that `expect_report`s a class must have caused one: `None` when
+/// it did (or expects none), else its failure.
+fn missing_report(expected: Option<Class>, seen: &[Attributed]) -> Option<Outcome> {
+    let class = expected?;
+    seen.is_empty().then(|| {
+        Outcome::Fail(format!("expected the kernel to report {} during the step; it reported none", class.name()))
+    })
+}
+
 /// Runs one check. A console failure that leaves the guest unusable comes
 /// back as `Some(Abort)` so the caller reports the rest as not run; a guest
 /// step comes back with its record (for the run directory's `run.json`).
@@ -205,7 +224,7 @@ pub fn run_check(
     side: &mut HostSide,
     charged: &mut Charged,
 ) -> (CheckResult, Option<Abort>, Option<GuestRecord>) {
-    let shm = side.shm;
+    let (shm, images) = (side.shm, side.images);
     let start = Instant::now();
     let result = |outcome, output: String, host_side| CheckResult {
         name: check.name.clone(),
@@ -213,28 +232,46 @@ pub fn run_check(
         output,
         elapsed: start.elapsed(),
         host_side,
+        source: check.source.clone(),
     };
-    let host = |f: &dyn Fn(&SharedMemory) -> Result<String, String>| match shm {
-        None => (Outcome::Fail("this guest has no ivshmem region".into()), String::new()),
-        Some(m) => match f(m) {
-            Ok(found) => (Outcome::Pass, found),
-            Err(why) => (Outcome::Fail(why.clone()), why),
-        },
+    let host = |memory: &Memory, f: &dyn Fn(&SharedMemory) -> Result<String, String>| {
+        match memory {
+            Memory::Shm => shm,
+            Memory::Image(name) => images.iter().find(|i| i.name == *name).map(|i| &i.mem),
+        }
+        .map_or_else(
+            || match memory {
+                Memory::Shm => (Outcome::Fail("this guest has no ivshmem region".into()), String::new()),
+                Memory::Image(name) => {
+                    (Outcome::Fail(format!("this guest has no device {name} with an image")), String::new())
+                }
+            },
+            |m| match f(m) {
+                Ok(found) => (Outcome::Pass, found),
+                Err(why) => (Outcome::Fail(why.clone()), why),
+            },
+        )
     };
     match &check.action {
-        Action::Guest { command, status, expect, timeout } => {
+        Action::Guest { command, status, expect, timeout, report } => {
             let waited = console.run(command, *timeout);
             let step = console.last_step();
             let (ending, reports, abort) = Ending::of(waited);
             // The kernel's timeline says which reports are this step's.
             let reports: Vec<Attributed> = reports.into_iter().filter(|a| a.step == Some(step)).collect();
-            let (o, output) = guest_outcome(&ending, &reports, *status, expect, charged);
-            let record = GuestRecord { step, ending, status: *status, expect: expect.as_ref().map(Expect::to_record) };
+            let (o, output) = guest_outcome(&ending, &reports, *status, expect, *report, charged);
+            let record = GuestRecord {
+                step,
+                ending,
+                status: *status,
+                expect: expect.as_ref().map(Expect::to_record),
+                report: report.map(|c| c.name().to_owned()),
+            };
             let r = result(o, output, false);
             (CheckResult { elapsed: start.elapsed(), ..r }, abort.map(Abort::Console), Some(record))
         }
         Action::HostHeader { state } => {
-            let (o, out) = host(&|m| {
+            let (o, out) = host(&Memory::Shm, &|m| {
                 let h = m.header().map_err(|e| e.to_string())?;
                 if h.magic != rig_abi::SHM_MAGIC {
                     return Err(format!(
@@ -268,22 +305,23 @@ pub fn run_check(
             });
             (result(o, out, true), None, None)
         }
-        Action::HostFill { offset, len, seed } => {
-            let (o, out) = host(&|m| {
+        Action::HostFill { memory, offset, len, seed } => {
+            let (o, out) = host(memory, &|m| {
                 m.fill_pattern(*offset, *len, *seed).map_err(|e| e.to_string())?;
                 Ok(format!("wrote {len:#x} bytes at {offset:#x} (seed {seed})"))
             });
             (result(o, out, true), None, None)
         }
-        Action::HostVerify { offset, len, seed } => {
-            let (o, out) = host(&|m| match m.verify_pattern(*offset, *len, *seed).map_err(|e| e.to_string())? {
-                None => Ok(format!("{len:#x} bytes at {offset:#x} match (seed {seed})")),
-                Some(why) => Err(why),
-            });
+        Action::HostVerify { memory, offset, len, seed } => {
+            let (o, out) =
+                host(memory, &|m| match m.verify_pattern(*offset, *len, *seed).map_err(|e| e.to_string())? {
+                    None => Ok(format!("{len:#x} bytes at {offset:#x} match (seed {seed})")),
+                    Some(why) => Err(why),
+                });
             (result(o, out, true), None, None)
         }
-        Action::HostBytes { offset, bytes } => {
-            let (o, out) = host(&|m| {
+        Action::HostBytes { memory, offset, bytes } => {
+            let (o, out) = host(memory, &|m| {
                 let found = m.read(*offset, bytes.len() as u64).map_err(|e| e.to_string())?;
                 if found == *bytes {
                     Ok(format!("{} bytes at {offset:#x} as expected", bytes.len()))
@@ -293,8 +331,8 @@ pub fn run_check(
             });
             (result(o, out, true), None, None)
         }
-        Action::HostWrite { offset, bytes } => {
-            let (o, out) = host(&|m| {
+        Action::HostWrite { memory, offset, bytes } => {
+            let (o, out) = host(memory, &|m| {
                 m.write(*offset, bytes).map_err(|e| e.to_string())?;
                 // Later steps (a ring index, a doorbell) must not pass this write.
                 std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -303,7 +341,7 @@ pub fn run_check(
             (result(o, out, true), None, None)
         }
         Action::HostProduce { count, len, seed } => {
-            let (o, out) = host(&|m| {
+            let (o, out) = host(&Memory::Shm, &|m| {
                 let p = rig_abi::host::produce(m.memory(), rig_abi_host_peer(), *count, *len, *seed)
                     .map_err(|e| format!("{e:?}"))?;
                 Ok(format!(
@@ -348,6 +386,17 @@ pub fn run_check(
             let (o, out) = match r {
                 Ok(()) => (Outcome::Pass, format!("rang vector {vector}")),
                 Err(e) => (Outcome::Fail(e.clone()), e),
+            };
+            (result(o, out, true), None, None)
+        }
+        Action::HostFuzzRing { seed, writes, duration } => {
+            let spec = crate::host::ring_fuzz::RingFuzz { seed: *seed, writes: *writes, duration: *duration };
+            let (o, out) = match shm {
+                None => (Outcome::Fail("this guest has no ivshmem region".into()), String::new()),
+                Some(m) => match crate::host::ring_fuzz::run(m, side.doorbell.as_deref_mut(), spec, side.interrupt) {
+                    Ok(rep) => (Outcome::Pass, format!("seed {seed}: {rep}")),
+                    Err(e) => (Outcome::Fail(e.clone()), e),
+                },
             };
             (result(o, out, true), None, None)
         }
@@ -440,9 +489,13 @@ mod tests {
         };
         let nonce = crate::guest::protocol::Nonce::fixed("0");
         let mut c = Console::attach(ports, nonce, Default::default()).expect("attach");
-        let check = Check { name: "h".into(), action: Action::HostVerify { offset: 0, len: 1, seed: 0 } };
+        let check = Check {
+            name: "h".into(),
+            action: Action::HostVerify { memory: Memory::Shm, offset: 0, len: 1, seed: 0 },
+            source: None,
+        };
         let flag = AtomicBool::new(false);
-        let mut side = HostSide { shm: None, run_dir: dir.path(), doorbell: None, interrupt: &flag };
+        let mut side = HostSide { shm: None, images: &[], run_dir: dir.path(), doorbell: None, interrupt: &flag };
         let (r, abort, _) = run_check(&check, &mut c, &mut side, &mut Charged::default());
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         assert!(abort.is_none());

@@ -10,7 +10,6 @@
 use super::protocol::{self, Nonce, StepMark};
 use crate::verdict::{Classifier, Event, KernelReport};
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -260,8 +259,8 @@ impl KernelConsole {
         after: Option<usize>,
     ) -> std::io::Result<KernelConsole> {
         let mut file = match after {
-            None => File::create(log)?,
-            Some(_) => File::options().append(true).create(true).open(log)?,
+            None => crate::support::create_private_file(log)?,
+            Some(_) => crate::support::append_private_file(log)?,
         };
         stream.set_read_timeout(Some(IDLE))?;
         let state = Arc::new(Mutex::new(State { lines: after.unwrap_or(0), ..State::default() }));

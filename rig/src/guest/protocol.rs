@@ -23,6 +23,9 @@ pub const READY_MARKER: &str = "RIG-READY";
 /// `/init` prints this when the shell exited and a new one takes over.
 pub const RESPAWN_MARKER: &str = "RIG-SHELL-RESPAWN";
 
+/// A fresh shell's prompt, before the rig sets it up (/init exports it).
+pub const FRESH_PROMPT: &str = "rig# ";
+
 /// The shell prints this once it is set up for scripting.
 pub const SHELL_OK_MARKER: &str = "RIG-SHELL-OK";
 
@@ -153,6 +156,37 @@ pub fn insmod_status<'a>(boot_log: &'a str, file: &str) -> Option<&'a str> {
     boot_log.lines().rev().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()).map(str::trim))
 }
 
+/// `/init` prints `RIG-DEVICE <name> missing <vendor:device found>` or
+/// `RIG-DEVICE <name> present <driver|-> <iommu group|-> <vfio node: yes|no>`
+/// once it has given each `[[device]]` to its driver.
+pub const DEVICE_MARKER: &str = "RIG-DEVICE";
+
+/// What `/init` found for a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceReport {
+    /// Nothing with the device's IDs at its address (`found`: the IDs that
+    /// were there, `-` for nothing).
+    Missing { found: String },
+    /// There, with the driver that has it, its IOMMU group and whether
+    /// `/dev/vfio/<group>` exists.
+    Present { driver: Option<String>, group: Option<String>, vfio_node: bool },
+}
+
+/// Device `name`'s report in a boot log (the last one wins).
+pub fn device_report(boot_log: &str, name: &str) -> Option<DeviceReport> {
+    let prefix = format!("{DEVICE_MARKER} {name} ");
+    let line = boot_log.lines().rev().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let opt = |w: &str| (w != "-").then(|| w.to_string());
+    match words.as_slice() {
+        ["missing", found] => Some(DeviceReport::Missing { found: (*found).to_string() }),
+        ["present", driver, group, node] => {
+            Some(DeviceReport::Present { driver: opt(driver), group: opt(group), vfio_node: *node == "yes" })
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +235,23 @@ mod tests {
         assert!(!is_restore_mark(&n, "rig-restore:ffff:3"));
         assert!(!is_restore_mark(&n, "[    1.0] rig-restore:ab12:3"));
         assert!(!is_restore_mark(&n, "rig-restore:ab12:"));
+    }
+
+    #[test]
+    fn device_reports() {
+        let log = "RIG-INSMOD vfio.ko 0\r\nRIG-DEVICE edu0 present vfio-pci 3 yes\r\nRIG-DEVICE nvme0 present - - no\r\nRIG-DEVICE x missing 0x8086:0x10d3\r\nRIG-DEVICE y missing -\r\nRIG-DEVICE z bogus\r\n";
+        assert_eq!(
+            device_report(log, "edu0"),
+            Some(DeviceReport::Present { driver: Some("vfio-pci".into()), group: Some("3".into()), vfio_node: true })
+        );
+        assert_eq!(
+            device_report(log, "nvme0"),
+            Some(DeviceReport::Present { driver: None, group: None, vfio_node: false })
+        );
+        assert_eq!(device_report(log, "x"), Some(DeviceReport::Missing { found: "0x8086:0x10d3".into() }));
+        assert_eq!(device_report(log, "y"), Some(DeviceReport::Missing { found: "-".into() }));
+        assert_eq!(device_report(log, "z"), None);
+        assert_eq!(device_report(log, "edu"), None);
     }
 
     #[test]

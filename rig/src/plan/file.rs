@@ -93,6 +93,12 @@ pub struct GuestSpec {
     /// Boot with `panic_on_warn=1`.
     #[serde(default)]
     pub panic_on_warn: bool,
+    /// Checking the kernel does (`crate::kernel::checks`), where it can.
+    #[serde(default)]
+    pub checks: Vec<Spanned<String>>,
+    /// Fail the run when the kernel cannot do one of `checks`.
+    #[serde(default)]
+    pub strict_checks: bool,
     /// Files to copy into the guest.
     #[serde(default)]
     pub files: Vec<FileSpec>,
@@ -102,6 +108,9 @@ pub struct GuestSpec {
     /// snapshot; `"none"`: all groups on one guest.
     #[serde(default)]
     pub isolation: super::Isolation,
+    /// Emulated IOMMU: a name from `qemu/machine.toml` ("intel") or "none";
+    /// default "intel" when a device binds to vfio-pci, else none.
+    pub iommu: Option<Spanned<String>>,
 }
 
 fn default_memory() -> Spanned<u32> {
@@ -119,9 +128,12 @@ impl Default for GuestSpec {
             cmdline: vec![],
             oops_panic: false,
             panic_on_warn: false,
+            checks: vec![],
+            strict_checks: false,
             files: vec![],
             ivshmem: None,
             isolation: super::Isolation::default(),
+            iommu: None,
         }
     }
 }
@@ -133,6 +145,8 @@ pub struct PatternSpec {
     pub offset: u64,
     pub len: u64,
     pub seed: u32,
+    /// A `[[device]]` with a backing image (nvme): its image, not the shared memory.
+    pub device: Option<String>,
 }
 
 /// `host.expect_bytes`.
@@ -141,6 +155,8 @@ pub struct PatternSpec {
 pub struct BytesSpec {
     pub offset: u64,
     pub hex: String,
+    /// As in [`PatternSpec::device`].
+    pub device: Option<String>,
 }
 
 /// `host.expect_string`.
@@ -149,6 +165,8 @@ pub struct BytesSpec {
 pub struct StringSpec {
     pub offset: u64,
     pub string: String,
+    /// As in [`PatternSpec::device`].
+    pub device: Option<String>,
 }
 
 /// `host.header`.
@@ -172,6 +190,19 @@ pub struct HostSpec {
     pub write_string: Option<StringSpec>,
     pub command: Option<String>,
     pub doorbell: Option<DoorbellSpec>,
+    pub fuzz_ring: Option<FuzzRingSpec>,
+}
+
+/// `host.fuzz_ring`: seeded garbage into the reference module's ring, with
+/// doorbell rings, while the guest consumes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuzzRingSpec {
+    pub seed: u64,
+    /// For this many seconds (default 10).
+    pub secs: Option<u64>,
+    /// At most this many writes (default: no limit).
+    pub writes: Option<u64>,
 }
 
 /// `host.produce`: the host puts buffers into the reference module's ring.
@@ -206,6 +237,37 @@ pub struct StepSpec {
     pub expect: Option<String>,
     pub expect_regex: Option<Spanned<String>>,
     pub timeout: Option<u64>,
+    /// A kernel report the step must cause (`"iommu_fault"`, `"IOMMU fault"`):
+    /// reports of that class pass it instead of failing it.
+    pub expect_report: Option<Spanned<String>>,
+}
+
+/// `bind` of a `[[device]]`: who drives it once the guest is up.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindSpec {
+    /// The kernel's own driver (or the user's module), as the guest boots.
+    Kernel,
+    /// vfio-pci, for a userspace driver.
+    VfioPci,
+    /// No driver at all.
+    None,
+}
+
+/// `[[device]]`: a virtual PCI device of the device table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    /// Names it in `$RIG_DEV_<NAME>`, so letters, digits and `_`.
+    pub name: Spanned<String>,
+    /// A kind of `qemu/devices.toml` (`edu`, `nvme`, ...).
+    pub kind: Spanned<String>,
+    /// Default `kernel`.
+    pub bind: Option<BindSpec>,
+    /// nvme: the namespace image (default 16); ivshmem: the region (default 4).
+    pub size_mib: Option<Spanned<u64>>,
+    /// ivshmem-doorbell: MSI-X vectors (default 2).
+    pub vectors: Option<Spanned<u32>>,
 }
 
 /// `[[test]]`.
@@ -228,6 +290,8 @@ pub struct ConfigFile {
     pub intree: Vec<String>,
     #[serde(default)]
     pub guest: GuestSpec,
+    #[serde(default)]
+    pub device: Vec<Spanned<DeviceSpec>>,
     #[serde(default)]
     pub setup: Vec<Spanned<StepSpec>>,
     #[serde(default)]

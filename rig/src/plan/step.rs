@@ -1,7 +1,9 @@
 //! The steps of a plan: a command in the guest shell or a check the host
 //! makes, with what its result must be. Pure data, built by validation.
 
+use crate::verdict::Class;
 use regex::Regex;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What a guest command's output must contain.
@@ -41,6 +43,24 @@ impl Expect {
     }
 }
 
+/// The memory a host check reads or writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Memory {
+    /// The ivshmem region's backing file.
+    Shm,
+    /// The backing image of the `[[device]]` with this name (an NVMe namespace).
+    Image(String),
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Memory::Shm => f.write_str("the shared memory"),
+            Memory::Image(name) => write!(f, "{name}'s image"),
+        }
+    }
+}
+
 /// One step of a suite.
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -54,6 +74,9 @@ pub enum Action {
         expect: Option<Expect>,
         /// Per-step timeout.
         timeout: Duration,
+        /// A kernel report the step must cause; it passes the step instead
+        /// of failing it (other reports still fail it).
+        report: Option<Class>,
     },
     /// The host reads the header the module wrote at probe time.
     HostHeader {
@@ -61,13 +84,13 @@ pub enum Action {
         state: u32,
     },
     /// The host writes the seeded pattern into the region.
-    HostFill { offset: u64, len: u64, seed: u32 },
+    HostFill { memory: Memory, offset: u64, len: u64, seed: u32 },
     /// The host checks the seeded pattern in the region.
-    HostVerify { offset: u64, len: u64, seed: u32 },
+    HostVerify { memory: Memory, offset: u64, len: u64, seed: u32 },
     /// The host checks exact bytes (or a string) at an offset.
-    HostBytes { offset: u64, bytes: Vec<u8> },
+    HostBytes { memory: Memory, offset: u64, bytes: Vec<u8> },
     /// The host writes bytes at an offset (e.g. a buffer, then a ring index).
-    HostWrite { offset: u64, bytes: Vec<u8> },
+    HostWrite { memory: Memory, offset: u64, bytes: Vec<u8> },
     /// The host produces buffers into the reference module's host ring
     /// (`rig_abi::host::produce`: payloads, headers, then a store-release of `prod`).
     HostProduce { count: u32, len: u32, seed: u32 },
@@ -88,6 +111,18 @@ pub enum Action {
     HostRing { vector: u32 },
     /// The host waits for the guest to ring it.
     HostWaitRing { vector: u32, timeout: Duration },
+    /// The host writes seeded garbage into the module's ring
+    /// (`crate::host::ring_fuzz`) for a time or a number of writes.
+    HostFuzzRing { seed: u64, writes: u64, duration: Duration },
+}
+
+/// Where a step is written: annotations and summaries point at it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Source {
+    /// The config file, absolute (canonical when it exists).
+    pub file: PathBuf,
+    /// 1-based line of the step's `[[test.step]]` header (or its inline table).
+    pub line: usize,
 }
 
 /// A named check.
@@ -97,4 +132,34 @@ pub struct Check {
     pub name: String,
     /// What it does.
     pub action: Action,
+    /// Where the config has it; `None` for the rig's own checks (boot, kernel log).
+    pub source: Option<Source>,
+}
+
+impl Check {
+    /// A check the rig decides itself (a module loaded, the boot clean, a
+    /// device bound): no command, no place in the config.
+    pub fn rig(name: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            action: Action::Guest {
+                command: String::new(),
+                status: 0,
+                expect: None,
+                timeout: std::time::Duration::ZERO,
+                report: None,
+            },
+            source: None,
+        }
+    }
+
+    /// A guest command of the rig's own (not from a config).
+    pub fn command(name: impl Into<String>, command: impl Into<String>, timeout: std::time::Duration) -> Check {
+        let mut c = Check::rig(name);
+        if let Action::Guest { command: c_cmd, timeout: c_t, .. } = &mut c.action {
+            *c_cmd = command.into();
+            *c_t = timeout;
+        }
+        c
+    }
 }

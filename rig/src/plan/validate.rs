@@ -2,12 +2,17 @@
 //! config's directory, cross-field rules, one error per problem with its
 //! line and key.
 
+use super::devices::{devices, iommu, report_class, shm_of_device};
 use super::file::DEFAULT_VECTORS;
 use super::file::*;
-use super::step::{Action, Check, Expect};
-use super::{ConfigError, FilePlan, GuestPlan, ModulePlan, Plan, ShmPlan, TestGroup, DEFAULT_STEP_TIMEOUT};
+use super::step::{Action, Check, Expect, Memory, Source};
+use super::{
+    is_shm_kind, ConfigError, FilePlan, GuestPlan, ModulePlan, Plan, ShmPlan, TestGroup, DEFAULT_STEP_TIMEOUT,
+};
 use crate::kernel::catalog::Catalog;
 use crate::support::parse_hex;
+use crate::verdict::Class;
+use crate::vm::devices::DeviceTable;
 use regex::Regex;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,14 +22,16 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len())).map(|s| s.matches('\n').count() + 1).unwrap_or(1)
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
     dir: PathBuf,
+    /// `path` made absolute, for the steps' [`Source`]s.
+    absolute: PathBuf,
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn invalid(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
             line: line_of(self.text, span.start),
@@ -46,9 +53,9 @@ const MEMORY_MIB: std::ops::RangeInclusive<u64> = 96..=65536;
 /// vCPUs (QEMU's q35 limit is far above what a test guest wants).
 const CPUS: std::ops::RangeInclusive<u64> = 1..=64;
 /// ivshmem size, MiB (a power of two besides).
-const SHM_MIB: std::ops::RangeInclusive<u64> = 1..=16384;
+pub(super) const SHM_MIB: std::ops::RangeInclusive<u64> = 1..=16384;
 /// ivshmem-doorbell MSI-X vectors.
-const VECTORS: std::ops::RangeInclusive<u64> = 1..=64;
+pub(super) const VECTORS: std::ops::RangeInclusive<u64> = 1..=64;
 /// Any timeout, in seconds: at most a day.
 const TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
@@ -56,7 +63,7 @@ fn range_message(v: u64, r: std::ops::RangeInclusive<u64>, unit: &str) -> String
     format!("{v} is out of range: give {} to {} {unit}", r.start(), r.end())
 }
 
-fn in_range<T: Copy + Into<u64>>(
+pub(super) fn in_range<T: Copy + Into<u64>>(
     cx: &Ctx,
     v: &Spanned<T>,
     key: &str,
@@ -104,7 +111,10 @@ pub fn parse(path: &Path, text: &str, catalog: &Catalog) -> Result<Plan, ConfigE
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let cx = Ctx { path, text, dir };
+    // Canonical when it exists, so a CI workspace prefix can be stripped from it.
+    let absolute =
+        std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf());
+    let cx = Ctx { path, text, dir, absolute };
     validate(&cx, file, catalog)
 }
 
@@ -185,10 +195,21 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
         };
         files.push(FilePlan { src, dest: fs.dest.get_ref().clone(), mode });
     }
-    let shm = match &g.ivshmem {
-        None => Some(ShmPlan { size: 4 << 20, doorbell: false, vectors: DEFAULT_VECTORS }),
-        Some(s) if *s.size_mib.get_ref() == 0 => None,
-        Some(s) => {
+    let table = DeviceTable::builtin().map_err(|e| cx.invalid(0..0, "device", e.to_string()))?;
+    let devices = devices(cx, &f.device, &table)?;
+    let shm_device = f.device.iter().find(|d| is_shm_kind(d.get_ref().kind.get_ref()));
+    let shm = match (&g.ivshmem, shm_device) {
+        (Some(_), Some(d)) => {
+            return Err(cx.invalid(
+                d.span(),
+                "device",
+                "the guest's shared memory is given twice, by [guest.ivshmem] and by this ivshmem [[device]]: keep one (the [[device]] names it, binds it and fixes its address)",
+            ))
+        }
+        (None, Some(d)) => Some(shm_of_device(d.get_ref())),
+        (None, None) => Some(ShmPlan { size: 4 << 20, doorbell: false, vectors: DEFAULT_VECTORS }),
+        (Some(s), None) if *s.size_mib.get_ref() == 0 => None,
+        (Some(s), None) => {
             let mib = *s.size_mib.get_ref();
             if !mib.is_power_of_two() {
                 return Err(cx.invalid(
@@ -204,6 +225,15 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
     };
     in_range(cx, &g.memory_mib, "guest.memory_mib", MEMORY_MIB)?;
     in_range(cx, &g.cpus, "guest.cpus", CPUS)?;
+    let iommu = iommu(cx, g.iommu.as_ref(), &f.device)?;
+    let mut checks = Vec::new();
+    for (i, name) in g.checks.iter().enumerate() {
+        let c = crate::kernel::checks::parse_names(&[name.get_ref()])
+            .map_err(|e| cx.invalid(name.span(), &format!("guest.checks[{i}]"), e))?;
+        checks.extend(c);
+    }
+    checks.sort();
+    checks.dedup();
     let guest = GuestPlan {
         memory_mib: *g.memory_mib.get_ref(),
         cpus: *g.cpus.get_ref(),
@@ -211,10 +241,18 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
         files,
         shm,
         isolation: g.isolation,
+        iommu,
+        devices,
+        checks,
+        strict_checks: g.strict_checks,
     };
 
+    let targets = Targets {
+        shm: guest.shm.is_some(),
+        images: guest.devices.iter().filter(|d| d.image_size.is_some()).map(|d| d.name.clone()).collect(),
+    };
     let steps = |list: &[Spanned<StepSpec>], key: &str| -> Result<Vec<Check>, ConfigError> {
-        list.iter().enumerate().map(|(i, s)| step(cx, s, &format!("{key}[{i}]"), guest.shm.is_some())).collect()
+        list.iter().enumerate().map(|(i, s)| step(cx, s, &format!("{key}[{i}]"), &targets)).collect()
     };
     let setup = steps(&f.setup, "setup")?;
     let teardown = steps(&f.teardown, "teardown")?;
@@ -225,8 +263,17 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
     Ok(Plan { source: cx.path.to_path_buf(), kernels, modules, intree: f.intree, guest, setup, teardown, tests })
 }
 
-fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, has_shm: bool) -> Result<Check, ConfigError> {
+/// What host memory checks may address.
+struct Targets {
+    /// The guest has shared memory.
+    shm: bool,
+    /// Devices with a backing image.
+    images: Vec<String>,
+}
+
+fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, targets: &Targets) -> Result<Check, ConfigError> {
     let span = s.span();
+    let source = Source { file: cx.absolute.clone(), line: line_of(cx.text, span.start) };
     let st = s.get_ref();
     if let Some(t) = st.timeout.filter(|t| !TIMEOUT_SECS.contains(t)) {
         return Err(cx.invalid(span, &format!("{key}.timeout"), range_message(t, TIMEOUT_SECS, "seconds")));
@@ -241,23 +288,41 @@ fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, has_shm: bool) -> Result<Che
         )),
         (None, None) => None,
     };
+    let report = match &st.expect_report {
+        None => None,
+        Some(r) => Some(report_class(r.get_ref()).ok_or_else(|| {
+            let known: Vec<&str> = Class::ALL.iter().map(|c| c.name()).collect();
+            cx.invalid(
+                r.span(),
+                &format!("{key}.expect_report"),
+                format!("`{}` is not a kind of kernel report; give one of {}", r.get_ref(), known.join(", ")),
+            )
+        })?),
+    };
     let (name, action) = match (&st.run, &st.host) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(cx.invalid(span, key, "a step has exactly one of `run` (guest command) or `host` (host check)"))
         }
         (Some(cmd), None) => (
             st.name.clone().unwrap_or_else(|| cmd.clone()),
-            Action::Guest { command: cmd.clone(), status: st.status.unwrap_or(0), expect, timeout },
+            Action::Guest { command: cmd.clone(), status: st.status.unwrap_or(0), expect, timeout, report },
         ),
         (None, Some(h)) => {
             if expect.is_some() && h.command.is_none() {
                 return Err(cx.invalid(span, key, "`expect` applies to `run` and `host.command` steps only"));
             }
-            let (name, action) = host_action(cx, h, span, key, has_shm, (st.status.unwrap_or(0), expect, timeout))?;
+            if report.is_some() {
+                return Err(cx.invalid(
+                    span,
+                    &format!("{key}.expect_report"),
+                    "`expect_report` applies to `run` steps only",
+                ));
+            }
+            let (name, action) = host_action(cx, h, span, key, targets, (st.status.unwrap_or(0), expect, timeout))?;
             (st.name.clone().unwrap_or(name), action)
         }
     };
-    Ok(Check { name, action })
+    Ok(Check { name, action, source: Some(source) })
 }
 
 fn host_action(
@@ -265,7 +330,7 @@ fn host_action(
     hs: &HostSpec,
     span: std::ops::Range<usize>,
     key: &str,
-    has_shm: bool,
+    targets: &Targets,
     // What a `host.command` is held to: status, output, time.
     (status, expect, timeout): (i32, Option<Expect>, Duration),
 ) -> Result<(String, Action), ConfigError> {
@@ -280,49 +345,89 @@ fn host_action(
         hs.write_string.is_some(),
         hs.command.is_some(),
         hs.doorbell.is_some(),
+        hs.fuzz_ring.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(cx.invalid(
             span,
             &format!("{key}.host"),
-            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell",
+            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell, fuzz_ring",
         ));
     }
-    if hs.command.is_none() && !has_shm {
-        return Err(cx.invalid(span, &format!("{key}.host"), "host memory checks need [guest.ivshmem] (size_mib > 0)"));
+    let needs_shm = || -> Result<(), ConfigError> {
+        if targets.shm {
+            Ok(())
+        } else {
+            Err(cx.invalid(
+                span.clone(),
+                &format!("{key}.host"),
+                "host memory checks need [guest.ivshmem] (size_mib > 0)",
+            ))
+        }
+    };
+    // Which memory a pattern, bytes or string check works on, and how its name says so.
+    let memory = |device: &Option<String>, which: &str| -> Result<(Memory, String), ConfigError> {
+        match device {
+            None => needs_shm().map(|_| (Memory::Shm, String::new())),
+            Some(d) if targets.images.contains(d) => Ok((Memory::Image(d.clone()), format!(" of {d}'s image"))),
+            Some(d) => Err(cx.invalid(
+                span.clone(),
+                &format!("{key}.host.{which}.device"),
+                format!(
+                    "no [[device]] `{d}` with a backing image; devices with one: {}",
+                    if targets.images.is_empty() {
+                        "none (give a kind = \"nvme\" device)".to_string()
+                    } else {
+                        targets.images.join(", ")
+                    }
+                ),
+            )),
+        }
+    };
+    if hs.header.is_some() || hs.produce.is_some() || hs.doorbell.is_some() {
+        needs_shm()?;
     }
     let r = if let Some(p) = &hs.verify_pattern {
+        let (memory, of) = memory(&p.device, "verify_pattern")?;
         (
-            format!("host: pattern {} at {:#x}+{:#x}", p.seed, p.offset, p.len),
-            Action::HostVerify { offset: p.offset, len: p.len, seed: p.seed },
+            format!("host: pattern {} at {:#x}+{:#x}{of}", p.seed, p.offset, p.len),
+            Action::HostVerify { memory, offset: p.offset, len: p.len, seed: p.seed },
         )
     } else if let Some(p) = &hs.fill_pattern {
+        let (memory, of) = memory(&p.device, "fill_pattern")?;
         (
-            format!("host: write pattern {} at {:#x}+{:#x}", p.seed, p.offset, p.len),
-            Action::HostFill { offset: p.offset, len: p.len, seed: p.seed },
+            format!("host: write pattern {} at {:#x}+{:#x}{of}", p.seed, p.offset, p.len),
+            Action::HostFill { memory, offset: p.offset, len: p.len, seed: p.seed },
         )
     } else if let Some(b) = &hs.expect_bytes {
+        let (memory, of) = memory(&b.device, "expect_bytes")?;
         let bytes =
             parse_hex(&b.hex).map_err(|m| cx.invalid(span.clone(), &format!("{key}.host.expect_bytes.hex"), m))?;
-        (format!("host: bytes at {:#x} are {}", b.offset, b.hex), Action::HostBytes { offset: b.offset, bytes })
-    } else if let Some(s) = &hs.expect_string {
         (
-            format!("host: string at {:#x} is {:?}", s.offset, s.string),
-            Action::HostBytes { offset: s.offset, bytes: s.string.as_bytes().to_vec() },
+            format!("host: bytes at {:#x}{of} are {}", b.offset, b.hex),
+            Action::HostBytes { memory, offset: b.offset, bytes },
+        )
+    } else if let Some(s) = &hs.expect_string {
+        let (memory, of) = memory(&s.device, "expect_string")?;
+        (
+            format!("host: string at {:#x}{of} is {:?}", s.offset, s.string),
+            Action::HostBytes { memory, offset: s.offset, bytes: s.string.as_bytes().to_vec() },
         )
     } else if let Some(b) = &hs.write_bytes {
+        let (memory, of) = memory(&b.device, "write_bytes")?;
         let bytes =
             parse_hex(&b.hex).map_err(|m| cx.invalid(span.clone(), &format!("{key}.host.write_bytes.hex"), m))?;
-        (format!("host: write {} at {:#x}", b.hex, b.offset), Action::HostWrite { offset: b.offset, bytes })
+        (format!("host: write {} at {:#x}{of}", b.hex, b.offset), Action::HostWrite { memory, offset: b.offset, bytes })
     } else if let Some(p) = &hs.produce {
         (
             format!("host: produce {} buffers of {} bytes into the ring", p.count, p.len),
             Action::HostProduce { count: p.count, len: p.len, seed: p.seed },
         )
     } else if let Some(w) = &hs.write_string {
+        let (memory, of) = memory(&w.device, "write_string")?;
         (
-            format!("host: write {:?} at {:#x}", w.string, w.offset),
-            Action::HostWrite { offset: w.offset, bytes: w.string.as_bytes().to_vec() },
+            format!("host: write {:?} at {:#x}{of}", w.string, w.offset),
+            Action::HostWrite { memory, offset: w.offset, bytes: w.string.as_bytes().to_vec() },
         )
     } else if let Some(hd) = &hs.header {
         (format!("host: module header state {}", hd.state), Action::HostHeader { state: hd.state })
@@ -346,6 +451,20 @@ fn host_action(
             (_, Some(v)) => (format!("host: guest rings vector {v}"), Action::HostWaitRing { vector: v, timeout: t }),
             _ => unreachable!("checked above"),
         }
+    } else if let Some(f) = &hs.fuzz_ring {
+        let secs = f.secs.unwrap_or(10);
+        if !TIMEOUT_SECS.contains(&secs) {
+            let why = range_message(secs, TIMEOUT_SECS, "seconds");
+            return Err(cx.invalid(span, &format!("{key}.host.fuzz_ring.secs"), why));
+        }
+        (
+            format!("host: garbage into the ring for {secs} s (seed {})", f.seed),
+            Action::HostFuzzRing {
+                seed: f.seed,
+                writes: f.writes.unwrap_or(u64::MAX),
+                duration: Duration::from_secs(secs),
+            },
+        )
     } else {
         unreachable!("exactly one kind checked above")
     };
@@ -416,6 +535,22 @@ name = "t1"
         assert_eq!(p.tests[0].checks[0].name, "echo hi");
         assert_eq!(p.tests[0].checks[1].name, "host side");
         assert!(matches!(&p.tests[0].checks[2].action, Action::HostBytes { bytes, .. } if bytes == b"RIGS"));
+    }
+
+    #[test]
+    fn steps_know_their_file_and_line() {
+        let d = module_dir();
+        let text = "[[setup]]\nrun = \"s\"\n\n[[test]]\nname = \"a\"\n\n  # why\n  [[test.step]]\n  name = \"x\"\n  run = \"y\"\n\n[[test]]\nname = \"b\"\nstep = [ { run = \"z\" },\n  { run = \"w\" } ]\n";
+        std::fs::write(d.path().join("rig.toml"), text).expect("config");
+        let p = parse_in(d.path(), text).expect("plan");
+        let line = |c: &Check| c.source.as_ref().map(|s| s.line);
+        assert_eq!(line(&p.setup[0]), Some(1));
+        // The header's line, not the first key's.
+        assert_eq!(line(&p.tests[0].checks[0]), Some(8));
+        assert_eq!((line(&p.tests[1].checks[0]), line(&p.tests[1].checks[1])), (Some(14), Some(15)));
+        let file = &p.tests[0].checks[0].source.as_ref().expect("source").file;
+        assert!(file.is_absolute() && file.ends_with("rig.toml"), "{}", file.display());
+        assert_eq!(*file, d.path().join("rig.toml").canonicalize().expect("canonical"));
     }
 
     fn err(text: &str) -> String {
@@ -506,6 +641,37 @@ name = "t1"
     fn non_ascii_hex_is_an_error_not_a_panic() {
         let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nhost.expect_bytes = { offset = 0, hex = \"a\u{e9}b\" }\n");
         assert!(e.contains("expect_bytes.hex"), "{e}");
+    }
+
+    #[test]
+    fn checks_are_names_of_checks() {
+        let d = module_dir();
+        let p = parse_in(d.path(), "[guest]\nchecks = [\"kfence\", \"slub\", \"slub\"]\nstrict_checks = true\n")
+            .expect("plan");
+        use crate::kernel::checks::Check;
+        assert_eq!(p.guest.checks, vec![Check::Slub, Check::Kfence]);
+        assert!(p.guest.strict_checks);
+        let p = parse_in(d.path(), "[guest]\nchecks = [\"all\"]\n").expect("plan");
+        assert_eq!(p.guest.checks.len(), Check::ALL.len());
+        assert!(!p.guest.strict_checks);
+        let e = err("[guest]\ncpus = 1\nchecks = [\"slub\", \"kasan\"]\n");
+        assert!(e.contains("rig.toml:3") && e.contains("guest.checks[1]") && e.contains("`kasan`"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_ring_steps() {
+        let d = module_dir();
+        let text = "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 5, secs = 20, writes = 100 }\n";
+        let p = parse_in(d.path(), text).expect("plan");
+        assert!(matches!(
+            p.tests[0].checks[0].action,
+            Action::HostFuzzRing { seed: 5, writes: 100, duration } if duration == Duration::from_secs(20)
+        ));
+        let p =
+            parse_in(d.path(), "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1 }\n").expect("plan");
+        assert!(matches!(p.tests[0].checks[0].action, Action::HostFuzzRing { writes: u64::MAX, .. }));
+        let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1, secs = 0 }\n");
+        assert!(e.contains("host.fuzz_ring.secs") && e.contains("out of range"), "{e}");
     }
 
     #[test]

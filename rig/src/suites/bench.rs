@@ -16,15 +16,20 @@
 //!   mechanisms, measured in the guest by `rig-guest bench mechanisms`;
 //! - `ivshmem`: the guest writing into BAR2 against the host reading the
 //!   region and copying memory;
-//! - `doorbell`: the host rings the guest, the guest wakes and rings back.
+//! - `doorbell`: the host rings the guest, the guest wakes and rings back,
+//!   through the reference module (`rig-guest db-pong`) and through VFIO
+//!   (`rig-udrv pong`), each on guests of its own booted `boots` times.
 
+use crate::exec::devices;
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
 use crate::exec::setup::{self, host_setup, private_dir, HostSetup};
 use crate::guest::console::Resume;
 use crate::guest::protocol::{self, Nonce, READY_MARKER};
-use crate::host::doorbell::{Doorbell, DoorbellServer, HOST_PEER_ID};
+use crate::host::doorbell::{Doorbell, HOST_PEER_ID};
 use crate::host::shm::SharedMemory;
+use crate::plan::step::Check;
+use crate::plan::{Bind, DevicePlan, Plan, ShmPlan, DEFAULT_IOMMU, FIRST_DEVICE_SLOT};
 use crate::results::Timings;
 use crate::vm::accel;
 use crate::vm::qemu::{self, QemuConfig, SerialBackend};
@@ -50,6 +55,9 @@ pub struct BenchOptions {
     pub boots: usize,
     /// Console round trips / steps per boot.
     pub steps: usize,
+    /// Doorbell round trips per boot of each driver's guest (module, VFIO),
+    /// which boot `boots` times each, alternating; 0 skips them.
+    pub pings: usize,
     /// Where the JSON goes.
     pub out: PathBuf,
     /// Where the SVG chart goes, if anywhere.
@@ -167,6 +175,20 @@ pub struct BenchReport {
     pub figures: Vec<Figure>,
 }
 
+/// Why the benchmark could not produce its figures.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Preparing or booting a guest failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A guest program of the round trip failed (its output follows).
+    #[error("{what} failed in the guest:\n{output}")]
+    Guest { what: String, output: String },
+    /// The host's side of the round trip failed.
+    #[error("doorbell round trip {index} of {what}: {detail}")]
+    Doorbell { what: String, index: usize, detail: String },
+}
+
 /// Labels of the boot figure.
 pub const COLD_BZIMAGE: &str = "rig, cold boot, bzImage";
 pub const COLD_PVH: &str = "rig, cold boot, PVH";
@@ -189,10 +211,10 @@ pub fn bench(
     opts: &BenchOptions,
     interrupt: Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
-) -> Result<BenchReport, RunError> {
+) -> Result<BenchReport, BenchError> {
     let choice = accel::decide(opts.run.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
-    let (major, minor, micro) = qemu::version(&opts.run.qemu)?;
+    let (major, minor, micro) = qemu::version(&opts.run.qemu).map_err(RunError::from)?;
     let load_before = load_average();
     let (mut kernels, mut figures) = (vec![], vec![]);
     for k in &opts.kernels {
@@ -226,9 +248,9 @@ fn bench_kernel(
     accel: qemu::Accel,
     interrupt: Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
-) -> Result<(KernelInfo, Vec<Figure>), RunError> {
+) -> Result<(KernelInfo, Vec<Figure>), BenchError> {
     let mut t = Timings::default();
-    let p = prepare(run, &mut t, emit)?;
+    let p = prepare(run, &mut t, &interrupt, emit)?;
     let name = p.tree.name.clone();
     let info = KernelInfo {
         name: name.clone(),
@@ -241,7 +263,11 @@ fn bench_kernel(
     let (boot, cpu, console) = boot_figures(opts, run, &p, accel, interrupt.clone(), emit)?;
     let mut figures = vec![boot, cpu, console];
     emit(Event::Progress(format!("{name}: the module's mechanisms")));
-    figures.extend(module_figures(opts, run, &p, interrupt, emit)?);
+    figures.extend(module_figures(run, &p, interrupt.clone(), emit)?);
+    if opts.pings > 0 {
+        emit(Event::Progress(format!("{name}: the doorbell round trips")));
+        figures.push(doorbell_figure(opts, run, &p, interrupt, emit)?);
+    }
     Ok((info, figures))
 }
 
@@ -257,11 +283,26 @@ fn boot_error(source: VmError, dir: &Path) -> RunError {
     RunError::Boot { source: Box::new(source), run_dir: dir.to_path_buf() }
 }
 
-/// A guest of the benchmark: its private directory, memory and config.
+/// A guest of the benchmark: its private directory, memory, device images
+/// and config.
 struct Guest {
     private: tempfile::TempDir,
     _shm: SharedMemory,
+    _images: Vec<crate::exec::setup::DeviceImage>,
     cfg: QemuConfig,
+}
+
+impl Guest {
+    /// The result of a sample on this guest; a failed boot names the
+    /// directory as kept, so it is kept then.
+    fn kept<T>(&mut self, result: Result<T, RunError>) -> Result<T, RunError> {
+        if let Err(e) = &result {
+            if e.run_dir() == Some(self.private.path()) {
+                self.private.disable_cleanup(true);
+            }
+        }
+        result
+    }
 }
 
 fn guest(run: &RunOptions, p: &Prepared, accel: qemu::Accel, kernel: &Path) -> Result<Guest, RunError> {
@@ -269,9 +310,10 @@ fn guest(run: &RunOptions, p: &Prepared, accel: qemu::Accel, kernel: &Path) -> R
     let plain = plain(run);
     let size = plain.plan.guest.shm.map_or(4 << 20, |s| s.size);
     let shm = SharedMemory::create(&private.path().join("ivshmem"), size)?;
+    let images = setup::create_images(&plain.plan, private.path())?;
     let mut cfg = setup::guest_config(&plain, p, accel, private.path(), Some(&shm))?;
     cfg.kernel = kernel.to_path_buf();
-    Ok(Guest { private, _shm: shm, cfg })
+    Ok(Guest { private, _shm: shm, _images: images, cfg })
 }
 
 /// The boot and console figures.
@@ -289,28 +331,37 @@ fn boot_figures(
     let (mut bz_cpu, mut pvh_cpu, mut bare_cpu, mut restored_cpu) = (vec![], vec![], vec![], vec![]);
     let (mut steps, mut stdio_rtt, mut socket_rtt) = (vec![], vec![], vec![]);
     // The saved guest the restores start from, made by the first PVH boot.
-    let saver = guest(run, p, accel, p.kernel.path())?;
+    let mut saver = guest(run, p, accel, p.kernel.path())?;
     let state = saver.private.path().join("guest.state");
     for i in 0..opts.boots.max(1) {
         emit(Event::Progress(format!("{name}: boots, round {} of {}", i + 1, opts.boots.max(1))));
-        let g = guest(run, p, accel, &p.tree.vmlinuz)?;
-        let (took, cpu, _) = cold_boot(&g, run.boot_timeout, interrupt.clone(), 0, None)?;
+        let mut g = guest(run, p, accel, &p.tree.vmlinuz)?;
+        let r = cold_boot(&g, run.boot_timeout, interrupt.clone(), 0, None);
+        let (took, cpu, _) = g.kept(r)?;
         bz.push(took);
         bz_cpu.extend(cpu);
-        let g = if i == 0 { &saver } else { &guest(run, p, accel, p.kernel.path())? };
-        let save = (i == 0).then_some(state.as_path());
-        let (took, cpu, rig_steps) = cold_boot(g, run.boot_timeout, interrupt.clone(), opts.steps, save)?;
+        let (took, cpu, rig_steps) = if i == 0 {
+            let r = cold_boot(&saver, run.boot_timeout, interrupt.clone(), opts.steps, Some(&state));
+            saver.kept(r)?
+        } else {
+            let mut g = guest(run, p, accel, p.kernel.path())?;
+            let r = cold_boot(&g, run.boot_timeout, interrupt.clone(), opts.steps, None);
+            g.kept(r)?
+        };
         pvh.push(took);
         pvh_cpu.extend(cpu);
         steps.extend(rig_steps);
-        let g = guest(run, p, accel, p.kernel.path())?;
-        let (took, cpu, rtts) = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Stdio, opts.steps)?;
+        let mut g = guest(run, p, accel, p.kernel.path())?;
+        let r = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Stdio, opts.steps);
+        let (took, cpu, rtts) = g.kept(r)?;
         bare.push(took);
         bare_cpu.extend(cpu);
         stdio_rtt.extend(rtts);
-        let (_, _, rtts) = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Socket, opts.steps)?;
+        let r = bare_sample(&g.cfg, g.private.path(), run.boot_timeout, RawConsole::Socket, opts.steps);
+        let (_, _, rtts) = g.kept(r)?;
         socket_rtt.extend(rtts);
-        let (took, cpu) = restore_sample(&saver, &state, interrupt.clone())?;
+        let r = restore_sample(&saver, &state, interrupt.clone());
+        let (took, cpu) = saver.kept(r)?;
         restored.push(took);
         restored_cpu.extend(cpu);
     }
@@ -560,22 +611,32 @@ fn host_shm_read_mbps(shm: &SharedMemory, budget: Duration) -> f64 {
 /// The module's figures: one guest as a run would boot it (the config's
 /// shared memory and doorbell), `rig-guest bench` in it.
 fn module_figures(
-    opts: &BenchOptions,
     run: &RunOptions,
     p: &Prepared,
     interrupt: Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
 ) -> Result<Vec<Figure>, RunError> {
+    let HostSetup { server: _server, shm, images: _images, cfg, private, .. } = host_setup(run, p, emit)?;
+    let result = module_figures_in(run, p, interrupt, &cfg, shm.as_ref(), private.path());
+    crate::exec::run::keep_if_named(private, result)
+}
+
+fn module_figures_in(
+    run: &RunOptions,
+    p: &Prepared,
+    interrupt: Arc<AtomicBool>,
+    cfg: &QemuConfig,
+    shm: Option<&SharedMemory>,
+    dir: &Path,
+) -> Result<Vec<Figure>, RunError> {
     let name = &p.tree.name;
-    let HostSetup { mut server, shm, cfg, private, .. } = host_setup(run, p, emit)?;
-    let dir = private.path().to_path_buf();
-    let mut vm = Vm::start(&cfg, &dir, Nonce::new(), interrupt).map_err(|e| boot_error(e, &dir))?;
-    vm.wait_ready(run.boot_timeout).map_err(|e| boot_error(e, &dir))?;
-    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &dir))?;
+    let mut vm = Vm::start(cfg, dir, Nonce::new(), interrupt).map_err(|e| boot_error(e, dir))?;
+    vm.wait_ready(run.boot_timeout).map_err(|e| boot_error(e, dir))?;
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), dir))?;
     let out = vm
         .console
         .run("rig-guest bench mechanisms --ms 300", Duration::from_secs(120))
-        .map_err(|e| boot_error(e.into(), &dir))?;
+        .map_err(|e| boot_error(e.into(), dir))?;
     let mut ops = Figure::new("mechanisms-ops", "The module's mechanisms: operations", "ops/s", name);
     let mut mbps = Figure::new("mechanisms-mbps", "The module's mechanisms: bandwidth", "MB/s", name);
     let mut guest_shm_mbps = None;
@@ -601,47 +662,213 @@ fn module_figures(
     if let Some(v) = guest_shm_mbps {
         ivshmem.bars.push(Bar::of("guest writes BAR2 (mmap of /dev/rig_shm)", &[v]));
     }
-    if let Some(m) = &shm {
+    if let Some(m) = shm {
         ivshmem
             .bars
             .push(Bar::of("host reads the region (vm-memory)", &[host_shm_read_mbps(m, Duration::from_millis(200))]));
         let len = usize::try_from(m.size()).unwrap_or(4 << 20);
         ivshmem.bars.push(Bar::of("host memcpy, same size", &[host_memcpy_mbps(len, Duration::from_millis(200))]));
     }
-    let mut figures = vec![ops, mbps, ivshmem];
-    if let Some(server) = server.as_mut() {
-        figures.push(doorbell_figure(&mut vm, server, opts.steps.max(10), name, &dir)?);
-    }
     vm.shutdown(Duration::from_secs(5));
-    Ok(figures)
+    Ok(vec![ops, mbps, ivshmem])
 }
 
-/// The doorbell round trip: the host rings vector 0, the guest (blocked in
-/// RIG_IOC_DB_WAIT) wakes and rings the host back on vector 1.
+/// The doorbell round trips of each boot, per driver.
+#[derive(Default)]
+struct RoundTrips {
+    module: Vec<Vec<Duration>>,
+    vfio: Vec<Vec<Duration>>,
+}
+
+/// The doorbell figure: the host rings vector 0, the guest wakes and rings
+/// the host back on vector 1; through the module and through VFIO.
 fn doorbell_figure(
-    vm: &mut Vm,
-    server: &mut DoorbellServer,
-    count: usize,
-    kernel: &str,
-    dir: &Path,
-) -> Result<Figure, RunError> {
-    let mut fig = Figure::new("doorbell", "Doorbell round trip: host rings, guest wakes and rings back", "us", kernel);
-    let start = format!(
-        "rig-guest bench doorbell-echo --peer {HOST_PEER_ID} --count {count} --timeout 10 --detach /tmp/db-echo"
-    );
-    vm.console.run(&start, Duration::from_secs(20)).map_err(|e| boot_error(e.into(), dir))?;
-    let mut rtts = vec![];
-    for _ in 0..count {
-        let t = Instant::now();
-        if let Err(e) = server.ring_guest(0).and_then(|_| server.wait_ring(1, Duration::from_secs(5))) {
-            fig.notes.push(format!("kernel module: {e}"));
-            break;
-        }
-        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    opts: &BenchOptions,
+    run: &RunOptions,
+    p: &Prepared,
+    interrupt: Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Figure, BenchError> {
+    let db = doorbells(opts, run, p, interrupt, emit)?;
+    let mut fig =
+        Figure::new("doorbell", "Doorbell round trip: host rings, guest wakes and rings back", "us", &p.tree.name);
+    let us = |boots: &[Vec<Duration>]| boots.concat().iter().map(|d| d.as_secs_f64() * 1e6).collect::<Vec<f64>>();
+    // Where the host's scheduler puts QEMU's threads moves the figure from
+    // boot to boot: each boot's median is a note.
+    let medians = |boots: &[Vec<Duration>]| {
+        boots.iter().map(|b| format!("{:.0}", Stats::of(b).median_ms * 1000.0)).collect::<Vec<_>>().join(", ")
+    };
+    if !db.module.is_empty() {
+        fig.bars.push(Bar::of(DOORBELL_MODULE, &us(&db.module)));
+        fig.notes.push(format!("module, median per boot (us): {}", medians(&db.module)));
     }
-    let _ = vm.console.run("rig-guest collect /tmp/db-echo --timeout 10", Duration::from_secs(20));
-    fig.bars.push(Bar::of("kernel module (RIG_IOC_DB_WAIT, RIG_IOC_DB_RING)", &rtts));
+    if !db.vfio.is_empty() {
+        fig.bars.push(Bar::of(DOORBELL_VFIO, &us(&db.vfio)));
+        fig.notes.push(format!("VFIO, median per boot (us): {}", medians(&db.vfio)));
+    }
     Ok(fig)
+}
+
+/// Labels of the doorbell figure.
+pub const DOORBELL_MODULE: &str = "kernel module (rig-guest db-pong)";
+pub const DOORBELL_VFIO: &str = "VFIO (rig-udrv pong)";
+
+/// Both doorbell round trips, in one run: the module's when the config's
+/// guest has a doorbell module (the reference suite's does), and VFIO's;
+/// their guests boot in turn, `boots` times each.
+fn doorbells(
+    opts: &BenchOptions,
+    run: &RunOptions,
+    p: &Prepared,
+    interrupt: Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<RoundTrips, BenchError> {
+    let mut out = RoundTrips::default();
+    if opts.pings == 0 {
+        return Ok(out);
+    }
+    let n = opts.pings;
+    let with_module = run.plan.guest.shm.is_some_and(|s| s.doorbell) && !p.modules.is_empty();
+    if !with_module {
+        emit(Event::Note("no doorbell round trip through a module: the config's guest has no ivshmem-doorbell module (the reference suite's has)".into()));
+    }
+    let module_cmd =
+        format!("rig-guest db-pong --count {n} --ready-file {PONG}.ready --timeout-ms 10000 --peer {HOST_PEER_ID}");
+    let vfio_cmd = format!(
+        "rig-udrv pong --device ${PONG_DEVICE_VAR} --count {n} --ready-file {PONG}.ready --timeout 10 --peer {HOST_PEER_ID}"
+    );
+    let vfio_run = RunOptions { plan: vfio_plan(&run.plan, &vfio_cmd), ..run.clone() };
+    let mut t = Timings::default();
+    let vp = prepare(&vfio_run, &mut t, &interrupt, emit)?;
+    for i in 0..opts.boots.max(1) {
+        if with_module {
+            let what = "rig-guest db-pong (the reference module)";
+            let rtts = pong_sample(run, p, &module_cmd, what, n, &interrupt, emit)?;
+            emit(Event::Note(format!(
+                "doorbell round trip {}, module: median {:.3} ms",
+                i + 1,
+                Stats::of(&rtts).median_ms
+            )));
+            out.module.push(rtts);
+        }
+        let rtts = pong_sample(&vfio_run, &vp, &vfio_cmd, "rig-udrv pong (VFIO)", n, &interrupt, emit)?;
+        emit(Event::Note(format!("doorbell round trip {}, VFIO: median {:.3} ms", i + 1, Stats::of(&rtts).median_ms)));
+        out.vfio.push(rtts);
+    }
+    Ok(out)
+}
+
+/// Where the pong programs leave their ready file, output and status.
+const PONG: &str = "/tmp/rig-pong";
+/// The VFIO guest's doorbell device, and the variable of its address.
+const PONG_DEVICE: &str = "ivsh0";
+const PONG_DEVICE_VAR: &str = "RIG_DEV_IVSH0";
+
+/// A guest of the config's kernel with nothing but an ivshmem-doorbell
+/// bound to vfio-pci, the Intel IOMMU, and rig-udrv (the setup step names
+/// it, so the image carries it; the benchmark runs it itself).
+fn vfio_plan(base: &Plan, command: &str) -> Plan {
+    let mut plan = base.clone();
+    plan.modules.clear();
+    plan.intree.clear();
+    plan.guest.cmdline.clear();
+    plan.guest.files.clear();
+    plan.guest.shm = Some(ShmPlan { size: 4 << 20, doorbell: true, vectors: 2 });
+    plan.guest.iommu = Some(DEFAULT_IOMMU.into());
+    plan.guest.devices = vec![DevicePlan {
+        name: PONG_DEVICE.into(),
+        kind: "ivshmem-doorbell".into(),
+        bind: Bind::VfioPci,
+        slot: FIRST_DEVICE_SLOT,
+        image_size: None,
+    }];
+    plan.setup = vec![Check::command("pong", command, Duration::from_secs(30))];
+    plan.tests.clear();
+    plan.teardown.clear();
+    plan
+}
+
+/// `command` in the background, in a subshell that ends at once (so the
+/// shell has no job to report), then a wait for its ready file.
+fn background(command: &str) -> String {
+    format!(
+        "( ({command}; echo $? >{PONG}.status) >{PONG}.log 2>&1 & ); for i in $(seq 300); do [ -e {PONG}.ready ] && break; sleep 0.1; done; [ -e {PONG}.ready ]"
+    )
+}
+
+/// Waits for the background program's status; prints its output.
+fn collect() -> String {
+    format!(
+        "for i in $(seq 600); do [ -e {PONG}.status ] && break; sleep 0.1; done; cat {PONG}.log; [ \"$(cat {PONG}.status)\" = 0 ]"
+    )
+}
+
+/// One guest: `command` answers `n` rings; the host times each round trip.
+fn pong_sample(
+    run: &RunOptions,
+    p: &Prepared,
+    command: &str,
+    what: &str,
+    n: usize,
+    interrupt: &Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Vec<Duration>, BenchError> {
+    let setup::HostSetup { server, shm, images, cfg, choice: _, private } = setup::host_setup(run, p, emit)?;
+    let result = pong_in(run, p, command, what, n, interrupt, server, &cfg, &private);
+    drop((shm, images));
+    // A failed boot names the directory as kept: keep it then.
+    if let Err(BenchError::Run(e)) = &result {
+        if e.run_dir() == Some(private.path()) {
+            let _ = private.keep();
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pong_in(
+    run: &RunOptions,
+    p: &Prepared,
+    command: &str,
+    what: &str,
+    n: usize,
+    interrupt: &Arc<AtomicBool>,
+    server: Option<crate::host::doorbell::DoorbellServer>,
+    cfg: &crate::vm::qemu::QemuConfig,
+    host_private: &tempfile::TempDir,
+) -> Result<Vec<Duration>, BenchError> {
+    let private = host_private.path();
+    let failed = |detail: String| BenchError::Guest { what: what.into(), output: detail };
+    let mut server = server.ok_or_else(|| failed("the guest has no ivshmem-doorbell server".into()))?;
+    let mut vm = Vm::start(cfg, private, Nonce::new(), interrupt.clone()).map_err(|e| boot_error(e, private))?;
+    let boot = vm.wait_ready(run.boot_timeout).map_err(|e| boot_error(e, private))?;
+    for r in devices::boot_results(&boot.log, &p.devices) {
+        if !r.passed() {
+            return Err(failed(format!("{}: {:?}", r.name, r.outcome)));
+        }
+    }
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), private))?;
+    let step = |vm: &mut Vm, line: &str| -> Result<String, BenchError> {
+        match vm.console.run(line, Duration::from_secs(90)) {
+            Ok(out) if out.status == 0 => Ok(out.output),
+            Ok(out) => Err(failed(out.output)),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    };
+    step(&mut vm, &background(command))?;
+    let mut rtts = Vec::with_capacity(n);
+    for index in 0..n {
+        let t = Instant::now();
+        let rung = server.ring_guest(0).and_then(|_| server.wait_ring(1, Duration::from_secs(10)));
+        if let Err(detail) = rung {
+            let output = step(&mut vm, &format!("cat {PONG}.log")).unwrap_or_default();
+            return Err(BenchError::Doorbell { what: what.into(), index, detail: format!("{detail}\n{output}") });
+        }
+        rtts.push(t.elapsed());
+    }
+    step(&mut vm, &collect())?;
+    vm.shutdown(Duration::from_secs(5));
+    Ok(rtts)
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ pub fn repeated_boots(
         let size = ro.plan.guest.shm.map_or(4 << 20, |s| s.size);
         ro.plan.guest.shm = Some(ShmPlan { size, doorbell: false, vectors: 1 });
         let mut t = Timings::default();
-        let p = prepare(&ro, &mut t, emit)?;
+        let p = prepare(&ro, &mut t, &interrupt, emit)?;
         let samples = boot_many(&ro, &p, choice.accel, opts, interrupt.clone(), emit);
         if interrupt.load(Ordering::Relaxed) {
             return Err(RunError::Interrupted);
@@ -198,7 +198,8 @@ fn boot_many(
     samples
 }
 
-/// One boot: ready marker, every module loaded, no warning, clean power-off.
+/// One boot: ready marker, every module loaded, every device bound, no
+/// warning, clean power-off.
 fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, interrupt: Arc<AtomicBool>) -> BootSample {
     let fail = |error: String, boot_ms: f64, dir: Option<tempfile::TempDir>| BootSample {
         index,
@@ -215,6 +216,10 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
         Ok(s) => s,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
     };
+    // QEMU opens the devices' images; they stay in the directory until it goes.
+    if let Err(e) = setup::create_images(&ro.plan, dir.path()) {
+        return fail(e.to_string(), 0.0, Some(dir));
+    }
     let cfg = match setup::guest_config(ro, p, accel, dir.path(), shm.as_ref()) {
         Ok(c) => c,
         Err(e) => return fail(e.to_string(), 0.0, Some(dir)),
@@ -236,6 +241,7 @@ fn one_boot(ro: &RunOptions, p: &Prepared, accel: qemu::Accel, index: usize, int
     let loaded: Vec<String> = p.loaded().map(|m| m.file.clone()).collect();
     let mut problems: Vec<String> = crate::exec::run::insmod_results(&boot.log, &loaded)
         .into_iter()
+        .chain(crate::exec::devices::boot_results(&boot.log, &p.devices))
         .filter(|r| !r.passed())
         .map(|r| format!("{}: {:?}", r.name, r.outcome))
         .collect();

@@ -1,6 +1,7 @@
 //! The table of virtual devices (`qemu/devices.toml`): what each kind is
-//! called, how the guest sees it, and its QEMU arguments as templates. The
-//! argv builder renders a device from here; no device flag is written in code.
+//! called, how the guest sees it, which kernel driver takes it, and its QEMU
+//! arguments as templates. The argv builder renders a device from here; no
+//! device flag is written in code.
 
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -33,11 +34,39 @@ pub struct DeviceKind {
     pub device: u16,
     /// One line for humans.
     pub description: String,
-    /// Values the templates use besides `{id}`.
+    /// The in-tree driver (module name = driver name) that binds it by default.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Values the templates use besides `{id}` and `{addr}`.
     #[serde(default)]
     pub params: Vec<String>,
-    /// QEMU arguments, with `{id}` and `{param}` placeholders.
+    /// QEMU arguments, with `{id}`, `{addr}` and `{param}` placeholders.
     pub args: Vec<String>,
+}
+
+/// The value that names a device's backing image in its templates.
+pub const IMAGE_PARAM: &str = "image";
+
+impl DeviceKind {
+    /// The rig creates a backing file for it (an NVMe namespace, say).
+    pub fn has_image(&self) -> bool {
+        self.params.iter().any(|p| p == IMAGE_PARAM)
+    }
+
+    /// `0x1234:0x11e8`, as sysfs prints the IDs.
+    pub fn sysfs_id(&self) -> String {
+        format!("{:#06x}:{:#06x}", self.vendor, self.device)
+    }
+}
+
+/// `04.0`: the `addr=` of PCI slot `slot`, function 0.
+pub fn addr(slot: u8) -> String {
+    format!("{slot:02x}.0")
+}
+
+/// `0000:00:04.0`: what the guest calls the device in slot `slot` of the root bus.
+pub fn bdf(slot: u8) -> String {
+    format!("0000:00:{slot:02x}.0")
 }
 
 #[derive(Deserialize)]
@@ -72,7 +101,7 @@ impl DeviceTable {
                 return Err(DeviceError::Table(format!("kind `{}` appears twice", k.kind)));
             }
             for p in k.args.iter().flat_map(|a| placeholders(a)) {
-                if p != "id" && !k.params.iter().any(|q| q == p) {
+                if p != "id" && p != "addr" && !k.params.iter().any(|q| q == p) {
                     return Err(DeviceError::Table(format!(
                         "`{}` uses `{{{p}}}` but does not list it in params",
                         k.kind
@@ -96,8 +125,14 @@ impl DeviceTable {
         self.kinds.iter()
     }
 
-    /// The QEMU arguments of device `kind` with id `id` and `values`.
-    pub fn render(&self, kind: &str, id: &str, values: &[(&str, String)]) -> Result<Vec<String>, DeviceError> {
+    /// The QEMU arguments of device `kind` with id `id` in PCI slot `slot`, and `values`.
+    pub fn render(
+        &self,
+        kind: &str,
+        id: &str,
+        slot: u8,
+        values: &[(&str, String)],
+    ) -> Result<Vec<String>, DeviceError> {
         let k = self.get(kind)?;
         for p in &k.params {
             if !values.iter().any(|(n, _)| n == p) {
@@ -107,7 +142,7 @@ impl DeviceTable {
         Ok(k.args
             .iter()
             .map(|a| {
-                let a = a.replace("{id}", id);
+                let a = a.replace("{id}", id).replace("{addr}", &addr(slot));
                 values.iter().fold(a, |a, (n, v)| a.replace(&format!("{{{n}}}"), v))
             })
             .collect())
@@ -122,7 +157,7 @@ mod tests {
     fn builtin_renders_ivshmem() {
         let t = DeviceTable::builtin().expect("table");
         let a = t
-            .render("ivshmem-plain", "shm0", &[("mem_path", "/p/shm".into()), ("size", "4194304".into())])
+            .render("ivshmem-plain", "shm0", 3, &[("mem_path", "/p/shm".into()), ("size", "4194304".into())])
             .expect("render");
         assert_eq!(
             a,
@@ -130,7 +165,7 @@ mod tests {
                 "-object",
                 "memory-backend-file,id=shm0,mem-path=/p/shm,size=4194304,share=on",
                 "-device",
-                "ivshmem-plain,memdev=shm0,master=on"
+                "ivshmem-plain,memdev=shm0,addr=03.0,master=on"
             ]
         );
         assert_eq!(t.get("ivshmem-doorbell").map(|k| (k.vendor, k.device)).ok(), Some((0x1af4, 0x1110)));
@@ -141,11 +176,47 @@ mod tests {
         let t = DeviceTable::builtin().expect("table");
         let e = t.get("edu2").map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("edu2") && e.contains("ivshmem-plain"), "{e}");
-        let e = t.render("ivshmem-doorbell", "x", &[("socket", "/s".into())]).unwrap_err().to_string();
+        let e = t.render("ivshmem-doorbell", "x", 4, &[("socket", "/s".into())]).unwrap_err().to_string();
         assert!(e.contains("vectors"), "{e}");
         let bad = "[[device]]\nkind=\"a\"\nvendor=1\ndevice=2\ndescription=\"\"\nargs=[\"-device\",\"a,x={x}\"]\n";
         assert!(DeviceTable::parse(bad).is_err());
         let dup = "[[device]]\nkind=\"a\"\nvendor=1\ndevice=2\ndescription=\"\"\nargs=[]\n".repeat(2);
         assert!(DeviceTable::parse(&dup).is_err());
+    }
+
+    #[test]
+    fn every_kind_has_a_fixed_address_and_its_ids() {
+        let t = DeviceTable::builtin().expect("table");
+        let want = [
+            ("ivshmem-plain", 0x1af4, 0x1110),
+            ("ivshmem-doorbell", 0x1af4, 0x1110),
+            ("edu", 0x1234, 0x11e8),
+            ("nvme", 0x1b36, 0x0010),
+            ("igb", 0x8086, 0x10c9),
+            ("e1000e", 0x8086, 0x10d3),
+            ("pci-testdev", 0x1b36, 0x0005),
+        ];
+        for (kind, vendor, device) in want {
+            let k = t.get(kind).expect(kind);
+            assert_eq!((k.vendor, k.device), (vendor, device), "{kind}");
+            // Every kind is placed: its BDF is known before boot.
+            assert!(k.args.iter().any(|a| a.contains("addr={addr}")), "{kind}: {:?}", k.args);
+        }
+        assert_eq!(t.get("edu").map(DeviceKind::sysfs_id).ok(), Some("0x1234:0x11e8".to_string()));
+        assert!(t.get("nvme").is_ok_and(DeviceKind::has_image));
+        assert!(!t.get("edu").is_ok_and(DeviceKind::has_image));
+        assert_eq!(t.get("igb").ok().and_then(|k| k.driver.clone()), Some("igb".to_string()));
+        let a = t.render("nvme", "nvme0", 5, &[("image", "/p/nvme0.img".into())]).expect("nvme");
+        assert_eq!(
+            a,
+            [
+                "-drive",
+                "file=/p/nvme0.img,if=none,id=nvme0,format=raw",
+                "-device",
+                "nvme,serial=rig-nvme0,drive=nvme0,addr=05.0"
+            ]
+        );
+        assert_eq!(t.render("edu", "edu0", 4, &[]).expect("edu"), ["-device", "edu,id=edu0,addr=04.0"]);
+        assert_eq!((addr(0x1e), bdf(4)), ("1e.0".to_string(), "0000:00:04.0".to_string()));
     }
 }

@@ -1,7 +1,9 @@
 //! The guest machine as data (`qemu/machine.toml`): QEMU's base arguments,
-//! the machine type and the kernel command line the rig always boots with.
+//! the machine type, the kernel command line the rig always boots with, and
+//! the emulated IOMMUs a guest may get.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 const BUILTIN: &str = include_str!("../../../qemu/machine.toml");
 
@@ -14,6 +16,26 @@ pub struct MachineError(String);
 #[serde(deny_unknown_fields)]
 struct MachineFile {
     machine: Machine,
+    #[serde(default)]
+    iommu: BTreeMap<String, Iommu>,
+}
+
+/// An emulated IOMMU: what it adds to the machine, the argv and the kernel
+/// command line.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Iommu {
+    /// The name users write (`iommu = "intel"`); the table key.
+    #[serde(skip)]
+    pub name: String,
+    /// Options appended to `-machine <type>`.
+    #[serde(default)]
+    pub machine: Vec<String>,
+    /// QEMU arguments, placed before every device.
+    pub args: Vec<String>,
+    /// Kernel command-line words.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
 }
 
 /// One machine profile.
@@ -27,6 +49,9 @@ pub struct Machine {
     pub kind: String,
     /// Kernel command-line words after the console.
     pub cmdline: Vec<String>,
+    /// The IOMMUs a guest may ask for, by name.
+    #[serde(skip)]
+    pub iommus: BTreeMap<String, Iommu>,
 }
 
 impl Machine {
@@ -38,14 +63,37 @@ impl Machine {
     /// Parses and checks a profile.
     pub fn parse(text: &str) -> Result<Machine, MachineError> {
         let f: MachineFile = toml::from_str(text).map_err(|e| MachineError(e.message().to_string()))?;
-        let m = f.machine;
+        let mut m = f.machine;
         if m.kind.is_empty() || m.base.iter().chain(&m.cmdline).any(|a| a.is_empty()) {
             return Err(MachineError("empty machine type or argument".into()));
         }
         if m.cmdline.iter().any(|w| w.starts_with("console=")) {
             return Err(MachineError("the console comes from the kernel catalog, not the machine".into()));
         }
+        for (name, mut i) in f.iommu {
+            if i.args.is_empty() || i.args.iter().chain(&i.machine).chain(&i.cmdline).any(|a| a.is_empty()) {
+                return Err(MachineError(format!("iommu `{name}` has no arguments or an empty one")));
+            }
+            i.name = name.clone();
+            m.iommus.insert(name, i);
+        }
         Ok(m)
+    }
+
+    /// The IOMMU called `name`.
+    pub fn iommu(&self, name: &str) -> Result<&Iommu, MachineError> {
+        self.iommus.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.iommus.keys().map(String::as_str).collect();
+            MachineError(format!("no iommu `{name}`; known: {}", known.join(", ")))
+        })
+    }
+
+    /// The `-machine` value: the type, then the IOMMU's options.
+    pub fn machine_value(&self, iommu: Option<&Iommu>) -> String {
+        std::iter::once(self.kind.as_str())
+            .chain(iommu.into_iter().flat_map(|i| i.machine.iter().map(String::as_str)))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -59,6 +107,21 @@ mod tests {
         assert_eq!(m.kind, "q35");
         assert!(m.base.contains(&"-no-reboot".to_string()));
         assert!(m.cmdline.contains(&"panic=-1".to_string()));
+        assert_eq!(m.machine_value(None), "q35");
+    }
+
+    #[test]
+    fn intel_iommu_profile() {
+        let m = Machine::builtin().expect("builtin");
+        let i = m.iommu("intel").expect("intel");
+        assert_eq!(i.name, "intel");
+        assert_eq!(i.args, ["-device", "intel-iommu,intremap=on"]);
+        assert_eq!(i.cmdline, ["intel_iommu=on", "no_timer_check"]);
+        assert_eq!(m.machine_value(Some(i)), "q35,kernel-irqchip=split");
+        let e = m.iommu("amd").map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("amd") && e.contains("intel"), "{e}");
+        let bad = "[machine]\nbase=[]\ntype=\"q35\"\ncmdline=[]\n[iommu.x]\nargs=[]\n";
+        assert!(Machine::parse(bad).is_err());
     }
 
     #[test]

@@ -2,14 +2,13 @@
 //! watchdog that also notices a guest QEMU has paused, and clean-up in Drop
 //! (QEMU killed, nothing left running, whatever path the run takes).
 
-use crate::guest::console::{excerpts, Console, ConsoleError, Ports, Resume};
+use crate::guest::console::{excerpts, titles, Console, ConsoleError, Ports, Resume};
 use crate::guest::kernel_console::Attributed;
 use crate::guest::protocol::Nonce;
 use crate::guest::protocol::READY_MARKER;
 use crate::vm::qemu::{self, QemuConfig};
 use crate::vm::qmp;
 use crate::vm::snapshot;
-use std::fs::File;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -40,8 +39,8 @@ pub enum VmError {
     #[error("the guest did not reach `{READY_MARKER}` within {waited:?} (boot watchdog){hint}; console tail:\n{tail}")]
     BootTimeout { waited: Duration, tail: String, hint: String },
     /// The kernel crashed before the guest was ready.
-    #[error("the guest kernel crashed during boot:\n{excerpt}")]
-    Crashed { excerpt: String },
+    #[error("the guest kernel crashed during boot ({titles}):\n{excerpt}")]
+    Crashed { titles: String, excerpt: String },
     /// The console reported a crash, EOF, or an interrupt.
     #[error(transparent)]
     Console(#[from] ConsoleError),
@@ -135,12 +134,13 @@ impl Vm {
             "qemu.cmdline"
         };
         let cmdline_path = run_dir.join(cmdline_name);
-        std::fs::write(&cmdline_path, qemu::shell_line(&cfg.binary, &argv) + "\n").map_err(rd(cmdline_path))?;
+        crate::support::write_private(&cmdline_path, qemu::shell_line(&cfg.binary, &argv) + "\n")
+            .map_err(rd(cmdline_path))?;
         tracing::debug!(argv = ?argv, "starting QEMU");
         let stderr_path = run_dir.join("qemu.stderr");
         let stderr = match restore {
-            None => File::create(&stderr_path),
-            Some(_) => File::options().append(true).create(true).open(&stderr_path),
+            None => crate::support::create_private_file(&stderr_path),
+            Some(_) => crate::support::append_private_file(&stderr_path),
         }
         .map_err(rd(stderr_path.clone()))?;
         let mut cmd = Command::new(&cfg.binary);
@@ -242,7 +242,7 @@ impl Vm {
                 // A warning during module init: keep booting; a panic ends it.
                 Err(ConsoleError::Crash { reports, .. }) => {
                     if reports.iter().any(|a| a.report.panicked) {
-                        return Err(VmError::Crashed { excerpt: excerpts(&reports) });
+                        return Err(VmError::Crashed { titles: titles(&reports), excerpt: excerpts(&reports) });
                     }
                 }
                 Err(ConsoleError::ShellExited { .. }) => {}
@@ -265,7 +265,7 @@ impl Vm {
                     let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                     let reports = self.console.kernel().reports_since(from);
                     if !reports.is_empty() {
-                        return Err(VmError::Crashed { excerpt: excerpts(&reports) });
+                        return Err(VmError::Crashed { titles: titles(&reports), excerpt: excerpts(&reports) });
                     }
                     return Err(VmError::Exited { status, stderr: read_tail(&self.stderr_path, 2000), tail });
                 }

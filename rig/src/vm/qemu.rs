@@ -3,7 +3,7 @@
 //! The machine profile and the device arguments are data (`qemu/`).
 
 use super::devices::{DeviceError, DeviceTable};
-use super::machine::Machine;
+use super::machine::{Iommu, Machine};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -91,6 +91,8 @@ pub struct QemuConfig {
     pub qmp_socket: Option<PathBuf>,
     /// The ivshmem device, if any (the host side needs its socket).
     pub ivshmem: Option<SharedMemoryDevice>,
+    /// The emulated IOMMU, if any (from the machine profile).
+    pub iommu: Option<Iommu>,
     /// Every device's QEMU arguments, rendered from the device table.
     pub devices: Vec<Vec<String>>,
 }
@@ -104,9 +106,16 @@ pub fn base_args(m: &Machine) -> Vec<String> {
     m.base.clone()
 }
 
-/// Machine type, accelerator, CPU model, memory and vCPUs.
-pub fn machine_args(m: &Machine, accel: Accel, cpu_model: Option<&str>, memory_mib: u32, cpus: u32) -> Vec<String> {
-    let mut v = vec!["-machine".to_string(), m.kind.clone(), "-accel".into(), accel.name().into()];
+/// Machine type (with the IOMMU's options), accelerator, CPU model, memory and vCPUs.
+pub fn machine_args(
+    m: &Machine,
+    iommu: Option<&Iommu>,
+    accel: Accel,
+    cpu_model: Option<&str>,
+    memory_mib: u32,
+    cpus: u32,
+) -> Vec<String> {
+    let mut v = vec!["-machine".to_string(), m.machine_value(iommu), "-accel".into(), accel.name().into()];
     match (cpu_model, accel) {
         (Some(model), _) => v.extend(["-cpu".to_string(), model.to_string()]),
         // `host` passes the real CPU through; only valid with KVM.
@@ -154,18 +163,31 @@ pub fn qmp_args(socket: &Path) -> Vec<String> {
     vec!["-qmp".into(), format!("unix:{},server=on,wait=off", socket.display())]
 }
 
+/// The emulated IOMMU's device; it must come before the devices it translates.
+pub fn iommu_args(iommu: &Iommu) -> Vec<String> {
+    iommu.args.clone()
+}
+
 /// ivshmem over a shared file mapping (what the guest writes to BAR2 is in
-/// the file at once, and the reverse), or served by the rig's server.
-pub fn ivshmem_args(table: &DeviceTable, dev: &SharedMemoryDevice) -> Result<Vec<String>, DeviceError> {
+/// the file at once, and the reverse), or served by the rig's server; `id`
+/// names it in QEMU, `slot` is its PCI slot.
+pub fn ivshmem_args(
+    table: &DeviceTable,
+    dev: &SharedMemoryDevice,
+    id: &str,
+    slot: u8,
+) -> Result<Vec<String>, DeviceError> {
     match dev {
         SharedMemoryDevice::Plain(shm) => table.render(
             "ivshmem-plain",
-            "shm0",
+            id,
+            slot,
             &[("mem_path", shm.mem_path.display().to_string()), ("size", shm.size.to_string())],
         ),
         SharedMemoryDevice::Doorbell { socket, vectors } => table.render(
             "ivshmem-doorbell",
-            "ivsh0",
+            id,
+            slot,
             &[("socket", socket.display().to_string()), ("vectors", vectors.to_string())],
         ),
     }
@@ -174,11 +196,15 @@ pub fn ivshmem_args(table: &DeviceTable, dev: &SharedMemoryDevice) -> Result<Vec
 /// The full argv (without the binary), composed in a fixed order.
 pub fn argv(cfg: &QemuConfig) -> Vec<String> {
     let mut v = base_args(&cfg.machine);
-    v.extend(machine_args(&cfg.machine, cfg.accel, cfg.cpu_model.as_deref(), cfg.memory_mib, cfg.cpus));
+    let iommu = cfg.iommu.as_ref();
+    v.extend(machine_args(&cfg.machine, iommu, cfg.accel, cfg.cpu_model.as_deref(), cfg.memory_mib, cfg.cpus));
     v.extend(kernel_args(&cfg.kernel, &cfg.initrd, &cfg.cmdline));
     v.extend(console_args(&cfg.console, &cfg.shell));
     if let Some(q) = &cfg.qmp_socket {
         v.extend(qmp_args(q));
+    }
+    if let Some(i) = iommu {
+        v.extend(iommu_args(i));
     }
     for d in &cfg.devices {
         v.extend(d.iter().cloned());
@@ -271,8 +297,9 @@ mod tests {
             console: SerialBackend::Socket("/run/x/console.sock".into()),
             shell: SerialBackend::Socket("/run/x/shell.sock".into()),
             qmp_socket: Some("/run/x/qmp.sock".into()),
-            devices: vec![ivshmem_args(&table, &shm).expect("render")],
+            devices: vec![ivshmem_args(&table, &shm, "shm0", 3).expect("render")],
             ivshmem: Some(shm),
+            iommu: None,
         }
     }
 
@@ -297,7 +324,9 @@ mod tests {
         assert!(first < v.iter().position(|a| a == "chardev:sh0"));
         assert!(has_pair(&v, "-qmp", "unix:/run/x/qmp.sock,server=on,wait=off"));
         assert!(has_pair(&v, "-object", "memory-backend-file,id=shm0,mem-path=/run/x/shm,size=4194304,share=on"));
-        assert!(has_pair(&v, "-device", "ivshmem-plain,memdev=shm0,master=on"));
+        assert!(has_pair(&v, "-device", "ivshmem-plain,memdev=shm0,addr=03.0,master=on"));
+        assert!(has_pair(&v, "-machine", "q35"));
+        assert!(!v.iter().any(|a| a.contains("iommu")));
         let append = v.iter().position(|a| a == "-append").map(|i| v[i + 1].clone());
         let append = append.unwrap_or_default();
         assert!(append.contains("console=ttyS0") && append.contains("panic=-1"));
@@ -333,12 +362,26 @@ mod tests {
     fn doorbell_device_uses_the_server_socket() {
         let mut c = config();
         let dev = SharedMemoryDevice::Doorbell { socket: "/run/x/ivshmem.sock".into(), vectors: 2 };
-        c.devices = vec![ivshmem_args(&DeviceTable::builtin().expect("devices"), &dev).expect("render")];
+        c.devices = vec![ivshmem_args(&DeviceTable::builtin().expect("devices"), &dev, "ivsh0", 3).expect("render")];
         c.ivshmem = Some(dev);
         let v = argv(&c);
         assert!(has_pair(&v, "-chardev", "socket,id=ivsh0,path=/run/x/ivshmem.sock"));
-        assert!(has_pair(&v, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2,master=on"));
+        assert!(has_pair(&v, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2,addr=03.0,master=on"));
         assert!(!v.iter().any(|a| a.contains("memory-backend-file")));
+    }
+
+    #[test]
+    fn the_iommu_comes_before_the_devices_it_translates() {
+        let mut c = config();
+        let table = DeviceTable::builtin().expect("devices");
+        c.iommu = Some(c.machine.iommu("intel").expect("intel").clone());
+        c.devices.push(table.render("edu", "edu0", 4, &[]).expect("edu"));
+        let v = argv(&c);
+        assert!(has_pair(&v, "-machine", "q35,kernel-irqchip=split"));
+        let iommu = v.iter().position(|a| a == "intel-iommu,intremap=on");
+        let first_device = v.iter().position(|a| a.starts_with("ivshmem-plain") || a.starts_with("edu,"));
+        assert!(iommu.is_some() && iommu < first_device, "{v:?}");
+        assert!(has_pair(&v, "-device", "edu,id=edu0,addr=04.0"));
     }
 
     #[test]

@@ -7,17 +7,19 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
 use super::enter::has_program;
 use super::{preflight, privileged, ChrootError, ChrootSpec, ChrootStamp, ERROR_TAIL_LINES, STAMP_FILE, STAMP_FORMAT};
-use crate::support::{io_err, mark_used, tail_lines, USED_FILE};
+use crate::support::{io_err, mark_used, tail_lines, ChildError, GroupChild, IoError, USED_FILE};
 
 /// debootstraps into `.<name>.tmp`, cleans it, stamps it and renames it to
 /// `<name>` (replacing a stale one). Called with the exclusive lock held.
-pub(super) fn create(spec: &ChrootSpec, dir: &Path, name: &str) -> Result<(), ChrootError> {
+/// `interrupt` stops debootstrap (its whole process group).
+pub(super) fn create(spec: &ChrootSpec, dir: &Path, name: &str, interrupt: &AtomicBool) -> Result<(), ChrootError> {
     preflight(&spec.suite)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
@@ -36,8 +38,17 @@ pub(super) fn create(spec: &ChrootSpec, dir: &Path, name: &str) -> Result<(), Ch
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
-    debug!(command = ?cmd, "running");
-    let status = cmd.status().map_err(io_err("run debootstrap for", &tmp))?;
+    let mut child =
+        GroupChild::spawn(&mut cmd).map_err(|e| IoError { action: "run debootstrap for", path: tmp.clone(), ..e })?;
+    let status = match child.wait(interrupt) {
+        Ok(s) => s,
+        Err(ChildError::Interrupted { .. }) => {
+            // Best effort: a leftover temporary tree is removed next time.
+            let _ = remove_tree(&tmp);
+            return Err(ChrootError::Interrupted);
+        }
+        Err(ChildError::Io(e)) => return Err(e.into()),
+    };
     if !status.success() {
         let text = fs::read_to_string(&log_path).unwrap_or_default();
         let _ = remove_tree(&tmp);

@@ -81,7 +81,13 @@ mod tests {
             root: "/c/chroots/trixie-gcc-14".into(),
             stamp: placeholder_stamp(&spec()),
             created: false,
-            _lock: crate::support::lock_file(&tmp.path().join("l"), crate::support::LockMode::Shared, "").unwrap(),
+            _lock: crate::support::lock_file(
+                &tmp.path().join("l"),
+                crate::support::LockMode::Shared,
+                "",
+                &Default::default(),
+            )
+            .unwrap(),
         };
         let cmd = c.command(
             &[Bind::rw(Path::new("/b/out")), Bind::ro(Path::new("/k/root"))],
