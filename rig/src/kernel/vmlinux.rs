@@ -217,6 +217,15 @@ struct Source {
     modified_ns: u128,
 }
 
+/// The stamp beside a kept vmlinux: its source, and its own size, so a
+/// truncated file is made again rather than booted (the cache checks what
+/// it reuses).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    source: Source,
+    vmlinux_len: u64,
+}
+
 impl Source {
     fn of(bzimage: &Path) -> Result<Source, VmlinuxError> {
         let md = std::fs::metadata(bzimage).map_err(|source| VmlinuxError::Io {
@@ -240,8 +249,9 @@ pub fn extract_cached(bzimage: &Path, dir: &Path) -> Result<(PathBuf, bool), Vml
     };
     let source = Source::of(bzimage)?;
     let (elf_path, stamp) = (dir.join("vmlinux"), dir.join("vmlinux.json"));
-    let known: Option<Source> = std::fs::read_to_string(&stamp).ok().and_then(|t| serde_json::from_str(&t).ok());
-    if known.as_ref() == Some(&source) && elf_path.is_file() {
+    let known: Option<Stamp> = std::fs::read_to_string(&stamp).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let kept_len = std::fs::metadata(&elf_path).ok().filter(|m| m.is_file()).map(|m| m.len());
+    if known.as_ref().is_some_and(|k| k.source == source && Some(k.vmlinux_len) == kept_len) {
         return Ok((elf_path, false));
     }
     let bz = std::fs::read(bzimage).map_err(io("cannot read", bzimage))?;
@@ -259,7 +269,7 @@ pub fn extract_cached(bzimage: &Path, dir: &Path) -> Result<(PathBuf, bool), Vml
         path: elf_path.clone(),
         source: e.error,
     })?;
-    let json = serde_json::to_string(&source).unwrap_or_default();
+    let json = serde_json::to_string(&Stamp { source, vmlinux_len: elf.len() as u64 }).unwrap_or_default();
     std::fs::write(&stamp, json + "\n").map_err(io("cannot write", &stamp))?;
     Ok((elf_path, true))
 }
@@ -392,6 +402,10 @@ mod tests {
         assert!(made);
         assert_eq!(std::fs::read(&elf).expect("read"), data);
         assert_eq!(extract_cached(&bz_path, &cache).expect("cached"), (elf.clone(), false));
+        // A truncated vmlinux is made again, not booted.
+        std::fs::write(&elf, &data[..100]).expect("truncate");
+        assert_eq!(extract_cached(&bz_path, &cache).expect("again"), (elf.clone(), true));
+        assert_eq!(std::fs::read(&elf).expect("read"), data);
         assert_eq!(boot_image(&bz_path, &cache), BootImage::Pvh(elf));
         // No PVH note: the bzImage, and why.
         let plain = vec![7u8; 50_000];
