@@ -1,8 +1,8 @@
 //! `db-pong --count N [--ready-file PATH] [--timeout-ms N] [--peer P]`: the
 //! guest half of the doorbell round trip `rig bench` measures through the
 //! reference module. Each time the host rings vector 0
-//! (RIG_IOC_DB_WAIT wakes on its interrupt count), ring peer P (the host,
-//! 1) back on vector 1 (RIG_IOC_DB_RING), `count` times. The host times
+//! (RIG_IOC_DB_WAIT wakes on its interrupt count), ring peer P (default
+//! the host, peer 1) back on vector 1 (RIG_IOC_DB_RING), `count` times. The host times
 //! each round trip; this side checks every ring arrived once and was
 //! answered. The same loop as `rig-udrv pong`, through the kernel driver.
 
