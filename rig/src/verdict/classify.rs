@@ -561,7 +561,8 @@ static BODY: LazyLock<Regex> = LazyLock::new(|| {
         r"Modules linked in:|---\[ end |Kernel Offset:|CPU: \d+ |Hardware name:|Workqueue:|",
         r"FIX |Disabling lock debugging|note: |Fixing recursive fault|Rebooting in|Shutting down cpus|",
         r"Sending NMI|NMI backtrace|Dumping ftrace|Tainted:|task:|kfence-#|(?:allocated|freed) by task|",
-        r"Stack:|irq event stamp|(?:hard|soft)irqs last|INFO: lockdep|Showing busy workqueues)"
+        r"Stack:|irq event stamp|(?:hard|soft)irqs last|INFO: lockdep|Showing busy workqueues|",
+        r"rcu: |INFO: NMI handler \(\w+\) took too long|Stopper: )"
     ))
     .expect("body regex")
 });
@@ -653,9 +654,18 @@ fn candidates(class: Class, lines: &[KLine]) -> Vec<String> {
             out.push(base_name(&c[1]).to_string());
         }
     }
+    // An RCU stall names its stalled CPUs and may dump others too (the
+    // grace-period kthread, the CPU it last ran on): the stalled CPUs'
+    // stacks come first.
+    let stalled: Vec<u32> = if class == Class::RcuStall {
+        lines.iter().filter_map(|l| STALLED_CPU.captures(l.text.trim()).and_then(|c| c[1].parse().ok())).collect()
+    } else {
+        vec![]
+    };
+    let mut cpu: Option<u32> = None;
     let mut in_irq = false;
-    let mut rips = Vec::new();
-    let mut frames = Vec::new();
+    let (mut rips, mut frames) = (Vec::new(), Vec::new());
+    let (mut other_rips, mut other_frames) = (Vec::new(), Vec::new());
     for l in lines {
         let t = l.text.trim();
         match t {
@@ -663,21 +673,36 @@ fn candidates(class: Class, lines: &[KLine]) -> Vec<String> {
             "</IRQ>" | "</NMI>" => in_irq = false,
             _ => {}
         }
+        if let Some(c) = DUMP_CPU.captures(t) {
+            cpu = c.get(1).or(c.get(2)).and_then(|m| m.as_str().parse().ok());
+        } else if t.contains("kthread stack dump") || t.contains("GP kthread last ran") {
+            cpu = None;
+        }
         if class.stall() && in_irq {
             continue;
         }
+        let mine = stalled.is_empty() || cpu.is_some_and(|c| stalled.contains(&c));
+        let (r, f) = if mine { (&mut rips, &mut frames) } else { (&mut other_rips, &mut other_frames) };
         if let Some(c) = RIP.captures(t) {
-            rips.push(base_name(&c[1]).to_string());
+            r.push(base_name(&c[1]).to_string());
         } else if let Some(c) = FRAME.captures(&l.text) {
             if c.get(1).is_none() && header(&l.text).is_none() {
-                frames.push(base_name(&c[2]).to_string());
+                f.push(base_name(&c[2]).to_string());
             }
         }
     }
     out.extend(rips.into_iter().take(1));
     out.extend(frames);
+    out.extend(other_rips.into_iter().take(1));
+    out.extend(other_frames);
     out
 }
+
+/// `rcu: \t0-...!: (737 ticks this GP)`: CPU 0 stalls the grace period.
+static STALLED_CPU: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(?:rcu:\s*)?(\d+)-\S*: \(").expect("regex"));
+/// The start of one CPU's dump: `NMI backtrace for cpu 1`, `CPU: 0 PID: ...`.
+static DUMP_CPU: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(?:NMI backtrace for cpu (\d+)|CPU: (\d+) )").expect("regex"));
 
 /// `WARNING: ... at file:line func+0x`, `BUG: KFENCE: ... in func+0x`.
 static HEADER_FUNC: LazyLock<Regex> = LazyLock::new(|| {

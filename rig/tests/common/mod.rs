@@ -28,6 +28,7 @@ pub const EXPECT: &[(&str, &str, &str, &str)] = &[
     ("kfence", "kfence", "KFENCE: out-of-bounds write in rig_kfence", "BUG: KFENCE"),
     ("soft_lockup", "soft_lockup", "soft lockup in rig_soft_lockup", "soft lockup"),
     ("rcu_stall", "rcu_stall", "RCU stall in rig_rcu_stall", "stall"),
+    ("rcu_stall_starved", "rcu_stall", "RCU stall in rig_rcu_stall", "stall"),
     ("hung_task", "hung_task", "task hung in rig_hung_task", "blocked for more than"),
     ("hung_task_loglevel5", "hung_task", "task hung", "blocked for more than"),
     ("stack_overflow", "stack_overflow", "stack overflow in rig_recurse", "stack"),
