@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod devices;
+mod groups;
 pub mod prepare;
 pub mod record;
 pub mod replay;
