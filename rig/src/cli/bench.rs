@@ -55,7 +55,7 @@ pub fn main(g: &GlobalArgs, cmd: &BenchCmd) -> anyhow::Result<u8> {
                 let bars: Vec<String> = f
                     .bars
                     .iter()
-                    .map(|b| format!("{} {}", b.label, rig::suites::bench_plot::short(b.median)))
+                    .map(|b| format!("{} {}", b.label, rig::suites::bench::plot::short(b.median)))
                     .collect();
                 let notes = if f.notes.is_empty() { String::new() } else { format!(" ({})", f.notes.join("; ")) };
                 println!("{} {} [{}]: {}{notes}", f.kernel, f.id, f.unit, bars.join(", "));

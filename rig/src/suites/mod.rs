@@ -3,6 +3,5 @@
 
 pub mod apidiff;
 pub mod bench;
-pub mod bench_plot;
 pub mod boots;
 pub mod matrix;

@@ -2,7 +2,7 @@
 //! figure (two columns), each bar its median with a whisker from min to
 //! max. Pure drawing: plotters' SVG backend, text as SVG text.
 
-use super::bench::{BenchReport, Figure};
+use super::{BenchReport, Figure};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -114,7 +114,7 @@ fn panel<DB: DrawingBackend>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::bench::{Bar, BenchReport, Figure, KernelInfo};
+    use super::super::{Bar, BenchReport, Figure, KernelInfo};
     use super::*;
 
     fn report() -> BenchReport {
