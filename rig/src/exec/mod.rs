@@ -1,11 +1,13 @@
 //! Executing a plan: the linear recipe of `rig run` (prepare, host set-up,
-//! boot, steps, power off), one step at a time, and the interactive shell.
+//! boot, steps, power off), one step at a time, the interactive shell, and
+//! a guest's Debian root.
 //! Uses every stage below it; nothing below imports from here.
 
 pub mod devices;
 pub mod prepare;
 pub mod record;
 pub mod replay;
+pub mod rootfs;
 pub mod run;
 pub mod setup;
 pub mod shell;

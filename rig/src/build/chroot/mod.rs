@@ -264,8 +264,9 @@ pub(super) fn is_root() -> bool {
     ids().0 == 0
 }
 
-/// `program` as root: directly when root, else through `sudo -n`.
-pub(super) fn privileged(program: &str) -> Command {
+/// `program` as root: directly when root, else through `sudo -n` (the
+/// Debian root of `rootfs = "debian"` is made this way too).
+pub fn privileged(program: &str) -> Command {
     if is_root() {
         Command::new(program)
     } else {
