@@ -7,7 +7,7 @@ GUEST_BIN    := target/$(GUEST_TARGET)/release/rig-guest
 RIG          := target/release/rig
 RIG_ARGS     ?=
 
-.PHONY: all setup guest rig run test unit kmod clean matrix boots apidiff lint-workflows
+.PHONY: all setup guest rig run test unit kmod fresh-host clean matrix boots apidiff fuzz lint-workflows
 
 all: rig guest
 
@@ -41,9 +41,34 @@ matrix: setup guest rig
 boots: setup guest rig
 	$(RIG) boots --boots 50 --parallel 2 $(RIG_ARGS)
 
+# The fuzz suite at full length (docs/fuzz.md): 1,000,000 operations per
+# catalog kernel, one guest at a time, every check the kernel can do; the
+# figures of each kernel from rig-fuzz.json. (make test runs 20 s of it.)
+fuzz: setup guest rig
+	$(RIG) run -c guest-kmod/fuzz.toml --json rig-fuzz.json $(RIG_ARGS); status=$$?; \
+	grep -o '"kernel": "[^"]*"\|total  *[0-9][^\\]*' rig-fuzz.json; exit $$status
+
 # The 2.6-era API breaks by real builds; refreshes docs/api-changes.md's table.
 apidiff: setup rig
 	$(RIG) apidiff --write-doc docs/api-changes.md $(RIG_ARGS)
+
+# The fast tier, no boots (under a minute once built): the library's unit
+# tests, the verdict classifier on its fixtures, the one-way stage layout,
+# and the ABI mirror against the C header.
+unit:
+	$(CARGO) test --release -p rig -p rig-abi --lib --test classify --test layout --test abi_agrees
+
+# The reference module built for the default kernel (nothing booted), then
+# checkpatch on its sources (ci/checkpatch.sh; CHECKPATCH=path/to/checkpatch.pl
+# or it is taken once from Debian's linux-source package).
+kmod: setup rig
+	$(RIG) build -c guest-kmod/rig.toml $(RIG_ARGS)
+	bash ci/checkpatch.sh guest-kmod
+
+# ci/setup-host.sh on a fresh debootstrap'd Debian 12 in a chroot (root;
+# also part of `make test` through rig/tests/fresh_host.rs).
+fresh-host:
+	bash ci/fresh-host.sh
 
 # actionlint on .github/workflows (shellcheck on ci/*.sh when installed).
 lint-workflows:

@@ -2,15 +2,17 @@
 # Installs what the rig needs on a Debian 12 / Ubuntu host: QEMU (>= 10 where the
 # distribution has it), busybox-static, the compilers for module builds, debootstrap.
 # Idempotent: does nothing when everything is already there.
+# ci/fresh-host.sh runs it on a fresh debootstrap'd Debian 12 (rig/tests/fresh_host.rs).
 set -euo pipefail
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || need+=(busybox-static)
+# `file` may not be installed yet: without it busybox counts as not static.
+{ [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static; } || need+=(busybox-static)
 command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
-command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 # Archive signatures for fetches and build chroots (not preinstalled on Ubuntu).
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v file >/dev/null || need+=(file)
@@ -20,7 +22,44 @@ for pkg in libelf-dev bc flex bison libssl-dev dwarves; do
 done
 
 sudo=""
-[ "$(id -u)" = 0 ] || sudo="sudo"
+if [ "$(id -u)" != 0 ]; then
+    if ! command -v sudo >/dev/null; then
+        echo "setup-host: not root and sudo is not installed: run this as root (it installs packages with apt-get)" >&2
+        exit 3
+    fi
+    sudo="sudo"
+fi
+
+# The Debian mirror the system already uses for `$1` (never a hard-coded
+# one): deb822 sources first, then one-line sources.list entries, whose
+# `[options]` are skipped.
+system_mirror() {
+    local suite=$1 f uri=""
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] && [ -z "$uri" ] || continue
+        uri=$(awk -v suite="$suite" 'BEGIN { RS = "" }
+            {
+                deb = 0; hit = 0; uri = ""
+                n = split($0, lines, "\n")
+                for (i = 1; i <= n; i++) {
+                    split(lines[i], w, /[ \t]+/)
+                    if (w[1] == "Types:") for (j = 2; j in w; j++) if (w[j] == "deb") deb = 1
+                    if (w[1] == "Suites:") for (j = 2; j in w; j++) if (w[j] == suite) hit = 1
+                    if (w[1] == "URIs:" && uri == "") uri = w[2]
+                }
+                if (deb && hit && uri != "") { print uri; exit }
+            }' "$f")
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] && [ -z "$uri" ] || continue
+        uri=$(awk -v suite="$suite" '$1 == "deb" {
+                i = 2
+                if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+                if ($(i + 1) == suite) { print $i; exit }
+            }' "$f")
+    done
+    echo "$uri"
+}
 
 . /etc/os-release
 backports=""
@@ -29,11 +68,12 @@ if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
     qver=$(qemu-system-x86_64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\).*/\1/p' || true)
     if [ -z "$qver" ] || [ "$qver" -lt 10 ]; then
         src=/etc/apt/sources.list.d/rig-bookworm-backports.sources
-        if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-            # Reuse the mirror the system already uses; never hard-code one.
-            uri=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -1)
-            [ -n "$uri" ] || uri=$(awk '$1=="deb" && $3 ~ /^bookworm$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-            [ -n "$uri" ] || { echo "setup-host: cannot find the Debian mirror in /etc/apt sources" >&2; exit 3; }
+        if [ -z "$(system_mirror bookworm-backports)" ]; then
+            uri=$(system_mirror bookworm)
+            if [ -z "$uri" ]; then
+                echo "setup-host: cannot find the Debian mirror for bookworm in /etc/apt/sources.list or /etc/apt/sources.list.d/" >&2
+                exit 3
+            fi
             printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
                 "$uri" | $sudo tee "$src" >/dev/null
         fi
@@ -47,7 +87,7 @@ if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
 fi
 
 install() {
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 if [ ${#need[@]} -gt 0 ] || [ -n "$backports" ]; then
     echo "setup-host: installing ${need[*]} ${backports:+qemu-system-x86 (bookworm-backports)}"

@@ -10,6 +10,8 @@
  * /proc/rig_kmod/kfile then lets a check drive it both ways: reading it
  * makes the kernel read the file and return what it found, writing it
  * makes the kernel replace the file's content with what was written.
+ * Only a regular file at the path itself is used: a symlink there gives
+ * -ELOOP, a FIFO -ENXIO or -EINVAL, a directory -EISDIR or -EINVAL.
  *
  * Reading and writing files from a module is rarely right outside a
  * demonstration: paths depend on the caller's namespace, and policy on
@@ -44,14 +46,36 @@ static DEFINE_MUTEX(rig_kfile_lock);
 /* Outcome of the check at load: 1 passed, else a negative errno. */
 static int rig_kfile_loadcheck;
 
+/*
+ * Opens kfile_path, which lies in a directory anyone may write to (/tmp by
+ * default), for the module's own I/O, and only if a regular file is really
+ * there: never through a symlink (root writing through one planted in /tmp
+ * overwrites any file on the system), and without waiting on what is there
+ * (opening a FIFO waits for its other end, with rig_kfile_lock held, and
+ * every other user of the file queues up behind it). Found by the fuzzer.
+ */
+static struct file *rig_kfile_open(int flags, umode_t mode)
+{
+	struct file *file;
+
+	file = filp_open(rig_kfile_path,
+			 flags | O_LARGEFILE | O_NOFOLLOW | O_NONBLOCK, mode);
+	if (IS_ERR(file))
+		return file;
+	if (!S_ISREG(rig_file_inode(file)->i_mode)) {
+		filp_close(file, NULL);
+		return ERR_PTR(-EINVAL);
+	}
+	return file;
+}
+
 static ssize_t rig_kfile_write(const void *data, size_t len)
 {
 	struct file *file;
 	loff_t pos = 0;
 	ssize_t ret;
 
-	file = filp_open(rig_kfile_path, O_WRONLY | O_CREAT | O_TRUNC |
-			 O_LARGEFILE, 0600);
+	file = rig_kfile_open(O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (IS_ERR(file))
 		return PTR_ERR(file);
 
@@ -73,7 +97,7 @@ static ssize_t rig_kfile_read(void *buf)
 	loff_t size;
 	ssize_t ret;
 
-	file = filp_open(rig_kfile_path, O_RDONLY | O_LARGEFILE, 0);
+	file = rig_kfile_open(O_RDONLY, 0);
 	if (IS_ERR(file))
 		return PTR_ERR(file);
 

@@ -170,11 +170,33 @@ static void rig_pool_host_bad(struct rig_pool *p)
 	WRITE_ONCE(p->hring->bad, READ_ONCE(p->hring->bad) + 1);
 }
 
-/* Queues what the host published since the last look; locked. */
+/*
+ * Queues what the host published since the last look; locked. prod is
+ * the host's word: it is checked before it bounds anything, so this looks
+ * at no more than RIG_HRING_SLOTS entries whatever the host wrote.
+ */
 static void rig_pool_import_host(struct rig_pool *p)
 {
 	/* Pairs with the host's store-release of prod. */
 	u32 prod = smp_load_acquire(&p->hring->prod);
+	/* Free-running: both differences are right across a wrap. */
+	u32 outstanding = prod - p->host_cons;
+	u32 seen = p->host_next - p->host_cons;
+
+	/*
+	 * More entries than slots (the host wrote one we have not given
+	 * back), or prod moved back behind what we already took: refuse
+	 * them all, counted once per such prod. Refused entries are given
+	 * straight back below, which moves host_cons, so without this bound
+	 * a far-off prod and bad headers would keep this loop going for up
+	 * to 2^32 entries with the lock held.
+	 */
+	if (outstanding > RIG_HRING_SLOTS || outstanding < seen) {
+		if (p->host_overrun != prod)
+			rig_pool_host_bad(p);
+		p->host_overrun = prod;
+		return;
+	}
 
 	while (p->host_next != prod) {
 		u32 pos = p->host_next;
@@ -187,14 +209,6 @@ static void rig_pool_import_host(struct rig_pool *p)
 			.len	= READ_ONCE(hdr->len),
 			.seed	= READ_ONCE(hdr->seed),
 		};
-
-		/* The host wrote a slot we have not given back. */
-		if (pos - p->host_cons >= RIG_HRING_SLOTS) {
-			if (p->host_overrun != prod)
-				rig_pool_host_bad(p);
-			p->host_overrun = prod;
-			return;
-		}
 
 		p->host_next++;
 		if (READ_ONCE(hdr->magic) != RIG_POOL_BUF_MAGIC ||

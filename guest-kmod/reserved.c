@@ -9,7 +9,8 @@
  * /proc/iomem, maps it with memremap() and writes RIG_RESERVED_GREETING
  * at its start (reading it back: a range with no memory behind it fails
  * here). /dev/rig_reserved then exposes it like /dev/rig_kmalloc:
- * mmap(), read() of the kernel's view, RIG_IOC_REGION_INFO.
+ * mmap() (each page inserted as it is touched), read() of the kernel's
+ * view, RIG_IOC_REGION_INFO.
  *
  * Without parameters, or if any of that fails, the device still exists
  * and answers -ENODEV; /proc/rig_kmod/stats says why.
@@ -55,10 +56,22 @@ static ssize_t rig_resv_read(struct file *file, char __user *ubuf,
 				       rig_reserved_size);
 }
 
+/* Inserts the page of the range a mapping touched; SIGBUS past it. */
+static vm_fault_t rig_resv_fault(struct vm_fault *vmf)
+{
+	if (vmf->pgoff >= rig_reserved_size >> PAGE_SHIFT)
+		return VM_FAULT_SIGBUS;
+	return vmf_insert_pfn(vmf->vma, vmf->address,
+			      PHYS_PFN(rig_reserved_phys) + vmf->pgoff);
+}
+
+static const struct vm_operations_struct rig_resv_vm_ops = {
+	.fault	= rig_resv_fault,
+};
+
 static int rig_resv_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	unsigned long npages = rig_reserved_size >> PAGE_SHIFT;
-	int ret;
 
 	if (!rig_resv_mem)
 		return -ENODEV;
@@ -67,14 +80,18 @@ static int rig_resv_mmap(struct file *file, struct vm_area_struct *vma)
 	if (vma->vm_pgoff >= npages || vma_pages(vma) > npages - vma->vm_pgoff)
 		return -EINVAL;
 
-	/* Write-back, the type memremap() gave the kernel's mapping. */
-	rig_vm_flags_set(vma, VM_IO | RIG_VM_RESERVED);
-	ret = remap_pfn_range(vma, vma->vm_start,
-			      (rig_reserved_phys >> PAGE_SHIFT) + vma->vm_pgoff,
-			      vma->vm_end - vma->vm_start, vma->vm_page_prot);
-	if (!ret)
-		rig_count(mmaps);
-	return ret;
+	/*
+	 * Each page goes in at its first touch, write-back: vmf_insert_pfn()
+	 * takes the type memremap() reserved for the range. Not
+	 * remap_pfn_range(): on memory that is not RAM it reserves a type
+	 * for the whole mapping, which x86 PAT cannot give back piece by
+	 * piece, so unmapping part of it (munmap, mremap) logs "freeing
+	 * invalid memtype" and leaves the reservation wrong (seen on 6.1).
+	 */
+	rig_vm_flags_set(vma, VM_IO | VM_PFNMAP | RIG_VM_RESERVED);
+	vma->vm_ops = &rig_resv_vm_ops;
+	rig_count(mmaps);
+	return 0;
 }
 
 static long rig_resv_ioctl(struct file *file, unsigned int cmd,

@@ -17,7 +17,7 @@ fi
 if [ "${CACHE_HIT:-}" = false ]; then
     IFS=, read -ra kernels <<<"${KERNELS:?}"
     for k in "${kernels[@]}"; do
-        "$rig" fetch "$k" --refresh || echo "rig action: could not refresh $k; the run uses what is cached"
+        "$rig" fetch "$k" --update || echo "rig action: could not refresh $k; the run uses what is cached"
     done
 fi
 "$rig" cache | tail -1

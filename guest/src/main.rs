@@ -7,6 +7,7 @@
 mod args;
 mod doorbell;
 mod fault;
+mod fuzz;
 mod ioctl;
 mod kernel;
 mod kfile;
@@ -52,9 +53,13 @@ commands:
   db-pong [--count N --ready-file PATH --timeout-ms N --peer P]
                                         answer each ring of vector 0 with a ring of peer P
                                         on vector 1, N times (rig bench's round trip)
+  pool-info [--drain 1]                 the pool's state and the ring's counters (after taking
+                                        and giving back every ready buffer, with --drain)
   unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
-  kernel-clean                          no kernel warning, oops or call trace so far";
+  kernel-clean                          no kernel warning, oops or call trace so far
+  fuzz [--seed N --threads N --ops N --secs S --stream T --rebind-every N --trace 1 --detach PREFIX]
+                                        random and edge-case input to every interface, from several threads";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         "kfile" => no_args(kfile::run),
         "reserved" => reserved::run(rest),
         "pool" => pool::run(rest),
+        "pool-info" => pool::info_cmd(rest),
         "doorbell" => doorbell::run(rest),
         "hring" => doorbell::hring(rest),
         "collect" => doorbell::collect_cmd(rest),
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
         "unbind-while-mapped" => no_args(unbind::run),
         "unload-while-mapped" => no_args(unload::run),
         "kernel-clean" => no_args(kernel::run),
+        "fuzz" => fuzz::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -244,3 +244,38 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     ));
     r.finish()
 }
+
+/// `pool-info [--drain]`: the pool's state in one line (RIG_IOC_POOL_INFO,
+/// which first looks at the host's ring) and the ring's counters; with
+/// --drain, every buffer ready is taken and given back first.
+pub fn info_cmd(args: &[String]) -> Result<(), Failure> {
+    let opts = Opts::parse(args, &["--drain"])?;
+    let drain = opts.num("--drain", 0)? != 0;
+    let path = dev_path(rig_abi::dev::POOL);
+    let fd = Fd::open(&path, libc::O_RDWR).map_err(|e| Failure::Check(format!("open {path}: {}", ename(e))))?;
+    let start = std::time::Instant::now();
+    let mut drained = 0;
+    while let (true, Ok(d)) = (drain, take(&fd, false)) {
+        release(&fd, d.index).map_err(|e| Failure::Check(format!("release {}: {}", d.index, ename(e))))?;
+        drained += 1;
+    }
+    let i = info(&fd).map_err(|e| Failure::Check(format!("RIG_IOC_POOL_INFO: {}", ename(e))))?;
+    let took = start.elapsed();
+    if drain {
+        println!("drained {drained}");
+    }
+    println!(
+        "free {} ready {} taken {} host_queued {} host_consumed {} ({} ms)",
+        i.free,
+        i.ready,
+        i.taken,
+        i.host_queued,
+        i.host_consumed,
+        took.as_millis()
+    );
+    match crate::doorbell::read_hring() {
+        Ok(h) => println!("ring prod {} cons {} bad {}", h.prod, h.cons, h.bad),
+        Err(e) => println!("ring: {e}"),
+    }
+    Ok(())
+}

@@ -3,11 +3,14 @@
 //! The range the module got as parameters is claimed in /proc/iomem, is
 //! not System RAM, and /dev/rig_reserved maps it with the checks of
 //! mmap-kmalloc (greeting, pattern through two mappings and read()).
+//! Unmapping and shrinking pieces of a mapping leave x86 PAT's bookkeeping
+//! consistent.
 
 use crate::args::{Failure, Opts};
+use crate::kernel::Kmsg;
 use crate::mmap::{check_buffer, Buffer};
 use crate::report::Report;
-use crate::sys::{module_param, read_text, stats};
+use crate::sys::{dev_path, ename, errno, module_param, read_text, stats, Fd, RW};
 
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let opts = Opts::parse(args, &["--seed"])?;
@@ -50,5 +53,46 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     if let Some(c) = check_buffer(&mut r, &b, seed) {
         r.eq("RIG_IOC_REGION_INFO reports the range of the parameters", phys, c.info.phys);
     }
+    pieces(&mut r);
     r.finish()
+}
+
+/// Unmapping a piece of a mapping, or shrinking it, must leave the
+/// kernel's bookkeeping of memory types alone: x86 PAT logs "freeing
+/// invalid memtype" when it is asked to give back part of a type it
+/// reserved for a whole remap_pfn_range() mapping (found by the fuzzer).
+fn pieces(r: &mut Report) {
+    const PAGE: usize = 4096;
+    let Some(log) = r.must("read the kernel log from now on", Kmsg::from_now()) else { return };
+    let Some(fd) = r.success("open /dev/rig_reserved", Fd::open(&dev_path(rig_abi::dev::RESERVED), libc::O_RDWR))
+    else {
+        return;
+    };
+    // SAFETY: a fresh shared mapping of the device; only unmapped below.
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), 4 * PAGE, RW, libc::MAP_SHARED, fd.0, 0) };
+    if addr == libc::MAP_FAILED {
+        r.check(false, "map four pages", "success", ename(errno()));
+        return;
+    }
+    let a = addr as usize;
+    // SAFETY: every address below lies in the mapping made above; each
+    // call unmaps or shrinks a piece of it, the last one what is left.
+    let (hole, shrunk, rest) = unsafe {
+        std::ptr::read_volatile((a + PAGE) as *const u8);
+        let hole = libc::munmap((a + PAGE) as *mut libc::c_void, PAGE);
+        let shrunk = libc::mremap((a + 2 * PAGE) as *mut libc::c_void, 2 * PAGE, PAGE, 0);
+        let rest = libc::munmap(a as *mut libc::c_void, 4 * PAGE);
+        (hole, shrunk, rest)
+    };
+    r.eq("munmap of the second page of four", 0, hole);
+    r.check(shrunk != libc::MAP_FAILED, "mremap shrinks the last two pages to one", "success", ename(errno()));
+    r.eq("munmap of the rest", 0, rest);
+    let pat: Vec<String> =
+        log.read().unwrap_or_default().into_iter().filter(|l| l.contains("memtype") || l.contains("x86/PAT")).collect();
+    r.check(
+        pat.is_empty(),
+        "the kernel's memory types stay consistent (no x86/PAT complaint)",
+        "no line",
+        format!("{pat:?}"),
+    );
 }

@@ -26,10 +26,12 @@ enum Cmd {
     Run(cli::run::RunCmd),
     /// Boot the configured guest and hand its console to the terminal (Ctrl-] leaves).
     Shell(cli::shell::ShellCmd),
+    /// Build the config's modules for the kernel(s), booting nothing; prints each module's path.
+    Build(cli::build::BuildCmd),
     /// Download and unpack a kernel with its headers into the cache.
     Fetch(cli::kernels::FetchCmd),
-    /// List the kernel catalog.
-    Kernels,
+    /// List the kernel catalog; with --checks, which checks each kernel can do.
+    Kernels(cli::kernels::KernelsCmd),
     /// Give the verdicts of saved run directories again (KTAP; --json, --junit), booting nothing.
     Parse(cli::parse::ParseCmd),
     /// Measure boot latency against bare QEMU and the console step overhead; writes JSON.
@@ -61,8 +63,9 @@ fn main() -> ExitCode {
     let result = match &parsed.command {
         Cmd::Run(a) => cli::run::main(g, a),
         Cmd::Shell(a) => cli::shell::main(g, a),
+        Cmd::Build(a) => cli::build::main(g, a),
         Cmd::Fetch(a) => cli::kernels::fetch(g, a),
-        Cmd::Kernels => cli::kernels::list(),
+        Cmd::Kernels(a) => cli::kernels::list(g, a),
         Cmd::Parse(a) => cli::parse::main(g, a),
         Cmd::Bench(a) => cli::bench::main(g, a),
         Cmd::Matrix(a) => cli::matrix::main(g, a),

@@ -4,7 +4,8 @@
 //! `${{ steps.*.outputs.* }}`, `${{ vars.* }}`, `${{ matrix.* }}` and
 //! `${{ needs.*.outputs.* }}`, evaluates `if:`, runs each `run:` step with
 //! its shell and the runner's files (GITHUB_ENV, GITHUB_PATH, GITHUB_OUTPUT,
-//! GITHUB_STEP_SUMMARY), and emulates the `uses:` steps: actions/cache
+//! GITHUB_STEP_SUMMARY), reads the workflow commands (`::error ...::`) in
+//! their output as the runner does, and emulates the `uses:` steps: actions/cache
 //! restore and save against a local store directory, upload-artifact into
 //! an upload list (uploads.json), checkout and rust-cache as no-ops. An
 //! expression or action it does not know fails the test, so the action
@@ -13,7 +14,10 @@
 //! The README's example workflow (extracted from README.md) runs end to end
 //! on the default kernel with an empty cache store, then the `kernel` job of
 //! `.github/workflows/matrix.yml` (the rig's own CI, `uses: ./`) runs with
-//! that store on a fresh rig cache: restored, so nothing is downloaded. The
+//! that store on a fresh rig cache: restored, so nothing is downloaded. Then
+//! the action runs on the example with one step made to fail: the job fails,
+//! the job summary folds the failure, and an annotation points at the step's
+//! line in rig.toml. The
 //! rig caches are private to the test (hard links into the user's cache for
 //! the default kernel), so the user's cache is never pruned. Needs the
 //! default kernel once (network), QEMU, busybox-static and `make guest`.
@@ -27,6 +31,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use yaml_rust2::{Yaml, YamlLoader};
+
+/// The commit the stand-in runner checks out (GITHUB_SHA).
+const FAKE_SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// Action runs boot guests: one at a time.
 static ONE_RUN: Mutex<()> = Mutex::new(());
@@ -218,7 +225,45 @@ struct Runner {
     action_outputs: Vec<BTreeMap<String, String>>,
     summary: String,
     log: String,
+    /// Workflow commands the steps printed, as the runner decoded them.
+    commands: Vec<WorkflowCommand>,
     step_no: usize,
+}
+
+/// A workflow command (`::name key=value,...::data`), decoded.
+#[derive(Clone, Debug)]
+struct WorkflowCommand {
+    name: String,
+    props: BTreeMap<String, String>,
+    data: String,
+}
+
+/// The workflow command on `line`, as actions/runner's ActionCommand
+/// parses it: leading blanks trimmed, `::name props::data`, properties split
+/// on `,` and `=`, then `%0D`, `%0A` (and in properties `%3A`, `%2C`)
+/// decoded, `%25` last. Only the annotation commands.
+fn workflow_command(line: &str) -> Option<WorkflowCommand> {
+    let rest = line.trim_start().strip_prefix("::")?;
+    let end = rest.find("::")?;
+    let (info, data) = (&rest[..end], &rest[end + 2..]);
+    let (name, props) = info.split_once(' ').unwrap_or((info, ""));
+    if !["error", "warning", "notice"].contains(&name) {
+        return None;
+    }
+    let decode = |s: &str, prop: bool| {
+        let mut s = s.replace("%0D", "\r").replace("%0A", "\n");
+        if prop {
+            s = s.replace("%3A", ":").replace("%2C", ",");
+        }
+        s.replace("%25", "%")
+    };
+    let props = props
+        .trim()
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), decode(v, true)))
+        .collect();
+    Some(WorkflowCommand { name: name.to_owned(), props, data: decode(data, false) })
 }
 
 impl Runner {
@@ -236,6 +281,7 @@ impl Runner {
             action_outputs: vec![],
             summary: String::new(),
             log: String::new(),
+            commands: vec![],
             step_no: 0,
         }
     }
@@ -303,6 +349,9 @@ impl Runner {
             ("CI", "true".to_owned()),
             ("GITHUB_ACTIONS", "true".to_owned()),
             ("GITHUB_WORKSPACE", self.workspace.display().to_string()),
+            ("GITHUB_SERVER_URL", "https://github.com".to_owned()),
+            ("GITHUB_REPOSITORY", "user/module".to_owned()),
+            ("GITHUB_SHA", FAKE_SHA.to_owned()),
             ("RUNNER_TEMP", self.temp.display().to_string()),
             ("RUNNER_OS", "Linux".to_owned()),
             ("RUNNER_ARCH", "X64".to_owned()),
@@ -323,6 +372,8 @@ impl Runner {
         let out = cmd.output().expect("run a step");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         self.note(text.trim_end());
+        // The runner reads commands from both streams.
+        self.commands.extend(text.lines().filter_map(workflow_command));
         for (k, v) in parse_kv_file(&files["GITHUB_ENV"]) {
             self.job_env.insert(k, v);
         }
@@ -605,7 +656,12 @@ fn hello_workspace(dir: &Path) -> PathBuf {
 }
 
 /// What the action promised and uploaded for one kernel's run.
-fn check_results(r: &Runner, uploads: &Path, outputs: &BTreeMap<String, String>, kernel: &str, artifact: &str) {
+fn check_results(
+    r: &Runner,
+    uploads: &Path,
+    outputs: &BTreeMap<String, String>,
+    (config, kernel, artifact): (&str, &str, &str),
+) {
     let log = &r.log;
     assert_eq!(outputs["passed"], "true", "{log}");
     assert_eq!(outputs["exit-code"], "0", "{log}");
@@ -628,7 +684,13 @@ fn check_results(r: &Runner, uploads: &Path, outputs: &BTreeMap<String, String>,
     for f in [junit, results.join(format!("{kernel}.tap")), results.join(kernel).join("console.log")] {
         assert!(files.contains(&f.to_str().expect("utf-8")), "{} is not uploaded: {files:?}", f.display());
     }
-    assert!(r.summary.contains(&format!("### rig: {kernel}")), "{}", r.summary);
+    // The job summary: the verdict, the table and the timings.
+    let summary = &r.summary;
+    assert!(summary.contains(&format!("### ✅ rig: {config} — passed on {kernel}\n")), "{summary}");
+    assert!(summary.contains(&format!("| check | {kernel} |\n")), "{summary}");
+    assert!(summary.contains("| **result** | ✅ ") && summary.contains("<summary>Timings</summary>"), "{summary}");
+    assert!(!summary.contains("<details><summary>❌") && r.commands.is_empty(), "{summary}\n{:?}", r.commands);
+    assert_eq!(fs::read_to_string(results.join("summary.md")).expect("summary.md"), *summary);
 }
 
 fn write_upload_list(r: &Runner, path: &Path) {
@@ -666,7 +728,7 @@ fn readme_example_then_the_matrix_job_from_the_saved_cache() {
     assert!(ok, "the README example failed:\n{}", r.log);
     let outputs = r.action_outputs.last().cloned().expect("the example runs the action");
     write_upload_list(&r, &t.join("uploads1.json"));
-    check_results(&r, &t.join("uploads1.json"), &outputs, "bookworm-6.1", "rig-bookworm-6.1");
+    check_results(&r, &t.join("uploads1.json"), &outputs, ("rig.toml", "bookworm-6.1", "rig-bookworm-6.1"));
     assert_eq!(outputs["cache-hit"], "", "the store was empty");
     let saved: u64 = outputs["cache-size"].parse().expect("cache-size in bytes");
     assert!(saved > 0 && saved <= 4 << 30, "{saved}");
@@ -707,14 +769,60 @@ fn readme_example_then_the_matrix_job_from_the_saved_cache() {
     assert!(ok, "the matrix job failed:\n{}", r.log);
     let outputs = r.action_outputs.last().cloned().expect("the job runs the action");
     write_upload_list(&r, &t.join("uploads2.json"));
-    check_results(&r, &t.join("uploads2.json"), &outputs, "bookworm-6.1", "rig-matrix-bookworm-6.1");
+    check_results(
+        &r,
+        &t.join("uploads2.json"),
+        &outputs,
+        ("guest-kmod/rig.toml", "bookworm-6.1", "rig-matrix-bookworm-6.1"),
+    );
     assert_eq!(outputs["cache-hit"], "true", "{}", r.log);
     assert_eq!(outputs["cache-size"], "", "a hit is neither pruned nor saved again");
     assert!(cache2.join("kernels/bookworm-6.1/tree.json").is_file(), "the kernel was not restored");
     assert!(!cache2.join("apt").exists(), "the run went to the archive although the cache was restored");
+    let second = started.elapsed();
+    eprintln!("matrix job: {:.0} s", (second - first).as_secs_f64());
+
+    // 3. The example with a step that fails, from the same store: the job
+    // fails, the summary folds the failure, and the annotation is on the
+    // step's `[[test.step]]` line in rig.toml.
+    let workspace = hello_workspace(&t.join("failing"));
+    let config = fs::read_to_string(workspace.join("rig.toml")).expect("rig.toml");
+    let failing = config.replace("expect_regex = '^hello 1$'", "expect_regex = '^hello 2$'");
+    assert_ne!(failing, config, "the example's second step changed");
+    fs::write(workspace.join("rig.toml"), &failing).expect("rig.toml");
+    let lines: Vec<&str> = failing.lines().collect();
+    let named = lines.iter().position(|l| l.contains("name = \"first read greets")).expect("the step");
+    let header = lines[..named].iter().rposition(|l| l.trim() == "[[test.step]]").expect("its header") + 1;
+    let mut r = Runner::new(&workspace, &t.join("temp3"), &store, machine_env(&t.join("cache3")));
+    let (ok, outputs, ctx) = r.run_action(&root(), &BTreeMap::new());
+    assert!(!ok, "a failing step must fail the job:\n{}", r.log);
+    assert_eq!((outputs["passed"].as_str(), outputs["exit-code"].as_str()), ("false", "1"), "{}", r.log);
+    assert_eq!(ctx.steps["run"].conclusion, "success", "the run step never fails itself");
+    assert_eq!(ctx.steps["restore-cache"].outputs["cache-hit"], "true");
+    let errors: Vec<&WorkflowCommand> = r.commands.iter().filter(|c| c.name == "error").collect();
+    assert_eq!(errors.len(), 1, "{:?}", r.commands);
+    let e = errors[0];
+    assert_eq!(e.props.get("file").map(String::as_str), Some("rig.toml"), "{e:?}");
+    assert_eq!(e.props.get("line"), Some(&header.to_string()), "{e:?}");
+    assert_eq!(
+        e.props.get("title").map(String::as_str),
+        Some("greeting: first read greets and counts one open failed on bookworm-6.1")
+    );
+    assert!(e.data.starts_with("bookworm-6.1: output does not match /(?m)^hello 2$/\n  output:\n  hello 1"), "{e:?}");
+    let summary = &r.summary;
+    assert!(summary.contains("### ❌ rig: rig.toml — failed on bookworm-6.1\n"), "{summary}");
+    assert!(summary.contains("| greeting: first read greets and counts one open | ❌ fail |"), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "<details><summary>❌ <b>bookworm-6.1</b> · greeting: first read greets and counts one open — output does \
+             not match /(?m)^hello 2$/</summary>\n\nStep at [rig.toml:{header}](https://github.com/user/module/blob/\
+             {FAKE_SHA}/rig.toml#L{header}).\n\nOutput:\n\n```text\nhello 1\n```\n"
+        )),
+        "{summary}"
+    );
     eprintln!(
-        "matrix job: {:.0} s; both: {:.0} s",
-        (started.elapsed() - first).as_secs_f64(),
+        "failing example: {:.0} s; all three: {:.0} s",
+        (started.elapsed() - second).as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
 }
@@ -769,4 +877,8 @@ fn expressions_and_output_files() {
     fs::write(&f, "a=1\nlist<<EOF\nx\ny\nEOF\nb=2=3\n").expect("write");
     let kv = parse_kv_file(&f);
     assert_eq!((kv["a"].as_str(), kv["list"].as_str(), kv["b"].as_str()), ("1", "x\ny", "2=3"));
+    let c = workflow_command("  ::error file=a%2Cb%3Ac.toml,line=3,title=t%253A::x%0Ay: %25z").expect("a command");
+    assert_eq!((c.name.as_str(), c.props["file"].as_str(), c.props["line"].as_str()), ("error", "a,b:c.toml", "3"));
+    assert_eq!((c.props["title"].as_str(), c.data.as_str()), ("t%3A", "x\ny: %z"));
+    assert!(workflow_command("::set-output name=x::y").is_none() && workflow_command("rig: ::error").is_none());
 }

@@ -147,7 +147,8 @@ mod tests {
         fs::create_dir_all(c.join("initramfs/6.1")).expect("mkdir");
         fs::write(c.join("initramfs/6.1/initramfs-a.cpio"), b"cpio").expect("write");
         fs::create_dir_all(c.join("build/6.1/.m.rig-prune/x")).expect("mkdir");
-        let held = lock_file(&c.join("kernels/busy.lock"), LockMode::Shared, "held").expect("lock");
+        let held =
+            lock_file(&c.join("kernels/busy.lock"), LockMode::Shared, "held", &Default::default()).expect("lock");
 
         let items = inventory(c).expect("inventory");
         let p = plan(&items, &Policy { clean: true, ..Policy::default() }, SystemTime::now());

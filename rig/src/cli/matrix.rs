@@ -1,12 +1,14 @@
 //! `rig matrix`: the suite on every kernel, several guests at once; prints
-//! the kernel x check table, writes KTAP, JUnit and logs per kernel.
+//! the kernel x check table and the totals, writes KTAP, JUnit and logs per
+//! kernel (and a Markdown summary if asked), annotates under GitHub Actions.
 
 use super::boots::all_by_default;
 use super::ui::Ui;
 use super::{cpus, exit_code_for, install_signal_handlers, load_plan, run_options, GlobalArgs, RunArgs};
 use super::{EXIT_FAILED, EXIT_INTERRUPTED};
-use rig::exec::run::Event;
+use rig::exec::run::{kernel_result, Event};
 use rig::kernel::catalog::Catalog;
+use rig::results::{ktap, Tree};
 use rig::suites::matrix::{self, MatrixOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,6 +31,9 @@ pub struct MatrixCmd {
     /// With --list: a JSON array of {kernel, suite, flavour, description}.
     #[arg(long, requires = "list")]
     pub json: bool,
+    /// Write a Markdown summary here (kernel x check table, failures folded, timings), e.g. for $GITHUB_STEP_SUMMARY.
+    #[arg(long, conflicts_with = "list")]
+    pub markdown: Option<PathBuf>,
 }
 
 /// `rig matrix`: runs every kernel, prints the table, writes the output dir.
@@ -44,6 +49,7 @@ pub fn main(g: &GlobalArgs, a: &MatrixCmd) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let plan = load_plan(&a.run)?;
+    let title = super::report::title(&plan.source);
     let interrupt = install_signal_handlers()?;
     let opts = MatrixOptions {
         base: run_options(g, &a.run, plan),
@@ -78,11 +84,17 @@ pub fn main(g: &GlobalArgs, a: &MatrixCmd) -> anyhow::Result<u8> {
     if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
         worst = EXIT_INTERRUPTED;
     }
+    let tree = Tree { kernels: report.runs.iter().map(|r| kernel_result(&r.kernel, &r.outcome)).collect() };
+    if let Some(path) = &a.markdown {
+        super::report::write_markdown(path, &tree, &title, Some(report.wall))?;
+    }
+    super::report::annotate(&tree);
     eprintln!(
-        "rig: matrix {} in {:.0} s ({} at once); KTAP, JUnit XML and logs in {}",
+        "rig: matrix {} in {:.0} s ({} at once): {}; KTAP, JUnit XML and logs in {}",
         if report.passed() { "PASS" } else { "FAIL" },
         report.wall.as_secs_f64(),
         report.jobs,
+        ktap::totals(tree.counts()).trim_start_matches("# "),
         opts.out_dir.display()
     );
     Ok(worst)

@@ -5,10 +5,12 @@
 pub mod apidiff;
 pub mod bench;
 pub mod boots;
+pub mod build;
 pub mod cache;
 pub mod kernels;
 pub mod matrix;
 pub mod parse;
+pub mod report;
 pub mod run;
 pub mod shell;
 pub mod ui;
@@ -110,6 +112,14 @@ pub struct RunArgs {
     /// Boot with panic_on_warn=1.
     #[arg(long)]
     pub panic_on_warn: bool,
+    /// Checks to turn on besides the config's, comma-separated, or `all`
+    /// (slub, kfence, init_on_free, init_on_alloc, page_poison,
+    /// panic_on_warn, oops_panic, softlockup_panic, hung_task).
+    #[arg(long, value_name = "A,B")]
+    pub checks: Option<String>,
+    /// Fail when the kernel cannot do one of the checks (else it is left out, said in one line).
+    #[arg(long)]
+    pub strict_checks: bool,
 }
 
 /// The source tree the binary was built from: default config and guest programs.
@@ -120,9 +130,21 @@ pub fn project_root() -> PathBuf {
 pub fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal ends the rig at once (QEMU dies with it: PDEATHSIG).
-        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
-            .context("installing signal handlers")?;
+        // A second signal ends the rig at once, after killing the process
+        // groups of its children (make, apt, debootstrap); QEMU dies with
+        // it (PDEATHSIG).
+        let set = flag.clone();
+        // SAFETY: the handler only loads an atomic, calls kill(2) through
+        // kill_child_groups and _exit(2): all async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                if set.load(std::sync::atomic::Ordering::SeqCst) {
+                    rig::support::kill_child_groups();
+                    libc::_exit(i32::from(EXIT_INTERRUPTED));
+                }
+            })
+        }
+        .context("installing signal handlers")?;
         signal_hook::flag::register(sig, flag.clone()).context("installing signal handlers")?;
     }
     Ok(flag)
@@ -130,8 +152,12 @@ pub fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
 
 pub fn exit_code_for(e: &RunError) -> u8 {
     match e {
-        RunError::Catalog(_) | RunError::Device(DeviceSetupError::MissingModule { .. }) => EXIT_USAGE,
+        RunError::Catalog(_) | RunError::Checks { .. } | RunError::Device(DeviceSetupError::MissingModule { .. }) => {
+            EXIT_USAGE
+        }
         RunError::Interrupted => EXIT_INTERRUPTED,
+        // A package apt does not know is the config's mistake.
+        RunError::Rootfs(r) if r.is_config() => EXIT_USAGE,
         // The user's module did not build, or crashed the guest at boot.
         e if e.is_test_failure() => EXIT_FAILED,
         _ => EXIT_RIG,
@@ -151,7 +177,10 @@ fn usage(e: impl std::fmt::Display) -> UsageError {
 pub fn load_plan(a: &RunArgs) -> Result<Plan, UsageError> {
     let catalog = Catalog::builtin().map_err(usage)?;
     let path = a.config.clone().unwrap_or_else(|| project_root().join("guest-kmod/rig.toml"));
-    let mut plan = rig::plan::load(&path, &catalog).map_err(usage)?;
+    let mut plan = rig::plan::load(&path, &catalog).map_err(|e| {
+        report::annotate_config_error(&e);
+        usage(e)
+    })?;
     if let Some(dir) = &a.module_dir {
         if !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
             return Err(UsageError(format!(
@@ -174,6 +203,14 @@ pub fn load_plan(a: &RunArgs) -> Result<Plan, UsageError> {
     if a.panic_on_warn {
         plan.guest.cmdline.push("panic_on_warn=1".into());
     }
+    if let Some(list) = &a.checks {
+        let names: Vec<&str> = list.split(',').filter(|n| !n.trim().is_empty()).collect();
+        let more = rig::kernel::checks::parse_names(&names).map_err(|e| UsageError(format!("--checks: {e}")))?;
+        plan.guest.checks.extend(more);
+        plan.guest.checks.sort();
+        plan.guest.checks.dedup();
+    }
+    plan.guest.strict_checks |= a.strict_checks;
     Ok(plan)
 }
 

@@ -1,5 +1,5 @@
-//! `rig parse`: the verdicts of saved run directories, as KTAP (and JSON or
-//! JUnit if asked), without booting anything.
+//! `rig parse`: the verdicts of saved run directories, as KTAP (and JSON,
+//! JUnit or a Markdown summary if asked), without booting anything.
 
 use super::{GlobalArgs, UsageError, EXIT_FAILED};
 use anyhow::Context;
@@ -17,6 +17,9 @@ pub struct ParseCmd {
     /// Write JUnit XML here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Write a Markdown summary here (kernel x check table, failures folded).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 pub fn main(_g: &GlobalArgs, cmd: &ParseCmd) -> anyhow::Result<u8> {
@@ -34,6 +37,10 @@ pub fn main(_g: &GlobalArgs, cmd: &ParseCmd) -> anyhow::Result<u8> {
     }
     if let Some(path) = &cmd.junit {
         std::fs::write(path, junit::junit(&tree)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &cmd.markdown {
+        // Run directories keep no timings: the summary shows the verdicts.
+        super::report::write_markdown(path, &tree, "rig parse", None)?;
     }
     Ok(if tree.passed() { 0 } else { EXIT_FAILED })
 }

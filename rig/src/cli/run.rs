@@ -1,14 +1,16 @@
 //! `rig run`: one run per kernel, KTAP on stdout as results arrive, then
-//! JSON and JUnit files if asked.
+//! JSON, JUnit and Markdown files if asked, and annotations under GitHub
+//! Actions.
 
 use super::ui::Ui;
 use super::{exit_code_for, install_signal_handlers, plan_and_kernels, run_options, GlobalArgs, RunArgs};
-use super::{EXIT_FAILED, EXIT_INTERRUPTED};
+use super::{report, EXIT_FAILED, EXIT_INTERRUPTED};
 use anyhow::Context;
 use rig::exec::run::{Event, RunOptions};
 use rig::results::ktap::{self, Ktap};
 use rig::results::{json, junit, Tree};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct RunCmd {
@@ -20,6 +22,9 @@ pub struct RunCmd {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write a Markdown summary here (kernel x check table, failures folded, timings), e.g. for $GITHUB_STEP_SUMMARY.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -27,7 +32,9 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
+    let started = Instant::now();
     let (plan, kernels) = plan_and_kernels(&cmd.run)?;
+    let title = report::title(&plan.source);
     let interrupt = install_signal_handlers()?;
     let base = run_options(g, &cmd.run, plan);
     let (mut ktap, head) = Ktap::start(kernels.len());
@@ -101,5 +108,9 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
     if let Some(path) = &cmd.junit {
         write_file(path, &junit::junit(&tree))?;
     }
+    if let Some(path) = &cmd.markdown {
+        report::write_markdown(path, &tree, &title, Some(started.elapsed()))?;
+    }
+    report::annotate(&tree);
     Ok(worst)
 }

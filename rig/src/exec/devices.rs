@@ -5,12 +5,11 @@
 use crate::guest::protocol::{self, DeviceReport};
 use crate::image::init::DeviceInit;
 use crate::kernel::intree::{self, InTreeModule, IntreeError};
-use crate::plan::step::{Action, Check};
+use crate::plan::step::Check;
 use crate::plan::{Bind, DevicePlan};
 use crate::results::{CheckResult, Outcome};
 use crate::vm::devices::{DeviceError, DeviceTable};
 use std::path::Path;
-use std::time::Duration;
 
 /// What vfio-pci needs besides its own dependencies: vfio asks for the
 /// type1 backend with request_module when a container is set up, and the
@@ -148,19 +147,7 @@ impl GuestDevice {
 
 /// The boot group's check of each device (results come from [`boot_results`]).
 pub fn boot_checks(devices: &[GuestDevice]) -> Vec<Check> {
-    devices
-        .iter()
-        .map(|d| Check {
-            name: d.check_name(),
-            action: Action::Guest {
-                command: String::new(),
-                status: 0,
-                expect: None,
-                timeout: Duration::ZERO,
-                report: None,
-            },
-        })
-        .collect()
+    devices.iter().map(|d| Check::rig(d.check_name())).collect()
 }
 
 /// One result per device from `/init`'s `RIG-DEVICE` lines.

@@ -1,8 +1,9 @@
 //! Executing a plan: the linear recipe of `rig run` (prepare, host set-up,
 //! boot, steps, power off), one step at a time, the interactive shell, and
-//! a guest's Debian root.
+//! a guest's Debian root, and `rig build` (the modules only).
 //! Uses every stage below it; nothing below imports from here.
 
+pub mod build;
 pub mod devices;
 pub mod prepare;
 pub mod record;

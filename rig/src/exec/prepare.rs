@@ -9,6 +9,7 @@ use crate::build::kbuild::{self, BuildRequest};
 use crate::image::contents::{guest_image, LoadedModule, Userspace};
 use crate::image::initramfs;
 use crate::kernel::catalog::{Catalog, KernelEntry};
+use crate::kernel::checks;
 use crate::kernel::fetch::{self, FetchOptions, KernelTree};
 use crate::kernel::intree;
 use crate::plan::step::Action;
@@ -18,6 +19,7 @@ use crate::vm::devices::DeviceTable;
 use crate::vm::qemu::{self, QemuError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 fn require(path: &Path, what: &str, fix: &str) -> Result<Vec<u8>, RunError> {
@@ -65,16 +67,18 @@ pub fn preflight(opts: &RunOptions, emit: &mut dyn FnMut(Event)) -> Result<(), R
 }
 
 /// The catalog entry `opts` names (resolved once, here) and its fetched tree.
-pub fn fetch_kernel(opts: &RunOptions) -> Result<(KernelEntry, KernelTree), RunError> {
+/// `interrupt` (Ctrl-C) stops a download or a wait for the cache.
+pub fn fetch_kernel(opts: &RunOptions, interrupt: &AtomicBool) -> Result<(KernelEntry, KernelTree), RunError> {
     let catalog = Catalog::builtin()?;
     let entry = catalog.entry_or_default(Some(&opts.kernel))?.into_owned();
     let fo = FetchOptions {
         cache_dir: opts.cache_dir.clone(),
         archive_uri: opts.archive_uri.clone(),
         refresh: false,
+        update: false,
         offline: opts.offline,
     };
-    let tree = fetch::fetch(&entry, &fo)?;
+    let tree = fetch::fetch(&entry, &fo, interrupt)?;
     Ok((entry, tree))
 }
 
@@ -93,6 +97,8 @@ pub struct Prepared {
     pub initrd: PathBuf,
     /// The Debian root, when the guest has one.
     pub root: Option<PreparedRoot>,
+    /// The command-line words of the checks this kernel does.
+    pub check_args: Vec<String>,
 }
 
 impl Prepared {
@@ -102,7 +108,8 @@ impl Prepared {
     }
 }
 
-fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
+/// Where `m` is built for kernel `release` (`rig run` and `rig build` share it).
+pub fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
     // Two configs with same-named module directories must not share a build dir.
     let digest = Sha256::digest(m.dir.to_string_lossy().as_bytes());
     let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -110,21 +117,28 @@ fn build_dir_for(cache: &Path, release: &str, m: &ModulePlan) -> PathBuf {
     cache.join("build").join(release).join(format!("{name}-{tag}"))
 }
 
-/// Fetch, build and pack: everything before QEMU starts.
-pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) -> Result<Prepared, RunError> {
+/// Fetch, build and pack: everything before QEMU starts. `interrupt`
+/// (Ctrl-C) stops a download, a build or a wait for the cache at once.
+pub fn prepare(
+    opts: &RunOptions,
+    t: &mut Timings,
+    interrupt: &AtomicBool,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Prepared, RunError> {
     preflight(opts, emit)?;
     let phase = Instant::now();
     emit(Event::Progress(format!(
         "fetching kernel {}",
         if opts.kernel.is_empty() { "(default)" } else { &opts.kernel }
     )));
-    let (entry, tree) = fetch_kernel(opts)?;
+    let (entry, tree) = fetch_kernel(opts, interrupt)?;
     t.fetch = phase.elapsed();
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
+    let check_args = checks_for(opts, &tree, emit)?;
 
     // The Debian root first: the kernel is skipped if its suite cannot have it.
     let phase = Instant::now();
-    let root = rootfs::prepare_root(opts, &tree, emit)?;
+    let root = rootfs::prepare_root(opts, &tree, interrupt, emit)?;
     t.initramfs = phase.elapsed();
 
     let phase = Instant::now();
@@ -153,6 +167,7 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
                 make_vars: m.make_vars.clone(),
                 extra_cflags_w1: false,
             },
+            interrupt,
         )?;
         emit(Event::Note(format!(
             "built {} against {} in {} ({})",
@@ -181,5 +196,26 @@ pub fn prepare(opts: &RunOptions, t: &mut Timings, emit: &mut dyn FnMut(Event)) 
     let (initrd, fresh) = spec.build_cached(&opts.cache_dir.join("initramfs").join(&tree.release))?;
     t.initramfs += phase.elapsed();
     emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
-    Ok(Prepared { entry, tree, modules, devices: guest_devices, initrd, root })
+    Ok(Prepared { entry, tree, modules, devices: guest_devices, initrd, root, check_args })
+}
+
+/// The checks of the plan this kernel does (said in one line), from its
+/// config; with `strict_checks` one it cannot do is an error.
+fn checks_for(opts: &RunOptions, tree: &KernelTree, emit: &mut dyn FnMut(Event)) -> Result<Vec<String>, RunError> {
+    let g = &opts.plan.guest;
+    if g.checks.is_empty() {
+        return Ok(vec![]);
+    }
+    let text = std::fs::read_to_string(&tree.config).map_err(|_| RunError::Missing {
+        what: "the kernel's config (to decide its checks)".into(),
+        path: tree.config.clone(),
+        fix: "fetch the kernel again with `rig fetch NAME --refresh`".into(),
+    })?;
+    let r = checks::resolve(&checks::KernelConfig::parse(&text), &g.checks);
+    emit(Event::Note(r.summary(&tree.name)));
+    if g.strict_checks && !r.off.is_empty() {
+        let missing: Vec<String> = r.off.iter().map(|(c, why)| format!("{c} ({why})")).collect();
+        return Err(RunError::Checks { kernel: tree.name.clone(), missing: missing.join(", ") });
+    }
+    Ok(r.args)
 }

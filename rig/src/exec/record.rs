@@ -5,6 +5,7 @@
 //! check the verdict the run gave it.
 
 use super::step::GuestRecord;
+use crate::plan::step::Source;
 use crate::results::{CheckResult, Outcome};
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,9 @@ pub struct CheckRecord {
     /// The kernel under this check died: its failure is a crash.
     #[serde(default)]
     pub crashed: bool,
+    /// The step in the config (records before it have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// One group.
@@ -115,6 +119,7 @@ impl RunRecord {
             elapsed_ms: r.elapsed.as_secs_f64() * 1000.0,
             how,
             crashed: matches!(r.outcome, Outcome::Crash(_)),
+            source: r.source.clone(),
         });
     }
 }

@@ -84,6 +84,7 @@ pub fn verdicts(rec: &RunRecord, reports: &[Attributed], dir: &Path) -> RunRepor
                 output,
                 elapsed: Duration::from_secs_f64(c.elapsed_ms / 1000.0),
                 host_side: c.host_side,
+                source: c.source.clone(),
             });
         }
         tests.push(TestResult { name: g.name.clone(), results });

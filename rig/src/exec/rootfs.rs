@@ -9,14 +9,15 @@ use super::run::{Event, RunError, RunOptions};
 use crate::guest::protocol;
 use crate::image::rootfs::{self, Rootfs, RootfsSpec, RootfsStamp};
 use crate::kernel::fetch::KernelTree;
-use crate::plan::step::{Action, Check};
+use crate::plan::step::Check;
 use crate::plan::GuestPlan;
 use crate::results::{CheckResult, Outcome, RunReport, TestResult, Timings};
 use crate::vm::machine::{Machine, MachineError, RootDisk};
 use crate::vm::qemu::{Accel, QemuError};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The root a guest boots into.
 #[derive(Clone, Debug)]
@@ -44,6 +45,7 @@ pub fn root_disk() -> Result<RootDisk, RunError> {
 pub fn prepare_root(
     opts: &RunOptions,
     tree: &KernelTree,
+    interrupt: &AtomicBool,
     emit: &mut dyn FnMut(Event),
 ) -> Result<Option<PreparedRoot>, RunError> {
     let Some(plan) = &opts.plan.guest.rootfs else { return Ok(None) };
@@ -57,8 +59,8 @@ pub fn prepare_root(
         modules_dir: tree.modules_dir.clone(),
     };
     let start = Instant::now();
-    let got =
-        rootfs::ensure(&spec, &opts.cache_dir, opts.offline, &mut |step| emit(Event::Progress(step.to_string())))?;
+    let mut log = |step: &str| emit(Event::Progress(step.to_string()));
+    let got = rootfs::ensure(&spec, &opts.cache_dir, opts.offline, &mut log, interrupt)?;
     match got {
         Rootfs::Skip { reason } => {
             Err(RunError::Skipped { kernel: tree.name.clone(), release: tree.release.clone(), reason })
@@ -88,16 +90,7 @@ pub fn cpu_model(given: Option<String>, accel: Accel, debian: bool, disk: Option
 }
 
 fn boot_check(name: &str) -> Check {
-    Check {
-        name: name.into(),
-        action: Action::Guest {
-            command: String::new(),
-            status: 0,
-            expect: None,
-            timeout: Duration::ZERO,
-            report: None,
-        },
-    }
+    Check::rig(name)
 }
 
 /// The hugepages' boot check.
@@ -220,6 +213,7 @@ mod tests {
             devices: vec![],
             initrd: "/c/i.cpio".into(),
             root: None,
+            check_args: vec![],
         }
     }
 

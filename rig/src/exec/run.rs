@@ -20,7 +20,7 @@ use crate::image::rootfs::RootfsError;
 use crate::kernel::catalog::CatalogError;
 use crate::kernel::fetch::FetchError;
 use crate::kernel::intree::IntreeError;
-use crate::plan::step::{Action, Check};
+use crate::plan::step::Check;
 use crate::plan::Plan;
 use crate::results::{CheckResult, KernelError, KernelResult, Outcome, RunReport, Stage, TestResult, Timings};
 use crate::vm::accel::AccelRequest;
@@ -81,7 +81,7 @@ pub enum RunError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(FetchError),
     /// Boxed: a build error carries the compiler's output.
     #[error(transparent)]
     Kbuild(Box<KbuildError>),
@@ -123,17 +123,35 @@ pub enum RunError {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted; QEMU stopped and temporary files removed")]
     Interrupted,
+    /// `strict_checks`, and the kernel cannot do some of the checks.
+    #[error("{kernel} cannot do the checks {missing} (strict_checks): drop them, or the kernel")]
+    Checks { kernel: String, missing: String },
 }
 
 impl From<RootfsError> for RunError {
     fn from(e: RootfsError) -> Self {
-        RunError::Rootfs(Box::new(e))
+        match e {
+            RootfsError::Interrupted => RunError::Interrupted,
+            e => RunError::Rootfs(Box::new(e)),
+        }
     }
 }
 
 impl From<KbuildError> for RunError {
     fn from(e: KbuildError) -> Self {
-        RunError::Kbuild(Box::new(e))
+        match e {
+            KbuildError::Interrupted => RunError::Interrupted,
+            e => RunError::Kbuild(Box::new(e)),
+        }
+    }
+}
+
+impl From<FetchError> for RunError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Interrupted => RunError::Interrupted,
+            e => RunError::Fetch(e),
+        }
     }
 }
 
@@ -168,6 +186,18 @@ impl RunError {
     }
 }
 
+/// `result`, with `dir` kept on disk when the error names it as kept (a
+/// boot that failed), else removed: an error never points at a directory
+/// that is gone.
+pub fn keep_if_named<T>(dir: tempfile::TempDir, result: Result<T, RunError>) -> Result<T, RunError> {
+    if let Err(e) = &result {
+        if e.run_dir() == Some(dir.path()) {
+            let _ = dir.keep();
+        }
+    }
+    result
+}
+
 /// A build that ran and failed on the module's own sources.
 fn user_build_failure(e: &KbuildError) -> bool {
     matches!(e, KbuildError::BuildFailed { .. } | KbuildError::NoModules { .. } | KbuildError::SourceMissing { .. })
@@ -186,6 +216,10 @@ pub fn kernel_result(kernel: &str, outcome: &Result<RunReport, RunError>) -> Ker
     }
 }
 
+/// The line before the kernel log the rig reads after the last step, in
+/// shell.log (kernel.log has the log alone).
+const KERNEL_LOG_LABEL: &str = "--- rig: the kernel log (dmesg) for kernel.log, read after the last step ---";
+
 /// The boot check that fails when the kernel warned or oopsed before the shell.
 pub const BOOT_CLEAN: &str = "no kernel warning or oops during boot";
 
@@ -198,41 +232,11 @@ pub const KERNEL_LOG_CLEAN: &str = "no kernel report outside the steps";
 /// The groups of a run: boot (one check per loaded module, then the shell),
 /// setup, the tests, teardown.
 pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
-    let mut boot: Vec<Check> = p
-        .loaded()
-        .map(|m| Check {
-            name: format!("insmod {}", m.file),
-            action: Action::Guest {
-                command: String::new(),
-                status: 0,
-                expect: None,
-                timeout: Duration::ZERO,
-                report: None,
-            },
-        })
-        .collect();
+    let mut boot: Vec<Check> = p.loaded().map(|m| Check::rig(format!("insmod {}", m.file))).collect();
     boot.extend(devices::boot_checks(&p.devices));
     boot.extend(super::rootfs::boot_checks(&plan.guest));
-    boot.push(Check {
-        name: BOOT_CLEAN.into(),
-        action: Action::Guest {
-            command: String::new(),
-            status: 0,
-            expect: None,
-            timeout: Duration::ZERO,
-            report: None,
-        },
-    });
-    boot.push(Check {
-        name: "guest shell answers".into(),
-        action: Action::Guest {
-            command: String::new(),
-            status: 0,
-            expect: None,
-            timeout: Duration::ZERO,
-            report: None,
-        },
-    });
+    boot.push(Check::rig(BOOT_CLEAN));
+    boot.push(Check::rig("guest shell answers"));
     let mut g = vec![("boot".to_string(), boot)];
     if !plan.setup.is_empty() {
         g.push(("setup".into(), plan.setup.clone()));
@@ -241,16 +245,7 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
     if !plan.teardown.is_empty() {
         g.push(("teardown".into(), plan.teardown.clone()));
     }
-    let check = Check {
-        name: KERNEL_LOG_CLEAN.into(),
-        action: Action::Guest {
-            command: String::new(),
-            status: 0,
-            expect: None,
-            timeout: Duration::ZERO,
-            report: None,
-        },
-    };
+    let check = Check::rig(KERNEL_LOG_CLEAN);
     g.push((KERNEL_LOG_GROUP.into(), vec![check]));
     g
 }
@@ -260,7 +255,7 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
 /// checks it answers.
 fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> bool {
     if shell_exited {
-        if console.prepare_shell(Duration::from_secs(10)).is_err() {
+        if console.take_new_shell(Duration::from_secs(10)).is_err() {
             return false;
         }
     } else {
@@ -270,7 +265,7 @@ fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> 
         match console.run("true", Duration::from_secs(5)) {
             Ok(_) => return true,
             Err(ConsoleError::ShellExited { .. }) => {
-                if console.prepare_shell(Duration::from_secs(10)).is_err() {
+                if console.take_new_shell(Duration::from_secs(10)).is_err() {
                     return false;
                 }
             }
@@ -318,7 +313,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let total = Instant::now();
     let mut t = Timings::default();
     let stop = || if interrupt.load(Ordering::Relaxed) { Err(RunError::Interrupted) } else { Ok(()) };
-    let prepared = match prepare(opts, &mut t, emit) {
+    let prepared = match prepare(opts, &mut t, &interrupt, emit) {
         Err(RunError::Skipped { kernel, release, reason }) => {
             return super::rootfs::skipped(opts, &kernel, &release, &reason, t, total, emit)
         }
@@ -402,7 +397,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     for (gi, (gname, group)) in group_list.iter().enumerate().skip(1).take(last - 1) {
         for check in group {
             if let Some(why) = &aborted {
-                rec.fixed(gi, CheckResult::verdict(&check.name, Outcome::NotRun(why.clone())));
+                let not_run = CheckResult::verdict(&check.name, Outcome::NotRun(why.clone()));
+                rec.fixed(gi, CheckResult { source: check.source.clone(), ..not_run });
                 continue;
             }
             let (mut r, abort, guest) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
@@ -450,8 +446,11 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         }
     }
     if aborted.is_none() {
-        if let Ok(out) = vm.console.run("dmesg", Duration::from_secs(20)) {
-            let _ = std::fs::write(run_dir.path().join("kernel.log"), out.output + "\n");
+        // Labelled: in shell.log the dump would read as a boot after the steps.
+        let command = format!("echo '{KERNEL_LOG_LABEL}'; dmesg");
+        if let Ok(out) = vm.console.run(&command, Duration::from_secs(20)) {
+            let log = out.output.strip_prefix(KERNEL_LOG_LABEL).unwrap_or(&out.output).trim_start_matches('\n');
+            let _ = crate::support::write_private(&run_dir.path().join("kernel.log"), log.to_owned() + "\n");
         }
     }
     t.checks = phase.elapsed();
@@ -468,7 +467,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) }, How::KernelLog);
     // The record goes with the logs; `rig parse` reads them back.
     if let Ok(json) = serde_json::to_string_pretty(&rec.record) {
-        let _ = std::fs::write(run_dir.path().join(record::FILE), json + "\n");
+        let _ = crate::support::write_private(&run_dir.path().join(record::FILE), json + "\n");
     }
     drop(vm);
     // The captures are complete once QEMU is gone.
@@ -510,7 +509,7 @@ pub fn insmod_results(boot_log: &str, files: &[String]) -> Vec<CheckResult> {
             } else {
                 crate::guest::console::clean(&crate::support::tail_bytes(boot_log, 1500))
             };
-            CheckResult { name: format!("insmod {file}"), outcome, output, elapsed: Duration::ZERO, host_side: false }
+            CheckResult { name: format!("insmod {file}"), output, ..CheckResult::verdict("", outcome) }
         })
         .collect()
 }

@@ -15,12 +15,9 @@ use crate::vm::machine::{Machine, MachineError};
 use crate::vm::qemu::{self, Ivshmem, QemuConfig, QemuError, SharedMemoryDevice};
 use std::path::{Path, PathBuf};
 
-/// A 0700 temporary directory (tempfile), removed on drop.
+/// A 0700 temporary directory under `$TMPDIR`, removed on drop.
 pub fn private_dir(prefix: &str) -> Result<tempfile::TempDir, RunError> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })
+    crate::support::private_tempdir(prefix).map_err(|source| RunError::TempDir { dir: std::env::temp_dir(), source })
 }
 
 /// The one decision of ivshmem-plain or ivshmem-doorbell for a guest.
@@ -101,6 +98,12 @@ pub fn guest_config(
     cmdline.extend(qemu::default_cmdline(&machine, "ttyS0").into_iter().filter(|a| !a.starts_with("console=")));
     cmdline.extend(iommu.iter().flat_map(|i| i.cmdline.iter().cloned()));
     cmdline.extend(guest.cmdline.iter().cloned());
+    // A check may say what [guest] oops_panic or panic_on_warn said already.
+    for a in &p.check_args {
+        if !cmdline.contains(a) {
+            cmdline.push(a.clone());
+        }
+    }
     let ivshmem = match (shm, guest.shm) {
         (Some(m), Some(plan)) => Some(shm_device(plan, private, m)),
         _ => None,

@@ -1,8 +1,8 @@
 //! `rig shell`: the same guest `rig run` boots, with its console handed to
 //! the person at the terminal (for debugging a failing step). Ctrl-] leaves.
 
-use crate::exec::prepare::prepare;
-use crate::exec::run::{Event, RunError, RunOptions};
+use crate::exec::prepare::{prepare, Prepared};
+use crate::exec::run::{keep_if_named, Event, RunError, RunOptions};
 use crate::exec::setup::{host_setup, private_dir};
 use crate::guest::protocol::Nonce;
 use crate::results::Timings;
@@ -47,16 +47,28 @@ impl Drop for RawTerminal {
 /// stdin, or the guest powering off.
 pub fn shell(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(Event)) -> Result<(), RunError> {
     let mut t = Timings::default();
-    let prepared = prepare(opts, &mut t, emit)?;
+    let prepared = prepare(opts, &mut t, &interrupt, emit)?;
     let run_dir = private_dir("rig-shell-")?;
-    let host = host_setup(opts, &prepared, emit)?;
+    let result = relay(opts, &prepared, interrupt, &run_dir, emit);
+    keep_if_named(run_dir, result)
+}
+
+/// Boots the guest with its logs in `run_dir` and relays its console.
+fn relay(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    interrupt: Arc<AtomicBool>,
+    run_dir: &tempfile::TempDir,
+    emit: &mut dyn FnMut(Event),
+) -> Result<(), RunError> {
+    let host = host_setup(opts, prepared, emit)?;
     let (cfg, shm) = (&host.cfg, &host.shm);
     let boot_err = |source: VmError, dir: &tempfile::TempDir| RunError::Boot {
         source: Box::new(source),
         run_dir: dir.path().to_path_buf(),
     };
-    let mut vm = Vm::start(cfg, run_dir.path(), Nonce::new(), interrupt.clone()).map_err(|e| boot_err(e, &run_dir))?;
-    vm.wait_ready(opts.boot_timeout).map_err(|e| boot_err(e, &run_dir))?;
+    let mut vm = Vm::start(cfg, run_dir.path(), Nonce::new(), interrupt.clone()).map_err(|e| boot_err(e, run_dir))?;
+    vm.wait_ready(opts.boot_timeout).map_err(|e| boot_err(e, run_dir))?;
     if let Some(m) = shm {
         emit(Event::Note(format!("shared memory on the host: {}", m.path().display())));
     }

@@ -237,6 +237,7 @@ pub fn run_check(
         output,
         elapsed: start.elapsed(),
         host_side,
+        source: check.source.clone(),
     };
     let host = |memory: &Memory, f: &dyn Fn(&SharedMemory) -> Result<String, String>| {
         match memory {
@@ -412,6 +413,17 @@ pub fn run_check(
             };
             (result(o, out, true), None, None)
         }
+        Action::HostFuzzRing { seed, writes, duration } => {
+            let spec = crate::host::ring_fuzz::RingFuzz { seed: *seed, writes: *writes, duration: *duration };
+            let (o, out) = match shm {
+                None => (Outcome::Fail("this guest has no ivshmem region".into()), String::new()),
+                Some(m) => match crate::host::ring_fuzz::run(m, side.doorbell.as_deref_mut(), spec, side.interrupt) {
+                    Ok(rep) => (Outcome::Pass, format!("seed {seed}: {rep}")),
+                    Err(e) => (Outcome::Fail(e.clone()), e),
+                },
+            };
+            (result(o, out, true), None, None)
+        }
         Action::HostWaitRing { vector, timeout } => {
             let r = match side.doorbell.as_deref_mut() {
                 None => Err("this guest has no ivshmem-doorbell (set [guest.ivshmem] doorbell = true)".to_string()),
@@ -558,8 +570,11 @@ mod tests {
         };
         let nonce = crate::guest::protocol::Nonce::fixed("0");
         let mut c = Console::attach(ports, nonce, Default::default()).expect("attach");
-        let check =
-            Check { name: "h".into(), action: Action::HostVerify { memory: Memory::Shm, offset: 0, len: 1, seed: 0 } };
+        let check = Check {
+            name: "h".into(),
+            action: Action::HostVerify { memory: Memory::Shm, offset: 0, len: 1, seed: 0 },
+            source: None,
+        };
         let flag = AtomicBool::new(false);
         let mut side = HostSide {
             shm: None,

@@ -154,7 +154,7 @@ impl Console {
         let kernel = KernelConsole::spawn(ports.kernel, ports.kernel_log, nonce.clone(), wake.clone())?;
         let reader = TeeReader {
             inner: ports.shell.try_clone()?,
-            transcript: File::create(ports.shell_log)?,
+            transcript: crate::support::create_private_file(ports.shell_log)?,
             wake: wake.clone(),
             pending: 0,
         };
@@ -284,6 +284,19 @@ impl Console {
         self.send(&protocol::shell_setup_line())?;
         self.wait_str(protocol::SHELL_OK_MARKER, timeout)?;
         Ok(())
+    }
+
+    /// Takes over the shell /init started after the last one exited: waits
+    /// for its prompt (what is typed while the old shell's tty hangs up is
+    /// lost or garbled), discards any half line with Ctrl-C, then sets it
+    /// up like the first.
+    pub fn take_new_shell(&mut self, timeout: Duration) -> Result<(), ConsoleError> {
+        match self.wait_str(protocol::FRESH_PROMPT, timeout) {
+            Ok(_) | Err(ConsoleError::Timeout { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.interrupt_step()?;
+        self.prepare_shell(timeout)
     }
 
     /// Runs one shell command and returns its status, output and the kernel

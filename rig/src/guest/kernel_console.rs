@@ -10,7 +10,6 @@
 use super::protocol::{self, Nonce, StepMark};
 use crate::verdict::{Classifier, Event, KernelReport};
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -220,7 +219,7 @@ pub struct KernelConsole {
 impl KernelConsole {
     /// Starts reading `stream` into `log`.
     pub fn spawn(stream: UnixStream, log: &Path, nonce: Nonce, wake: Arc<Wake>) -> std::io::Result<KernelConsole> {
-        let mut file = File::create(log)?;
+        let mut file = crate::support::create_private_file(log)?;
         stream.set_read_timeout(Some(IDLE))?;
         let state = Arc::new(Mutex::new(State::default()));
         let (st, wk) = (state.clone(), wake.clone());

@@ -23,6 +23,9 @@ pub const READY_MARKER: &str = "RIG-READY";
 /// `/init` prints this when the shell exited and a new one takes over.
 pub const RESPAWN_MARKER: &str = "RIG-SHELL-RESPAWN";
 
+/// A fresh shell's prompt, before the rig sets it up (/init exports it).
+pub const FRESH_PROMPT: &str = "rig# ";
+
 /// The shell prints this once it is set up for scripting.
 pub const SHELL_OK_MARKER: &str = "RIG-SHELL-OK";
 

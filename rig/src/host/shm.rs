@@ -2,8 +2,10 @@
 //! vm-memory, read and written at region offsets (the guest's BAR2 offsets).
 //! A device's backing image (an NVMe namespace) is mapped the same way.
 
+use nix::fcntl::posix_fallocate;
 use rig_abi::ShmHeader;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
 
@@ -13,6 +15,10 @@ pub enum ShmError {
     /// Creating or opening the backing file failed.
     #[error("cannot open the ivshmem backing file {path}: {source}")]
     Open { path: PathBuf, source: std::io::Error },
+    /// The backing file's blocks could not be allocated: a sparse file on
+    /// a full filesystem would kill the rig with SIGBUS at the first write.
+    #[error("no room for the {} MiB ivshmem backing file {}: {source}; the rig makes it under TMPDIR ({}): free space there or point TMPDIR at a filesystem with room", size >> 20, path.display(), tmpdir.display())]
+    NoSpace { path: PathBuf, size: u64, tmpdir: PathBuf, source: std::io::Error },
     /// ivshmem wants a power-of-two size of at least 1 MiB for the module.
     #[error("ivshmem size {0:#x} is not a power of two of at least 1 MiB: pick e.g. 4M")]
     BadSize(u64),
@@ -38,28 +44,24 @@ pub struct SharedMemory {
 }
 
 impl SharedMemory {
-    /// Creates (zero-filled) or reuses the backing file with `size` bytes and maps it.
+    /// Creates (zero-filled) or reuses the backing file with `size` bytes,
+    /// readable by the user only, with every block allocated, and maps it.
     pub fn create(path: &Path, size: u64) -> Result<SharedMemory, ShmError> {
         if !size.is_power_of_two() || size < rig_abi::SHM_MIN_SIZE {
             return Err(ShmError::BadSize(size));
         }
-        let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(open_err)?;
-        file.set_len(size).map_err(open_err)?;
+        let file = open_private_allocated(path, size)?;
         Self::map(path, file, size)
     }
 
-    /// Creates a device's backing image of `size` bytes (zeros, sparse) and
-    /// maps it: what QEMU writes into it is seen here, and the reverse.
+    /// Creates a device's backing image of `size` bytes (zeros, private,
+    /// allocated) and maps it: what QEMU writes into it is seen here, and
+    /// the reverse.
     pub fn create_image(path: &Path, size: u64) -> Result<SharedMemory, ShmError> {
         if size == 0 || !size.is_multiple_of(4096) {
             return Err(ShmError::BadImageSize(size));
         }
-        let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).map_err(open_err)?;
-        file.set_len(size).map_err(open_err)?;
+        let file = open_private_allocated(path, size)?;
         Self::map(path, file, size)
     }
 
@@ -139,10 +141,37 @@ impl SharedMemory {
     }
 }
 
+/// `path` opened (created if missing) for reading and writing, 0600
+/// whatever the umask (a guest's memory or disk: nobody else reads it),
+/// `size` bytes long with every block allocated: a sparse file on a full
+/// filesystem would kill the rig or QEMU with SIGBUS at the first write.
+fn open_private_allocated(path: &Path, size: u64) -> Result<File, ShmError> {
+    let open_err = |source| ShmError::Open { path: path.to_path_buf(), source };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(open_err)?;
+    file.set_permissions(Permissions::from_mode(0o600)).map_err(open_err)?;
+    file.set_len(size).map_err(open_err)?;
+    let len = i64::try_from(size).map_err(|_| ShmError::BadSize(size))?;
+    posix_fallocate(&file, 0, len).map_err(|errno| ShmError::NoSpace {
+        path: path.to_path_buf(),
+        size,
+        tmpdir: std::env::temp_dir(),
+        source: errno.into(),
+    })?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn writes_reach_the_file_and_back() {
@@ -158,6 +187,20 @@ mod tests {
         let mut b = [0u8; 4];
         f.read_exact(&mut b).expect("read");
         assert_eq!(b[0], rig_abi::pattern_byte(42, 0));
+    }
+
+    #[test]
+    fn the_backing_file_is_private_and_allocated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shm");
+        // A file left over with a wider mode is narrowed too.
+        std::fs::write(&path, b"").expect("write");
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("chmod");
+        let shm = SharedMemory::create(&path, 1 << 20).expect("map");
+        let md = std::fs::metadata(shm.path()).expect("stat");
+        assert_eq!(md.permissions().mode() & 0o777, 0o600);
+        // Not sparse: every block is there before the guest or the host writes.
+        assert!(md.blocks() * 512 >= 1 << 20, "{} blocks", md.blocks());
     }
 
     #[test]

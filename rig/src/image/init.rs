@@ -148,7 +148,7 @@ fi
 fn shell_loop() -> String {
     format!(
         r#"echo {ready}
-export PS1='rig# '
+export PS1='{fresh_prompt}'
 # A session leader that opens the tty gets it as its controlling tty, so
 # Ctrl-C reaches a step. Not exec'd: the shell must not be PID 1, or its
 # exit (after a background job ends, say) panics the kernel. If it exits, a
@@ -162,6 +162,7 @@ done
         shell_tty = protocol::SHELL_TTY,
         ready = protocol::READY_MARKER,
         respawn = protocol::RESPAWN_MARKER,
+        fresh_prompt = protocol::FRESH_PROMPT,
     )
 }
 

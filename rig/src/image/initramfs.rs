@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Errors building the initramfs.
@@ -117,23 +117,31 @@ impl InitramfsSpec {
         Ok(())
     }
 
-    /// Builds `<cache_dir>/<digest>.cpio` unless it already exists; returns its path.
+    /// Builds `<cache_dir>/initramfs-<digest>.cpio` unless it is already
+    /// there with the right bytes; returns its path and whether it was
+    /// (re)written. A cached file that differs (cut short by a full disk,
+    /// damaged) is written again, never booted.
     pub fn build_cached(&self, cache_dir: &Path) -> Result<(PathBuf, bool), InitramfsError> {
         let path = cache_dir.join(format!("initramfs-{}.cpio", self.digest()));
-        if path.is_file() {
+        let werr = |source| InitramfsError::Write { path: path.clone(), source };
+        // The archive is small and its inputs are in memory already:
+        // making it is cheaper than trusting a file by its name.
+        let mut archive = Vec::new();
+        self.write_to(&mut archive).map_err(werr)?;
+        let cached_len = fs::metadata(&path).ok().map(|m| m.len());
+        if cached_len == Some(archive.len() as u64) && fs::read(&path).is_ok_and(|old| old == archive) {
             crate::support::mark_used(&path);
             return Ok((path, false));
         }
-        let werr = |source| InitramfsError::Write { path: path.clone(), source };
+        if cached_len.is_some() {
+            tracing::warn!(path = %path.display(), "the cached initramfs does not hold what it should; writing it again");
+        }
         fs::create_dir_all(cache_dir).map_err(werr)?;
         // Write to a temporary name first: a concurrent or interrupted build
         // never leaves a half archive under the final name.
-        let tmp = tempfile::NamedTempFile::new_in(cache_dir).map_err(werr)?;
-        {
-            let mut w = BufWriter::new(tmp.as_file());
-            self.write_to(&mut w).map_err(werr)?;
-            w.flush().map_err(werr)?;
-        }
+        let mut tmp = tempfile::NamedTempFile::new_in(cache_dir).map_err(werr)?;
+        tmp.write_all(&archive).map_err(werr)?;
+        tmp.as_file().sync_all().map_err(werr)?;
         tmp.persist(&path).map_err(|e| werr(e.error))?;
         Ok((path, true))
     }
@@ -183,6 +191,25 @@ mod tests {
         let mut other = spec();
         other.files[1].data = b"changed".to_vec();
         assert_ne!(other.build_cached(dir.path()).expect("build").0, a);
+    }
+
+    #[test]
+    fn a_damaged_cached_image_is_written_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, _) = spec().build_cached(dir.path()).expect("build");
+        let good = fs::read(&path).expect("read");
+        // Cut short, as a full disk leaves it.
+        fs::write(&path, &good[..good.len() / 2]).expect("truncate");
+        let (again, rebuilt) = spec().build_cached(dir.path()).expect("build");
+        assert_eq!((again.as_path(), rebuilt), (path.as_path(), true));
+        assert_eq!(fs::read(&path).expect("read"), good);
+        // Same size, other bytes.
+        let mut bad = good.clone();
+        bad[200] ^= 0xff;
+        fs::write(&path, &bad).expect("write");
+        assert!(spec().build_cached(dir.path()).expect("build").1);
+        assert_eq!(fs::read(&path).expect("read"), good);
+        assert!(!spec().build_cached(dir.path()).expect("build").1);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Kernels: the catalog (images/kernels.toml), fetching Debian's packages
-//! into the cache, and the kernel's own (in-tree) modules.
+//! into the cache, the checking each kernel can do (its config), and the
+//! kernel's own (in-tree) modules.
 //! Uses [`crate::support`].
 
 pub mod catalog;
+pub mod checks;
 pub mod fetch;
 pub mod intree;

@@ -93,6 +93,12 @@ pub struct GuestSpec {
     /// Boot with `panic_on_warn=1`.
     #[serde(default)]
     pub panic_on_warn: bool,
+    /// Checking the kernel does (`crate::kernel::checks`), where it can.
+    #[serde(default)]
+    pub checks: Vec<Spanned<String>>,
+    /// Fail the run when the kernel cannot do one of `checks`.
+    #[serde(default)]
+    pub strict_checks: bool,
     /// Files to copy into the guest.
     #[serde(default)]
     pub files: Vec<FileSpec>,
@@ -126,6 +132,8 @@ impl Default for GuestSpec {
             cmdline: vec![],
             oops_panic: false,
             panic_on_warn: false,
+            checks: vec![],
+            strict_checks: false,
             files: vec![],
             ivshmem: None,
             iommu: None,
@@ -190,6 +198,7 @@ pub struct HostSpec {
     pub doorbell: Option<DoorbellSpec>,
     pub pcap: Option<PcapSpec>,
     pub send: Option<SendSpec>,
+    pub fuzz_ring: Option<FuzzRingSpec>,
 }
 
 /// `host.pcap`: what a NIC sent (its capture) since the previous check of it.
@@ -239,6 +248,18 @@ pub struct SendSpec {
     pub rate: Option<u64>,
     /// Give up after this many seconds (default 60).
     pub timeout: Option<u64>,
+}
+
+/// `host.fuzz_ring`: seeded garbage into the reference module's ring, with
+/// doorbell rings, while the guest consumes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuzzRingSpec {
+    pub seed: u64,
+    /// For this many seconds (default 10).
+    pub secs: Option<u64>,
+    /// At most this many writes (default: no limit).
+    pub writes: Option<u64>,
 }
 
 /// `host.produce`: the host puts buffers into the reference module's ring.

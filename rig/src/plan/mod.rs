@@ -145,6 +145,11 @@ pub struct GuestPlan {
     pub iommu: Option<String>,
     /// `[[device]]`s, in slot order.
     pub devices: Vec<DevicePlan>,
+    /// Checking the kernel does where it can (its command line is decided
+    /// once the kernel is known).
+    pub checks: Vec<crate::kernel::checks::Check>,
+    /// A kernel that cannot do one of `checks` fails the run.
+    pub strict_checks: bool,
     /// The NICs whose frames the host records (`capture = true`), by name.
     pub captures: Vec<String>,
     /// The Debian root, when `rootfs = "debian"`; else the busybox initramfs.

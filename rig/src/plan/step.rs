@@ -4,6 +4,7 @@
 use crate::host::net::{FrameFilter, FrameSource};
 use crate::verdict::Class;
 use regex::Regex;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What a guest command's output must contain.
@@ -111,6 +112,9 @@ pub enum Action {
     HostRing { vector: u32 },
     /// The host waits for the guest to ring it.
     HostWaitRing { vector: u32, timeout: Duration },
+    /// The host writes seeded garbage into the module's ring
+    /// (`crate::host::ring_fuzz`) for a time or a number of writes.
+    HostFuzzRing { seed: u64, writes: u64, duration: Duration },
     /// The host counts the frames a NIC sent since the previous check of it
     /// (its capture).
     HostPcap {
@@ -138,6 +142,15 @@ pub enum Action {
     },
 }
 
+/// Where a step is written: annotations and summaries point at it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Source {
+    /// The config file, absolute (canonical when it exists).
+    pub file: PathBuf,
+    /// 1-based line of the step's `[[test.step]]` header (or its inline table).
+    pub line: usize,
+}
+
 /// A named check.
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -145,4 +158,34 @@ pub struct Check {
     pub name: String,
     /// What it does.
     pub action: Action,
+    /// Where the config has it; `None` for the rig's own checks (boot, kernel log).
+    pub source: Option<Source>,
+}
+
+impl Check {
+    /// A check the rig decides itself (a module loaded, the boot clean, a
+    /// device bound): no command, no place in the config.
+    pub fn rig(name: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            action: Action::Guest {
+                command: String::new(),
+                status: 0,
+                expect: None,
+                timeout: std::time::Duration::ZERO,
+                report: None,
+            },
+            source: None,
+        }
+    }
+
+    /// A guest command of the rig's own (not from a config).
+    pub fn command(name: impl Into<String>, command: impl Into<String>, timeout: std::time::Duration) -> Check {
+        let mut c = Check::rig(name);
+        if let Action::Guest { command: c_cmd, timeout: c_t, .. } = &mut c.action {
+            *c_cmd = command.into();
+            *c_t = timeout;
+        }
+        c
+    }
 }

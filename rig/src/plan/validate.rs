@@ -7,7 +7,7 @@ use super::file::DEFAULT_VECTORS;
 use super::file::*;
 use super::net::{self, Nics};
 use super::rootfs;
-use super::step::{Action, Check, Expect, Memory};
+use super::step::{Action, Check, Expect, Memory, Source};
 use super::{
     is_shm_kind, ConfigError, FilePlan, GuestPlan, ModulePlan, Plan, ShmPlan, TestGroup, DEFAULT_STEP_TIMEOUT,
 };
@@ -28,6 +28,8 @@ pub(super) struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
     dir: PathBuf,
+    /// `path` made absolute, for the steps' [`Source`]s.
+    absolute: PathBuf,
 }
 
 impl Ctx<'_> {
@@ -111,7 +113,10 @@ pub fn parse(path: &Path, text: &str, catalog: &Catalog) -> Result<Plan, ConfigE
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let cx = Ctx { path, text, dir };
+    // Canonical when it exists, so a CI workspace prefix can be stripped from it.
+    let absolute =
+        std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf());
+    let cx = Ctx { path, text, dir, absolute };
     validate(&cx, file, catalog)
 }
 
@@ -227,6 +232,14 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
     let root = rootfs::rootfs(cx, g)?;
     let memory_mib = rootfs::memory(g, root.is_some());
     let hugepages = rootfs::hugepages(cx, g.hugepages_mib.as_ref(), memory_mib)?;
+    let mut checks = Vec::new();
+    for (i, name) in g.checks.iter().enumerate() {
+        let c = crate::kernel::checks::parse_names(&[name.get_ref()])
+            .map_err(|e| cx.invalid(name.span(), &format!("guest.checks[{i}]"), e))?;
+        checks.extend(c);
+    }
+    checks.sort();
+    checks.dedup();
     let guest = GuestPlan {
         memory_mib,
         cpus: *g.cpus.get_ref(),
@@ -235,6 +248,8 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
         shm,
         iommu,
         devices,
+        checks,
+        strict_checks: g.strict_checks,
         captures: nics.capturing.clone(),
         rootfs: root,
         hugepages,
@@ -269,6 +284,7 @@ struct Targets {
 
 fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, targets: &Targets) -> Result<Check, ConfigError> {
     let span = s.span();
+    let source = Source { file: cx.absolute.clone(), line: line_of(cx.text, span.start) };
     let st = s.get_ref();
     if let Some(t) = st.timeout.filter(|t| !TIMEOUT_SECS.contains(t)) {
         return Err(cx.invalid(span, &format!("{key}.timeout"), range_message(t, TIMEOUT_SECS, "seconds")));
@@ -317,7 +333,7 @@ fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, targets: &Targets) -> Result
             (st.name.clone().unwrap_or(name), action)
         }
     };
-    Ok(Check { name, action })
+    Ok(Check { name, action, source: Some(source) })
 }
 
 fn host_action(
@@ -340,6 +356,7 @@ fn host_action(
         hs.write_string.is_some(),
         hs.command.is_some(),
         hs.doorbell.is_some(),
+        hs.fuzz_ring.is_some(),
         hs.pcap.is_some(),
         hs.send.is_some(),
     ];
@@ -347,7 +364,7 @@ fn host_action(
         return Err(cx.invalid(
             span,
             &format!("{key}.host"),
-            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell, pcap, send",
+            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell, fuzz_ring, pcap, send",
         ));
     }
     if let Some(p) = &hs.pcap {
@@ -453,6 +470,20 @@ fn host_action(
             (_, Some(v)) => (format!("host: guest rings vector {v}"), Action::HostWaitRing { vector: v, timeout: t }),
             _ => unreachable!("checked above"),
         }
+    } else if let Some(f) = &hs.fuzz_ring {
+        let secs = f.secs.unwrap_or(10);
+        if !TIMEOUT_SECS.contains(&secs) {
+            let why = range_message(secs, TIMEOUT_SECS, "seconds");
+            return Err(cx.invalid(span, &format!("{key}.host.fuzz_ring.secs"), why));
+        }
+        (
+            format!("host: garbage into the ring for {secs} s (seed {})", f.seed),
+            Action::HostFuzzRing {
+                seed: f.seed,
+                writes: f.writes.unwrap_or(u64::MAX),
+                duration: Duration::from_secs(secs),
+            },
+        )
     } else {
         unreachable!("exactly one kind checked above")
     };
@@ -523,6 +554,22 @@ name = "t1"
         assert_eq!(p.tests[0].checks[0].name, "echo hi");
         assert_eq!(p.tests[0].checks[1].name, "host side");
         assert!(matches!(&p.tests[0].checks[2].action, Action::HostBytes { bytes, .. } if bytes == b"RIGS"));
+    }
+
+    #[test]
+    fn steps_know_their_file_and_line() {
+        let d = module_dir();
+        let text = "[[setup]]\nrun = \"s\"\n\n[[test]]\nname = \"a\"\n\n  # why\n  [[test.step]]\n  name = \"x\"\n  run = \"y\"\n\n[[test]]\nname = \"b\"\nstep = [ { run = \"z\" },\n  { run = \"w\" } ]\n";
+        std::fs::write(d.path().join("rig.toml"), text).expect("config");
+        let p = parse_in(d.path(), text).expect("plan");
+        let line = |c: &Check| c.source.as_ref().map(|s| s.line);
+        assert_eq!(line(&p.setup[0]), Some(1));
+        // The header's line, not the first key's.
+        assert_eq!(line(&p.tests[0].checks[0]), Some(8));
+        assert_eq!((line(&p.tests[1].checks[0]), line(&p.tests[1].checks[1])), (Some(14), Some(15)));
+        let file = &p.tests[0].checks[0].source.as_ref().expect("source").file;
+        assert!(file.is_absolute() && file.ends_with("rig.toml"), "{}", file.display());
+        assert_eq!(*file, d.path().join("rig.toml").canonicalize().expect("canonical"));
     }
 
     fn err(text: &str) -> String {
@@ -603,6 +650,37 @@ name = "t1"
     fn non_ascii_hex_is_an_error_not_a_panic() {
         let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nhost.expect_bytes = { offset = 0, hex = \"a\u{e9}b\" }\n");
         assert!(e.contains("expect_bytes.hex"), "{e}");
+    }
+
+    #[test]
+    fn checks_are_names_of_checks() {
+        let d = module_dir();
+        let p = parse_in(d.path(), "[guest]\nchecks = [\"kfence\", \"slub\", \"slub\"]\nstrict_checks = true\n")
+            .expect("plan");
+        use crate::kernel::checks::Check;
+        assert_eq!(p.guest.checks, vec![Check::Slub, Check::Kfence]);
+        assert!(p.guest.strict_checks);
+        let p = parse_in(d.path(), "[guest]\nchecks = [\"all\"]\n").expect("plan");
+        assert_eq!(p.guest.checks.len(), Check::ALL.len());
+        assert!(!p.guest.strict_checks);
+        let e = err("[guest]\ncpus = 1\nchecks = [\"slub\", \"kasan\"]\n");
+        assert!(e.contains("rig.toml:3") && e.contains("guest.checks[1]") && e.contains("`kasan`"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_ring_steps() {
+        let d = module_dir();
+        let text = "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 5, secs = 20, writes = 100 }\n";
+        let p = parse_in(d.path(), text).expect("plan");
+        assert!(matches!(
+            p.tests[0].checks[0].action,
+            Action::HostFuzzRing { seed: 5, writes: 100, duration } if duration == Duration::from_secs(20)
+        ));
+        let p =
+            parse_in(d.path(), "[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1 }\n").expect("plan");
+        assert!(matches!(p.tests[0].checks[0].action, Action::HostFuzzRing { writes: u64::MAX, .. }));
+        let e = err("[[test]]\nname = \"a\"\n[[test.step]]\nhost.fuzz_ring = { seed = 1, secs = 0 }\n");
+        assert!(e.contains("host.fuzz_ring.secs") && e.contains("out of range"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Machine-readable results: the JSON file of `--json` (one entry per
 //! kernel, groups, steps), built from the same results the KTAP shows.
 
+use crate::plan::step::Source;
 use crate::results::{CheckResult, Counts, KernelResult, Tree};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -17,6 +18,9 @@ pub struct StepJson {
     pub output: String,
     pub elapsed_ms: f64,
     pub host_side: bool,
+    /// The step in the config: `{"file": absolute path, "line": 1-based}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 /// One group.
@@ -67,6 +71,7 @@ pub fn step(r: &CheckResult) -> StepJson {
         output: r.output.clone(),
         elapsed_ms: r.elapsed.as_secs_f64() * 1000.0,
         host_side: r.host_side,
+        source: r.source.clone(),
     }
 }
 
@@ -147,6 +152,7 @@ mod tests {
             output: "o".into(),
             elapsed: Duration::from_millis(5),
             host_side: true,
+            source: Some(Source { file: PathBuf::from("/w/rig.toml"), line: 9 }),
         };
         let ran = RunReport {
             kernel: "k".into(),
@@ -163,6 +169,11 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&document(&tree)).expect("json")).expect("parse");
         assert_eq!(v["kernels"][0]["groups"][0]["steps"][0]["outcome"], "fail");
         assert_eq!(v["kernels"][0]["groups"][0]["steps"][0]["message"], "bad");
+        assert_eq!(
+            v["kernels"][0]["groups"][0]["steps"][0]["source"],
+            serde_json::json!({"file": "/w/rig.toml", "line": 9})
+        );
+        assert!(v["kernels"][1]["groups"][0]["steps"][0].get("source").is_none());
         assert_eq!(v["kernels"][1]["error"], "x");
         assert_eq!(v["kernels"][1]["groups"][0]["steps"][0]["name"], "the modules build");
         assert_eq!(v["counts"]["failed"], 2);

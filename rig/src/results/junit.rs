@@ -92,6 +92,7 @@ mod tests {
                         output: String::new(),
                         elapsed: Duration::ZERO,
                         host_side: false,
+                        source: None,
                     },
                     CheckResult {
                         name: "c".into(),
@@ -99,6 +100,7 @@ mod tests {
                         output: "o".into(),
                         elapsed: Duration::ZERO,
                         host_side: false,
+                        source: None,
                     },
                     CheckResult {
                         name: "d".into(),
@@ -106,6 +108,7 @@ mod tests {
                         output: String::new(),
                         elapsed: Duration::ZERO,
                         host_side: false,
+                        source: None,
                     },
                 ],
             }],

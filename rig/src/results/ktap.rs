@@ -149,10 +149,9 @@ pub fn document(tree: &Tree) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn r(name: &str, outcome: Outcome) -> CheckResult {
-        CheckResult { name: name.into(), outcome, output: "out".into(), elapsed: Duration::ZERO, host_side: false }
+        CheckResult { output: "out".into(), ..CheckResult::verdict(name, outcome) }
     }
 
     #[test]
@@ -207,6 +206,34 @@ not ok 1 bookworm-6.1";
             summary(&[r("a", Outcome::Crash("p".into())), r("b", Outcome::Skip("n/a".into()))]),
             "# 0 passed, 0 failed, 1 crashed, 0 not run, 1 skipped"
         );
+    }
+
+    #[test]
+    fn several_kernels_end_with_the_totals_over_all() {
+        use crate::results::{KernelError, RunReport, Stage, TestResult};
+        let checks =
+            vec![r("a", Outcome::Pass), r("b", Outcome::Fail("x".into())), r("c", Outcome::NotRun("y".into()))];
+        let ran = KernelResult::Ran(RunReport {
+            kernel: "k1".into(),
+            release: "6.1".into(),
+            tests: vec![TestResult { name: "g".into(), results: checks.clone() }],
+            results: checks,
+            run_dir: Default::default(),
+            kept: false,
+            timings: Default::default(),
+        });
+        let err = KernelResult::Error(KernelError {
+            kernel: "k2".into(),
+            stage: Stage::Boot,
+            message: "no shell".into(),
+            run_dir: None,
+        });
+        let doc = document(&Tree { kernels: vec![ran.clone(), err] });
+        let lines: Vec<&str> = doc.lines().collect();
+        // Each kernel's totals, then all of them (the kernel that could not boot is one failure).
+        assert!(lines.contains(&"# 1 passed, 1 failed, 1 not run"), "{doc}");
+        assert_eq!(lines.last(), Some(&"# all kernels: 1 passed, 2 failed, 1 not run"), "{doc}");
+        assert!(!document(&Tree { kernels: vec![ran] }).contains("all kernels"));
     }
 
     #[test]

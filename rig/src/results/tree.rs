@@ -3,6 +3,7 @@
 //! worst-first (crash > fail > not run > pass > skip). KTAP, JUnit and JSON
 //! are all written from it, so they cannot disagree.
 
+use crate::plan::step::Source;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -144,12 +145,21 @@ pub struct CheckResult {
     pub elapsed: Duration,
     /// Made by the host on the shared memory (not in the guest).
     pub host_side: bool,
+    /// The step in the config it is the result of (`None`: the rig's own check).
+    pub source: Option<Source>,
 }
 
 impl CheckResult {
     /// A guest-side result with no output (the rig's own verdicts).
     pub fn verdict(name: &str, outcome: Outcome) -> CheckResult {
-        CheckResult { name: name.into(), outcome, output: String::new(), elapsed: Duration::ZERO, host_side: false }
+        CheckResult {
+            name: name.into(),
+            outcome,
+            output: String::new(),
+            elapsed: Duration::ZERO,
+            host_side: false,
+            source: None,
+        }
     }
 
     /// True when nothing went wrong (it passed, or was skipped on purpose).
@@ -319,6 +329,49 @@ impl Tree {
     }
 }
 
+/// A check that failed or crashed, with the checks its failure stopped.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The kernel it happened on.
+    pub kernel: String,
+    /// Its group.
+    pub group: String,
+    /// The check.
+    pub result: CheckResult,
+    /// Labels (`group: check`) of the later checks not run after it.
+    pub not_run_after: Vec<String>,
+}
+
+impl Tree {
+    /// Every failed or crashed check, kernel by kernel in order; checks not
+    /// run are charged to the failure before them on the same kernel.
+    pub fn failures(&self) -> Vec<Failure> {
+        let mut out: Vec<Failure> = vec![];
+        for k in &self.kernels {
+            let first = out.len();
+            for g in k.groups() {
+                for r in g.results {
+                    match r.outcome.status() {
+                        Status::Crash | Status::Fail => out.push(Failure {
+                            kernel: k.kernel().to_owned(),
+                            group: g.name.clone(),
+                            result: r,
+                            not_run_after: vec![],
+                        }),
+                        Status::NotRun if out.len() > first => {
+                            if let Some(f) = out.last_mut() {
+                                f.not_run_after.push(super::text::label(&g.name, &r.name));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +405,39 @@ mod tests {
         assert_eq!(e.counts().status(), Status::Fail);
         let tree = Tree { kernels: vec![e] };
         assert!(!tree.passed());
+        let f = tree.failures();
+        assert_eq!((f.len(), f[0].kernel.as_str(), f[0].group.as_str()), (1, "k", "rig"));
+    }
+
+    #[test]
+    fn checks_not_run_are_charged_to_the_failure_before_them() {
+        let named = |n: &str, o| CheckResult::verdict(n, o);
+        let groups = vec![
+            TestResult { name: "boot".into(), results: vec![named("shell", Outcome::Pass)] },
+            TestResult {
+                name: "t".into(),
+                results: vec![
+                    named("a", Outcome::Fail("exit 1".into())),
+                    named("b", Outcome::Crash("panic".into())),
+                    named("c", Outcome::NotRun("the guest kernel crashed".into())),
+                ],
+            },
+            TestResult { name: "u".into(), results: vec![named("d", Outcome::NotRun("crashed".into()))] },
+        ];
+        let report = |kernel: &str| RunReport {
+            kernel: kernel.into(),
+            release: "r".into(),
+            results: groups.iter().flat_map(|g| g.results.clone()).collect(),
+            tests: groups.clone(),
+            run_dir: PathBuf::new(),
+            kept: false,
+            timings: Timings::default(),
+        };
+        let tree = Tree { kernels: vec![KernelResult::Ran(report("k1")), KernelResult::Ran(report("k2"))] };
+        let f = tree.failures();
+        let got: Vec<(&str, &str, usize)> =
+            f.iter().map(|f| (f.kernel.as_str(), f.result.name.as_str(), f.not_run_after.len())).collect();
+        assert_eq!(got, [("k1", "a", 0), ("k1", "b", 2), ("k2", "a", 0), ("k2", "b", 2)]);
+        assert_eq!(f[1].not_run_after, ["t: c", "u: d"]);
     }
 }

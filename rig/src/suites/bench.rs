@@ -6,12 +6,12 @@
 
 use crate::exec::devices;
 use crate::exec::prepare::{prepare, Prepared};
-use crate::exec::run::{Event, RunError, RunOptions};
+use crate::exec::run::{keep_if_named, Event, RunError, RunOptions};
 use crate::exec::setup::{self, private_dir};
 use crate::guest::protocol::{self, Nonce, READY_MARKER};
 use crate::host::doorbell::Doorbell;
 use crate::host::shm::SharedMemory;
-use crate::plan::step::{Action, Check};
+use crate::plan::step::Check;
 use crate::plan::{Bind, DevicePlan, Plan, ShmPlan, DEFAULT_IOMMU, FIRST_DEVICE_SLOT};
 use crate::results::Timings;
 use crate::vm::accel;
@@ -126,7 +126,7 @@ pub fn bench(
     emit: &mut dyn FnMut(Event),
 ) -> Result<BenchReport, BenchError> {
     let mut t = Timings::default();
-    let p = prepare(&opts.run, &mut t, emit)?;
+    let p = prepare(&opts.run, &mut t, &interrupt, emit)?;
     let choice = accel::decide(opts.run.accel, &accel::probe());
     emit(Event::Note(format!("accelerator: {} ({})", choice.accel.name(), choice.reason)));
     let (major, minor, micro) = qemu::version(&opts.run.qemu).map_err(RunError::from)?;
@@ -201,7 +201,7 @@ fn doorbells(
         format!("rig-udrv pong --device ${PONG_DEVICE_VAR} --count {n} --ready-file {PONG}.ready --timeout 10");
     let vfio_run = RunOptions { plan: vfio_plan(&opts.run.plan, &vfio_cmd), ..opts.run.clone() };
     let mut t = Timings::default();
-    let vp = prepare(&vfio_run, &mut t, emit)?;
+    let vp = prepare(&vfio_run, &mut t, &interrupt, emit)?;
     for i in 0..opts.boots.max(1) {
         if with_module {
             let what = "rig-guest db-pong (the reference module)";
@@ -244,16 +244,7 @@ fn vfio_plan(base: &Plan, command: &str) -> Plan {
         slot: FIRST_DEVICE_SLOT,
         image_size: None,
     }];
-    plan.setup = vec![Check {
-        name: "pong".into(),
-        action: Action::Guest {
-            command: command.into(),
-            status: 0,
-            expect: None,
-            timeout: Duration::from_secs(30),
-            report: None,
-        },
-    }];
+    plan.setup = vec![Check::command("pong", command, Duration::from_secs(30))];
     plan.tests.clear();
     plan.teardown.clear();
     plan
@@ -284,19 +275,41 @@ fn pong_sample(
     interrupt: &Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
 ) -> Result<Vec<Duration>, BenchError> {
-    let host = setup::host_setup(run, p, emit)?;
-    let private = host.private.path();
+    let setup::HostSetup { server, shm, images, cfg, choice: _, private } = setup::host_setup(run, p, emit)?;
+    let result = pong_in(run, p, command, what, n, interrupt, server, &cfg, &private);
+    drop((shm, images));
+    // A failed boot names the directory as kept: keep it then.
+    if let Err(BenchError::Run(e)) = &result {
+        if e.run_dir() == Some(private.path()) {
+            let _ = private.keep();
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pong_in(
+    run: &RunOptions,
+    p: &Prepared,
+    command: &str,
+    what: &str,
+    n: usize,
+    interrupt: &Arc<AtomicBool>,
+    server: Option<crate::host::doorbell::DoorbellServer>,
+    cfg: &crate::vm::qemu::QemuConfig,
+    host_private: &tempfile::TempDir,
+) -> Result<Vec<Duration>, BenchError> {
+    let private = host_private.path();
     let failed = |detail: String| BenchError::Guest { what: what.into(), output: detail };
-    let mut server = host.server.ok_or_else(|| failed("the guest has no ivshmem-doorbell server".into()))?;
-    let mut vm =
-        Vm::start(&host.cfg, private, Nonce::new(), interrupt.clone()).map_err(|e| boot_error(e, &host.private))?;
-    let boot = vm.wait_ready(run.boot_timeout).map_err(|e| boot_error(e, &host.private))?;
+    let mut server = server.ok_or_else(|| failed("the guest has no ivshmem-doorbell server".into()))?;
+    let mut vm = Vm::start(cfg, private, Nonce::new(), interrupt.clone()).map_err(|e| boot_error(e, host_private))?;
+    let boot = vm.wait_ready(run.boot_timeout).map_err(|e| boot_error(e, host_private))?;
     for r in devices::boot_results(&boot.log, &p.devices) {
         if !r.passed() {
             return Err(failed(format!("{}: {:?}", r.name, r.outcome)));
         }
     }
-    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &host.private))?;
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), host_private))?;
     let step = |vm: &mut Vm, line: &str| -> Result<String, BenchError> {
         match vm.console.run(line, Duration::from_secs(90)) {
             Ok(out) if out.status == 0 => Ok(out.output),
@@ -343,17 +356,28 @@ fn rig_sample(
     interrupt: Arc<AtomicBool>,
 ) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
     let private = private_dir("rig-bench-")?;
+    let result = rig_sample_in(opts, p, accel, interrupt, &private);
+    keep_if_named(private, result)
+}
+
+fn rig_sample_in(
+    opts: &BenchOptions,
+    p: &Prepared,
+    accel: qemu::Accel,
+    interrupt: Arc<AtomicBool>,
+    private: &tempfile::TempDir,
+) -> Result<(Duration, Vec<Duration>, Duration), RunError> {
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
     let _images = setup::create_images(&opts.run.plan, private.path())?;
     let cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;
     let start = Instant::now();
-    let mut vm = Vm::start(&cfg, private.path(), Nonce::new(), interrupt).map_err(|e| boot_error(e, &private))?;
-    vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, &private))?;
+    let mut vm = Vm::start(&cfg, private.path(), Nonce::new(), interrupt).map_err(|e| boot_error(e, private))?;
+    vm.wait_ready(opts.run.boot_timeout).map_err(|e| boot_error(e, private))?;
     let boot = start.elapsed();
-    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), &private))?;
+    vm.console.prepare_shell(Duration::from_secs(20)).map_err(|e| boot_error(e.into(), private))?;
     let mut steps = Vec::with_capacity(opts.steps);
     for _ in 0..opts.steps {
-        let out = vm.console.run("true", Duration::from_secs(10)).map_err(|e| boot_error(e.into(), &private))?;
+        let out = vm.console.run("true", Duration::from_secs(10)).map_err(|e| boot_error(e.into(), private))?;
         steps.push(out.elapsed);
     }
     let off = Instant::now();
@@ -377,6 +401,17 @@ fn bare_sample(
     how: RawConsole,
 ) -> Result<(Duration, Vec<Duration>), RunError> {
     let private = private_dir("rig-bare-")?;
+    let result = bare_sample_in(opts, p, accel, how, &private);
+    keep_if_named(private, result)
+}
+
+fn bare_sample_in(
+    opts: &BenchOptions,
+    p: &Prepared,
+    accel: qemu::Accel,
+    how: RawConsole,
+    private: &tempfile::TempDir,
+) -> Result<(Duration, Vec<Duration>), RunError> {
     let shm = SharedMemory::create(&private.path().join("ivshmem"), shm_size(opts))?;
     let _images = setup::create_images(&opts.run.plan, private.path())?;
     let mut cfg = setup::guest_config(&plain(opts), p, accel, private.path(), Some(&shm))?;

@@ -107,7 +107,7 @@ pub fn repeated_boots(
         let size = ro.plan.guest.shm.map_or(4 << 20, |s| s.size);
         ro.plan.guest.shm = Some(ShmPlan { size, doorbell: false, vectors: 1 });
         let mut t = Timings::default();
-        let p = prepare(&ro, &mut t, emit)?;
+        let p = prepare(&ro, &mut t, &interrupt, emit)?;
         let samples = boot_many(&ro, &p, choice.accel, opts, interrupt.clone(), emit);
         if interrupt.load(Ordering::Relaxed) {
             return Err(RunError::Interrupted);

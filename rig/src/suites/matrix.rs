@@ -13,7 +13,7 @@
 //! <out>/<kernel>.tap          KTAP of that kernel's run
 //! <out>/<kernel>.junit.xml    JUnit XML (one testsuite per group)
 //! <out>/<kernel>/             console.log, kernel.log, qemu.cmdline, qemu.stderr
-//! <out>/summary.json          every kernel (as `rig run --json` writes it) and the wall time
+//! <out>/summary.json          every kernel (as `rig run --json` writes it), the counts over all and the wall time
 //! <out>/table.txt             the table printed at the end
 //! ```
 //!
@@ -22,7 +22,7 @@
 use crate::exec::run::{self, Event, RunError, RunOptions};
 use crate::kernel::catalog::file_safe_name;
 use crate::results::{json, junit, ktap};
-use crate::results::{CheckResult, Outcome, RunReport, TestResult, Tree};
+use crate::results::{CheckResult, Counts, Outcome, RunReport, TestResult, Tree};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -216,6 +216,9 @@ pub fn kernel_junit(kernel: &str, outcome: &Result<RunReport, RunError>) -> Stri
 #[derive(Serialize)]
 struct Summary<'a> {
     passed: bool,
+    /// The worst outcome over every kernel, and the counts over them all.
+    status: &'static str,
+    counts: Counts,
     wall_secs: f64,
     jobs: usize,
     kernels: Vec<json::KernelJson>,
@@ -256,11 +259,15 @@ pub fn run_matrix(
 
     let table = report.table();
     write(&out.join("table.txt"), &table)?;
+    let tree = Tree { kernels: report.runs.iter().map(|r| run::kernel_result(&r.kernel, &r.outcome)).collect() };
+    let counts = tree.counts();
     let summary = Summary {
         passed: report.passed(),
+        status: counts.status().name(),
+        counts,
         wall_secs: report.wall.as_secs_f64(),
         jobs,
-        kernels: report.runs.iter().map(|r| json::kernel(&run::kernel_result(&r.kernel, &r.outcome))).collect(),
+        kernels: tree.kernels.iter().map(json::kernel).collect(),
         table: &table,
     };
     let json = serde_json::to_string_pretty(&summary)
@@ -363,7 +370,7 @@ mod tests {
     use crate::kernel::catalog::Catalog;
 
     fn r(name: &str, outcome: Outcome) -> CheckResult {
-        CheckResult { name: name.into(), outcome, output: String::new(), elapsed: Duration::ZERO, host_side: false }
+        CheckResult::verdict(name, outcome)
     }
 
     fn col(kernel: &str, verdict: &str, tests: Vec<TestResult>) -> Column {

@@ -8,7 +8,6 @@ use crate::guest::protocol::Nonce;
 use crate::guest::protocol::READY_MARKER;
 use crate::vm::qemu::{self, QemuConfig};
 use crate::vm::qmp;
-use std::fs::File;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -90,10 +89,11 @@ impl Vm {
         let shell_listener = UnixListener::bind(shell_sock).map_err(rd(shell_sock.clone()))?;
         let argv = qemu::argv(cfg);
         let cmdline_path = run_dir.join("qemu.cmdline");
-        std::fs::write(&cmdline_path, qemu::shell_line(&cfg.binary, &argv) + "\n").map_err(rd(cmdline_path))?;
+        crate::support::write_private(&cmdline_path, qemu::shell_line(&cfg.binary, &argv) + "\n")
+            .map_err(rd(cmdline_path))?;
         tracing::debug!(argv = ?argv, "starting QEMU");
         let stderr_path = run_dir.join("qemu.stderr");
-        let stderr = File::create(&stderr_path).map_err(rd(stderr_path.clone()))?;
+        let stderr = crate::support::create_private_file(&stderr_path).map_err(rd(stderr_path.clone()))?;
         let mut cmd = Command::new(&cfg.binary);
         cmd.args(&argv).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         // SAFETY: prctl is async-signal-safe; it makes the kernel kill QEMU

@@ -34,6 +34,7 @@ mod enter;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
 
 use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,8 @@ use tracing::debug;
 use crate::kernel::fetch::DEBIAN_KEYRING;
 use crate::support::{find_program, io_err, lock_file, mark_used, relock, IoError, LockError, LockMode};
 use create::create;
-pub use create::{remove_chroot, remove_leftover, tree_bytes};
+pub use create::{debootstrap, remove_chroot, remove_leftover, tree_bytes};
+pub use enter::command_as_root;
 
 /// File inside a complete chroot describing it; its presence means "complete".
 pub const STAMP_FILE: &str = ".rig-chroot.json";
@@ -129,10 +131,22 @@ pub enum ChrootError {
     },
     /// Taking a lock in the cache failed.
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(LockError),
+    /// Ctrl-C or SIGTERM: debootstrap or a wait for the chroot was stopped.
+    #[error("interrupted; an unfinished chroot is created again next time")]
+    Interrupted,
     /// A filesystem or process operation failed.
     #[error(transparent)]
     Io(#[from] IoError),
+}
+
+impl From<LockError> for ChrootError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Interrupted { .. } => ChrootError::Interrupted,
+            e => ChrootError::Lock(e),
+        }
+    }
 }
 
 /// Which chroot: a suite, an architecture and the compiler the kernel needs.
@@ -178,17 +192,24 @@ impl ChrootSpec {
 
     /// The debootstrap arguments that create this chroot in `target`.
     pub fn debootstrap_args(&self, target: &Path) -> Vec<String> {
-        vec![
-            "--variant=minbase".into(),
-            format!("--arch={}", self.arch),
-            format!("--keyring={DEBIAN_KEYRING}"),
-            "--components=main".into(),
-            format!("--include={}", self.packages().join(",")),
-            self.suite.clone(),
-            target.display().to_string(),
-            self.archive_uri.clone(),
-        ]
+        debootstrap_args(&self.suite, &self.arch, &self.packages(), target, &self.archive_uri)
     }
+}
+
+/// The arguments of a minbase debootstrap of `suite` with `include`, from
+/// `archive_uri`, checked against Debian's keyring: every tree the rig
+/// makes (build chroots, the guests' Debian roots) comes from here.
+pub fn debootstrap_args(suite: &str, arch: &str, include: &[String], target: &Path, archive_uri: &str) -> Vec<String> {
+    vec![
+        "--variant=minbase".into(),
+        format!("--arch={arch}"),
+        format!("--keyring={DEBIAN_KEYRING}"),
+        "--components=main".into(),
+        format!("--include={}", include.join(",")),
+        suite.to_owned(),
+        target.display().to_string(),
+        archive_uri.to_owned(),
+    ]
 }
 
 /// What `.rig-chroot.json` records about a complete chroot.
@@ -315,13 +336,14 @@ pub fn preflight(suite: &str) -> Result<(), ChrootError> {
 /// Returns the chroot for `spec` under `cache_dir/chroots`, creating it
 /// first if it is missing or incomplete. Concurrent callers wait for one
 /// creation; the returned [`Chroot`] keeps it from being replaced while used.
-pub fn ensure(spec: &ChrootSpec, cache_dir: &Path) -> Result<Chroot, ChrootError> {
+/// `interrupt` (Ctrl-C) stops debootstrap and the waits.
+pub fn ensure(spec: &ChrootSpec, cache_dir: &Path, interrupt: &AtomicBool) -> Result<Chroot, ChrootError> {
     let dir = cache_dir.join("chroots");
     fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
     let name = spec.dir_name();
     let root = dir.join(&name);
     let lock_path = dir.join(format!("{name}.lock"));
-    let lock = lock_file(&lock_path, LockMode::Shared, WAITING)?;
+    let lock = lock_file(&lock_path, LockMode::Shared, WAITING, interrupt)?;
     let mut created = false;
     loop {
         if let Some(stamp) = load_stamp(&root, spec) {
@@ -329,12 +351,12 @@ pub fn ensure(spec: &ChrootSpec, cache_dir: &Path) -> Result<Chroot, ChrootError
             mark_used(&root);
             return Ok(Chroot { root, stamp, created, _lock: lock });
         }
-        relock(&lock, &lock_path, LockMode::Exclusive, WAITING)?;
+        relock(&lock, &lock_path, LockMode::Exclusive, WAITING, interrupt)?;
         if load_stamp(&root, spec).is_none() {
-            create(spec, &dir, &name)?;
+            create(spec, &dir, &name, interrupt)?;
             created = true;
         }
-        relock(&lock, &lock_path, LockMode::Shared, WAITING)?;
+        relock(&lock, &lock_path, LockMode::Shared, WAITING, interrupt)?;
     }
 }
 

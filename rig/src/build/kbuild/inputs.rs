@@ -1,6 +1,8 @@
 //! The build's inputs: which source files count, the hash of everything
-//! that affects the output (to skip unchanged rebuilds), and the copy into
-//! the build directory that keeps kbuild's incremental build.
+//! that affects the output (to skip unchanged rebuilds), the kernel headers
+//! a build used (from kbuild's own dependency lists), the record of a good
+//! build, and the copy into the build directory that keeps kbuild's
+//! incremental build.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -105,6 +107,112 @@ pub(super) fn hash_inputs(
     hex(&h.finalize())
 }
 
+/// What the build-hash file records of a good build: the inputs' hash,
+/// the digest of the kernel files it was built against, and each module's
+/// SHA256. All three are checked before the build is reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BuildRecord {
+    /// [`build_hash`] of the sources, kernel release, environment, flags.
+    pub(super) inputs: String,
+    /// [`headers_digest`] of the kernel files the build read.
+    pub(super) headers: String,
+    /// Each module (path relative to the build directory) and its SHA256.
+    pub(super) modules: Vec<(String, String)>,
+}
+
+impl BuildRecord {
+    pub(super) fn format(&self) -> String {
+        let mut text = format!("{}\nheaders {}\n", self.inputs, self.headers);
+        for (ko, sha) in &self.modules {
+            text.push_str(&format!("ko {sha} {ko}\n"));
+        }
+        text
+    }
+
+    /// `None` for anything else, including the one-line file older rigs wrote.
+    pub(super) fn parse(text: &str) -> Option<BuildRecord> {
+        let mut lines = text.lines();
+        let inputs = lines.next()?.trim().to_owned();
+        let headers = lines.next()?.strip_prefix("headers ")?.to_owned();
+        let mut modules = Vec::new();
+        for line in lines {
+            let (sha, ko) = line.strip_prefix("ko ")?.split_once(' ')?;
+            modules.push((ko.to_owned(), sha.to_owned()));
+        }
+        (!inputs.is_empty() && !modules.is_empty()).then_some(BuildRecord { inputs, headers, modules })
+    }
+}
+
+/// The files named in the `deps_<target> := \` lists of a kbuild `.cmd`
+/// file (fixdep's output), without the `$(wildcard ...)` config entries.
+pub(super) fn cmd_file_deps(text: &str) -> Vec<String> {
+    let mut deps = Vec::new();
+    let mut in_list = false;
+    for line in text.lines() {
+        if !in_list {
+            in_list = line.starts_with("deps_") && line.trim_end().ends_with(":= \\");
+            continue;
+        }
+        let item = line.trim().trim_end_matches('\\').trim();
+        if !item.is_empty() && !item.starts_with("$(") {
+            deps.push(item.to_owned());
+        }
+        in_list = line.trim_end().ends_with('\\');
+    }
+    deps
+}
+
+/// The files outside `out` that the build in `out` read, from the `.cmd`
+/// files kbuild left there (relative paths are relative to `objtree`,
+/// where make runs), plus the kernel's `.config` and `Module.symvers`
+/// (modpost's input), sorted and deduplicated.
+pub(super) fn kernel_deps(out: &Path, objtree: &Path) -> Result<Vec<PathBuf>, KbuildError> {
+    let mut deps = vec![objtree.join(".config"), objtree.join("Module.symvers")];
+    let mut stack = vec![out.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))?.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if name.starts_with('.') && name.ends_with(".cmd") {
+                let text = fs::read_to_string(&path).map_err(io_err("read", &path))?;
+                deps.extend(cmd_file_deps(&text).into_iter().map(|d| objtree.join(d)));
+            }
+        }
+    }
+    deps.retain(|d| !d.starts_with(out));
+    deps.sort();
+    deps.dedup();
+    Ok(deps)
+}
+
+/// Hash of the paths and contents of `deps`; `host_path` says where a
+/// path the build saw is on the host (a chroot's own files are under its
+/// root). A file that cannot be read hashes as missing.
+pub(super) fn headers_digest(deps: &[PathBuf], host_path: impl Fn(&Path) -> PathBuf) -> String {
+    let mut h = Sha256::new();
+    for dep in deps {
+        let bytes = dep.as_os_str().as_encoded_bytes();
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+        match fs::read(host_path(dep)) {
+            Ok(data) => {
+                h.update((data.len() as u64).to_le_bytes());
+                h.update(&data);
+            }
+            Err(_) => h.update(u64::MAX.to_le_bytes()),
+        }
+    }
+    hex(&h.finalize())
+}
+
+/// Lower-case hex SHA256 of `path`'s contents.
+pub(super) fn file_sha256(path: &Path) -> Result<String, KbuildError> {
+    let data = fs::read(path).map_err(io_err("read", path))?;
+    Ok(hex(&Sha256::digest(&data)))
+}
+
 /// Copies `files` from `src` to `out`, leaving identical files alone so
 /// their mtimes (and kbuild's incremental build) survive.
 pub(super) fn copy_sources(src: &Path, out: &Path, files: &[PathBuf]) -> Result<(), KbuildError> {
@@ -188,5 +296,78 @@ mod tests {
         copy_sources(&src, &out, &files).unwrap();
         assert_eq!(fs::read_to_string(out.join("include/uapi/x.h")).unwrap(), "include/uapi/x.h");
         assert!(!out.join("main.o").exists());
+    }
+
+    #[test]
+    fn build_record_roundtrip_and_old_format() {
+        let r = BuildRecord {
+            inputs: "ab".repeat(32),
+            headers: "cd".repeat(32),
+            modules: vec![("rig_kmod.ko".into(), "ef".repeat(32)), ("sub/x.ko".into(), "01".repeat(32))],
+        };
+        assert_eq!(BuildRecord::parse(&r.format()), Some(r.clone()));
+        // The one-line file of older rigs is not a record: the module is built again.
+        assert_eq!(BuildRecord::parse(&format!("{}\n", r.inputs)), None);
+        assert_eq!(BuildRecord::parse(&format!("{}\nheaders {}\n", r.inputs, r.headers)), None);
+        assert_eq!(BuildRecord::parse(""), None);
+    }
+
+    #[test]
+    fn deps_from_cmd_files() {
+        let text = "cmd_/b/main.o := gcc -c main.c\n\nsource_/b/main.o := /b/main.c\n\n\
+deps_/b/main.o := \\\n  /k/common/include/linux/compiler-version.h \\\n    $(wildcard include/config/CC_VERSION_TEXT) \\\n  \
+/k/common/include/linux/kconfig.h \\\n  include/generated/autoconf.h \\\n  /b/compat.h \\\n\n/b/main.o: $(deps_/b/main.o)\n\n$(deps_/b/main.o):\n";
+        assert_eq!(
+            cmd_file_deps(text),
+            [
+                "/k/common/include/linux/compiler-version.h",
+                "/k/common/include/linux/kconfig.h",
+                "include/generated/autoconf.h",
+                "/b/compat.h"
+            ]
+        );
+        assert!(cmd_file_deps("cmd_x := ld -r\n").is_empty());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let (out, objtree) = (tmp.path().join("b"), tmp.path().join("k/flavour"));
+        fs::create_dir_all(out.join("sub")).unwrap();
+        fs::create_dir_all(objtree.join("include/generated")).unwrap();
+        let cmd = format!(
+            "deps_x := \\\n  include/generated/autoconf.h \\\n  {}/compat.h \\\n  {}/h.h \\\n\n",
+            out.display(),
+            tmp.path().display()
+        );
+        fs::write(out.join(".main.o.cmd"), &cmd).unwrap();
+        fs::write(out.join("sub/.x.o.cmd"), &cmd).unwrap();
+        let deps = kernel_deps(&out, &objtree).unwrap();
+        let want: Vec<PathBuf> = vec![
+            tmp.path().join("h.h"),
+            objtree.join(".config"),
+            objtree.join("Module.symvers"),
+            objtree.join("include/generated/autoconf.h"),
+        ];
+        assert_eq!(deps, want);
+
+        // The digest follows the files' contents, and a missing file counts.
+        let same = |p: &Path| p.to_owned();
+        let d0 = headers_digest(&deps, same);
+        fs::write(objtree.join("include/generated/autoconf.h"), "#define CONFIG_X 1\n").unwrap();
+        let d1 = headers_digest(&deps, same);
+        assert_ne!(d0, d1);
+        assert_eq!(d1, headers_digest(&deps, same));
+        fs::write(objtree.join("include/generated/autoconf.h"), "#define CONFIG_X 2\n").unwrap();
+        assert_ne!(d1, headers_digest(&deps, same));
+        // Paths of a chroot's own files are looked up under its root.
+        let chroot = tmp.path().join("chroot");
+        fs::create_dir_all(chroot.join(tmp.path().strip_prefix("/").unwrap())).unwrap();
+        fs::write(chroot.join(tmp.path().strip_prefix("/").unwrap()).join("h.h"), "in the chroot").unwrap();
+        let in_chroot = |p: &Path| {
+            if p == tmp.path().join("h.h") {
+                chroot.join(p.strip_prefix("/").unwrap())
+            } else {
+                p.to_owned()
+            }
+        };
+        assert_ne!(headers_digest(&deps, same), headers_digest(&deps, in_chroot));
     }
 }

@@ -24,18 +24,21 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use nix::fcntl::Flock;
 use thiserror::Error;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::build::chroot::{self, Bind, ChrootError};
 use crate::build::dkms::{self, DkmsError, KernelFacts};
 use crate::kernel::fetch::KernelTree;
-use crate::support::{find_program, io_err, lock_file, mark_used, tail_lines, IoError, LockError, LockMode};
+use crate::support::{
+    find_program, io_err, lock_file, mark_used, tail_lines, ChildError, GroupChild, IoError, LockError, LockMode,
+};
 pub use env::BuildEnv;
-use inputs::{build_hash, copy_sources, source_files};
+use inputs::{build_hash, copy_sources, file_sha256, headers_digest, kernel_deps, source_files, BuildRecord};
 use vermagic::{built_modules, check_vermagic};
 
 /// Environment variable choosing where modules are built: `auto` (the
@@ -43,7 +46,8 @@ use vermagic::{built_modules, check_vermagic};
 /// `host` or `chroot`.
 pub const BUILD_ENV_VAR: &str = "RIG_BUILD_ENV";
 
-/// File in the build directory holding the hash of the last good build.
+/// File in the build directory recording the last good build (its inputs'
+/// hash, the digest of the kernel headers it read, its modules' hashes).
 pub const BUILD_HASH_FILE: &str = ".rig-build-hash";
 
 /// Lines of make output kept in error messages.
@@ -94,7 +98,11 @@ pub enum KbuildError {
     },
     /// Taking a lock in the cache failed.
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(LockError),
+    /// Ctrl-C or SIGTERM: make (or the chroot's creation, or a wait for
+    /// another rig) was stopped; the build directory is left marked stale.
+    #[error("interrupted; the module is built again next time")]
+    Interrupted,
     /// The kernel config does not say which compiler built it.
     #[error("cannot tell which compiler built `{kernel}`: no usable CONFIG_CC_VERSION_TEXT in {}; the headers may be damaged, fetch the kernel again with --refresh", config.display())]
     CompilerUnknown {
@@ -179,6 +187,15 @@ pub enum KbuildError {
     Io(#[from] IoError),
 }
 
+impl From<LockError> for KbuildError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Interrupted { .. } => KbuildError::Interrupted,
+            e => KbuildError::Lock(e),
+        }
+    }
+}
+
 /// What to build and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRequest {
@@ -211,8 +228,9 @@ pub struct BuiltModule {
 ///
 /// Holds an exclusive lock on `<out_dir>.lock` throughout, so two runs for
 /// the same kernel and module wait for each other (the second finds the
-/// first's build up to date).
-pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule, KbuildError> {
+/// first's build up to date). `interrupt` (Ctrl-C) stops make and its
+/// compilers (their whole process group), debootstrap and the lock waits.
+pub fn build_module(tree: &KernelTree, req: &BuildRequest, interrupt: &AtomicBool) -> Result<BuiltModule, KbuildError> {
     validate_request(req)?;
     // A DKMS tree: its kernel conditions first, its MAKE variables passed.
     let dkms = dkms::read(&req.src_dir)?;
@@ -234,7 +252,7 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
         None => req,
     };
     let env = BuildEnv::for_tree(tree)?;
-    let _lock = lock_out_dir(&req.out_dir)?;
+    let _lock = lock_out_dir(&req.out_dir, interrupt)?;
     // The kernel's headers are used for the whole build, without its fetch lock.
     for used in [Some(req.out_dir.as_path()), tree.root.parent()].into_iter().flatten() {
         mark_used(used);
@@ -243,20 +261,19 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     let hash = build_hash(&req.src_dir, &files, tree, req, &env.hash_id())?;
     let hash_file = req.out_dir.join(BUILD_HASH_FILE);
 
-    if fs::read_to_string(&hash_file).is_ok_and(|h| h.trim() == hash) {
-        if let Ok(ko_files) = built_modules(&req.out_dir) {
-            if let Ok(vermagic) = check_vermagic(&ko_files, tree, &hash_file) {
-                if let Some(conf) = &dkms {
-                    conf.check_built(&ko_files)?;
-                }
-                info!(kernel = %tree.name, out = %req.out_dir.display(), "module is up to date");
-                return Ok(BuiltModule {
-                    ko_files,
-                    vermagic,
-                    log: format!("up to date (build hash {hash})\n"),
-                    env: env.describe(),
-                });
+    let record = fs::read_to_string(&hash_file).ok().and_then(|t| BuildRecord::parse(&t));
+    if let Some(record) = record.filter(|r| r.inputs == hash) {
+        if let Some((ko_files, vermagic)) = still_good(&record, tree, &req.out_dir, &env, &hash_file) {
+            if let Some(conf) = &dkms {
+                conf.check_built(&ko_files)?;
             }
+            info!(kernel = %tree.name, out = %req.out_dir.display(), "module is up to date");
+            return Ok(BuiltModule {
+                ko_files,
+                vermagic,
+                log: format!("up to date (build hash {hash})\n"),
+                env: env.describe(),
+            });
         }
     }
 
@@ -296,15 +313,15 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
             cmd
         }
         BuildEnv::Chroot { cc, spec } => {
-            let chroot_err = |source| KbuildError::Chroot {
-                kernel: tree.name.clone(),
-                suite: spec.suite.clone(),
-                cc: cc.clone(),
-                source,
+            let chroot_err = |source| match source {
+                ChrootError::Interrupted => KbuildError::Interrupted,
+                source => {
+                    KbuildError::Chroot { kernel: tree.name.clone(), suite: spec.suite.clone(), cc: cc.clone(), source }
+                }
             };
             chroot::preflight(&spec.suite).map_err(chroot_err)?;
             let started = Instant::now();
-            let c = chroot::ensure(spec, &tree.cache_dir).map_err(chroot_err)?;
+            let c = chroot::ensure(spec, &tree.cache_dir, interrupt).map_err(chroot_err)?;
             if c.created {
                 info!(chroot = %c.root.display(), secs = started.elapsed().as_secs_f32(), "build chroot created");
             }
@@ -322,7 +339,7 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     };
     info!(kernel = %tree.name, env = %env.describe(), out = %req.out_dir.display(), "building module");
     let started = Instant::now();
-    let (status, log) = run_captured(cmd)?;
+    let (status, log) = run_captured(cmd, interrupt)?;
     drop(_chroot);
     let log_path = req.out_dir.join("rig-build.log");
     fs::write(&log_path, &log).map_err(io_err("write", &log_path))?;
@@ -340,10 +357,66 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest) -> Result<BuiltModule
     if let Some(conf) = &dkms {
         conf.check_built(&ko_files)?;
     }
-    fs::write(&hash_file, format!("{hash}\n")).map_err(io_err("write", &hash_file))?;
+    let record = BuildRecord {
+        inputs: hash,
+        headers: headers_digest(
+            &kernel_deps(&req.out_dir, &tree.headers_flavour)?,
+            host_path(tree, &req.out_dir, &env),
+        ),
+        modules: ko_files
+            .iter()
+            .map(|ko| Ok((relative(ko, &req.out_dir), file_sha256(ko)?)))
+            .collect::<Result<_, KbuildError>>()?,
+    };
+    // Written last: its presence says the build is complete.
+    fs::write(&hash_file, record.format()).map_err(io_err("write", &hash_file))?;
     mark_used(&req.out_dir);
     info!(kernel = %tree.name, modules = ko_files.len(), secs = started.elapsed().as_secs_f32(), "module built");
     Ok(BuiltModule { ko_files, vermagic, log, env: env.describe() })
+}
+
+/// The modules of the previous build in `out` and their vermagic, if that
+/// build is still good: the kernel files it read are unchanged, its
+/// modules are the ones it recorded, and they name the kernel.
+fn still_good(
+    record: &BuildRecord,
+    tree: &KernelTree,
+    out: &Path,
+    env: &BuildEnv,
+    hash_file: &Path,
+) -> Option<(Vec<PathBuf>, String)> {
+    let deps = kernel_deps(out, &tree.headers_flavour).ok()?;
+    if headers_digest(&deps, host_path(tree, out, env)) != record.headers {
+        info!(kernel = %tree.name, out = %out.display(), "the kernel headers changed since the last build; building again");
+        return None;
+    }
+    let ko_files = built_modules(out).ok()?;
+    let recorded: Vec<(String, String)> =
+        ko_files.iter().map(|ko| Some((relative(ko, out), file_sha256(ko).ok()?))).collect::<Option<_>>()?;
+    if recorded != record.modules {
+        info!(kernel = %tree.name, out = %out.display(), "a built module changed or is missing; building again");
+        return None;
+    }
+    let vermagic = check_vermagic(&ko_files, tree, hash_file).ok()?;
+    Some((ko_files, vermagic))
+}
+
+/// Where a file the build read is on the host: the build directory and the
+/// kernel tree are bound at their own paths; anything else a chroot build
+/// read (the compiler's own headers) is under the chroot's root.
+fn host_path<'a>(tree: &'a KernelTree, out: &'a Path, env: &BuildEnv) -> impl Fn(&Path) -> PathBuf + 'a {
+    let chroot_root = match env {
+        BuildEnv::Chroot { spec, .. } => Some(tree.cache_dir.join("chroots").join(spec.dir_name())),
+        BuildEnv::Host { .. } => None,
+    };
+    move |p: &Path| match (&chroot_root, p.strip_prefix("/")) {
+        (Some(root), Ok(rel)) if !p.starts_with(&tree.root) && !p.starts_with(out) => root.join(rel),
+        _ => p.to_owned(),
+    }
+}
+
+fn relative(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).to_string_lossy().into_owned()
 }
 
 /// `req` with dkms.conf's MAKE variables first; the request's own override them.
@@ -379,12 +452,13 @@ fn undefined_symbols_hint(log: &str, tree: &KernelTree) -> String {
 }
 
 /// Exclusive lock on `<out_dir>.lock` (next to the build directory).
-fn lock_out_dir(out_dir: &Path) -> Result<Flock<File>, KbuildError> {
+fn lock_out_dir(out_dir: &Path, interrupt: &AtomicBool) -> Result<Flock<File>, KbuildError> {
     let name = out_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "build".into());
     let parent = out_dir.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
     let path = parent.join(format!("{name}.lock"));
-    Ok(lock_file(&path, LockMode::Exclusive, "another rig is building this module for this kernel; waiting for it")?)
+    let waiting = "another rig is building this module for this kernel; waiting for it";
+    Ok(lock_file(&path, LockMode::Exclusive, waiting, interrupt)?)
 }
 
 fn validate_request(req: &BuildRequest) -> Result<(), KbuildError> {
@@ -411,19 +485,28 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Runs `cmd` with stdout and stderr interleaved into one log.
-fn run_captured(mut cmd: Command) -> Result<(std::process::ExitStatus, String), KbuildError> {
+/// Runs `cmd` with stdout and stderr interleaved into one log, in a process
+/// group of its own that `interrupt` stops.
+fn run_captured(mut cmd: Command, interrupt: &AtomicBool) -> Result<(std::process::ExitStatus, String), KbuildError> {
     let spawn_err = |source| KbuildError::from(IoError { action: "run", path: PathBuf::from("make"), source });
     let (mut reader, writer) = io::pipe().map_err(spawn_err)?;
     let writer2 = writer.try_clone().map_err(spawn_err)?;
     cmd.stdout(writer).stderr(writer2).stdin(std::process::Stdio::null());
-    debug!(command = ?cmd, "running");
-    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let mut child = GroupChild::spawn(&mut cmd)?;
     // The Command holds our write ends; drop it or the read never sees EOF.
     drop(cmd);
-    let mut raw = Vec::new();
-    reader.read_to_end(&mut raw).map_err(spawn_err)?;
-    let status = child.wait().map_err(spawn_err)?;
+    let log = std::thread::spawn(move || {
+        let mut raw = Vec::new();
+        let _ = reader.read_to_end(&mut raw);
+        raw
+    });
+    let status = match child.wait(interrupt) {
+        Ok(s) => s,
+        // The reader is left behind: it ends with the last writer.
+        Err(ChildError::Interrupted { .. }) => return Err(KbuildError::Interrupted),
+        Err(ChildError::Io(e)) => return Err(e.into()),
+    };
+    let raw = log.join().unwrap_or_default();
     Ok((status, String::from_utf8_lossy(&raw).into_owned()))
 }
 
@@ -444,12 +527,13 @@ mod tests {
     fn out_dir_lock_is_exclusive() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("build/6.1/guest-kmod");
-        let held = lock_out_dir(&out).unwrap();
+        let never = AtomicBool::new(false);
+        let held = lock_out_dir(&out, &never).unwrap();
         assert!(tmp.path().join("build/6.1/guest-kmod.lock").is_file());
         let file = OpenOptions::new().write(true).open(tmp.path().join("build/6.1/guest-kmod.lock")).unwrap();
         assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err());
         drop(held);
-        let _again = lock_out_dir(&out).unwrap();
+        let _again = lock_out_dir(&out, &never).unwrap();
     }
 
     #[test]

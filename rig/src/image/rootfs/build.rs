@@ -1,28 +1,22 @@
-//! Building a Debian root: debootstrap into a temporary directory, apt in
-//! it (in private mount and pid namespaces: nothing is mounted on the
+//! Building a Debian root: the build chroots' debootstrap
+//! ([`crate::build::chroot::debootstrap`]) into a temporary directory, apt
+//! in it (in private mount and pid namespaces: nothing is mounted on the
 //! host), the kernel's modules and depmod, the rig's `poweroff`, then
 //! mksquashfs; stamped and renamed into place, so an interrupted build is
 //! simply redone. Needs root, or password-less sudo, as the build chroots do.
 
 use super::packages::{resolve, BASE_PACKAGES};
 use super::{squashfs, RootfsError, RootfsSpec, RootfsStamp, FORMAT, IMAGE_FILE, STAMP_FILE, TAIL_LINES};
-use crate::build::chroot::{preflight, privileged, remove_leftover, tree_bytes};
-use crate::kernel::fetch::DEBIAN_KEYRING;
-use crate::support::{find_program, io_err, tail_lines};
+use crate::build::chroot::{
+    command_as_root, debootstrap, debootstrap_args, preflight, privileged, remove_leftover, tree_bytes,
+};
+use crate::support::{find_program, io_err, tail_lines, ChildError};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// Run by `unshare` as root: /proc for apt and the maintainer scripts, then
-/// the command in the root with a clean environment.
-const IN_ROOT: &str = r#"set -eu
-root=$1
-shift
-mount -t proc proc "$root/proc"
-exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C DEBIAN_FRONTEND=noninteractive "$@"
-"#;
 
 /// Before apt: no maintainer script may start a daemon in the build.
 const NO_DAEMONS: &str = "printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d";
@@ -49,29 +43,30 @@ rm -rf /var/lib/apt/lists/*
 /// headers, `vmlinuz` is booted from outside).
 const MODULE_FILES: [&str; 4] = ["kernel", "modules.builtin", "modules.builtin.modinfo", "modules.order"];
 
-/// A command in the root being built.
+/// A command in the root being built, as root; apt never asks.
 fn in_root(tree: &Path, args: &[&str]) -> Command {
-    let mut c = privileged("unshare");
-    c.args(["--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg(IN_ROOT)
-        .arg("sh")
-        .arg(tree)
-        .args(args);
-    c
+    let mut all = vec!["DEBIAN_FRONTEND=noninteractive"];
+    all.extend_from_slice(args);
+    command_as_root(tree, "env", &all)
 }
 
-/// One build: where it logs, what it builds.
+/// One build: where it logs, what it builds, what stops it.
 struct Build<'a> {
     spec: &'a RootfsSpec,
     log: PathBuf,
+    interrupt: &'a AtomicBool,
 }
 
 impl Build<'_> {
     /// Runs `cmd`, its output appended to the log; `Err((status, output))`
-    /// when it fails.
+    /// when it fails. Ctrl-C stops it (its whole process group).
     fn run(&self, what: &str, cmd: &mut Command) -> Result<Result<String, (String, String)>, RootfsError> {
         tracing::debug!(command = ?cmd, "running");
-        let out = cmd.stdin(Stdio::null()).output().map_err(io_err("run a command for", &self.log))?;
+        let out = match crate::support::output(cmd, self.interrupt) {
+            Ok(o) => o,
+            Err(ChildError::Interrupted { .. }) => return Err(RootfsError::Interrupted),
+            Err(ChildError::Io(e)) => return Err(e.into()),
+        };
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let mut f = OpenOptions::new().append(true).create(true).open(&self.log).map_err(io_err("write", &self.log))?;
         let _ = writeln!(f, "==> {what}: {}\n{text}", out.status);
@@ -121,7 +116,13 @@ fn apt_error(suite: &str, what: &str, status: String, text: &str, log: &Path) ->
 
 /// Builds the root `name` under `root` (the caller holds its lock
 /// exclusively); a pattern that matches nothing is stamped as a skip.
-pub(super) fn build(spec: &RootfsSpec, root: &Path, name: &str, log: &mut dyn FnMut(&str)) -> Result<(), RootfsError> {
+pub(super) fn build(
+    spec: &RootfsSpec,
+    root: &Path,
+    name: &str,
+    log: &mut dyn FnMut(&str),
+    interrupt: &AtomicBool,
+) -> Result<(), RootfsError> {
     preflight(&spec.suite)?;
     if find_program("mksquashfs").is_none() {
         return Err(RootfsError::ToolMissing {
@@ -138,8 +139,7 @@ pub(super) fn build(spec: &RootfsSpec, root: &Path, name: &str, log: &mut dyn Fn
     let tmp = root.join(format!(".{name}.tmp"));
     remove_leftover(&tmp)?;
     fs::create_dir_all(&tmp).map_err(io_err("create directory", &tmp))?;
-    let b = Build { spec, log: root.join(format!("{name}.log")) };
-    fs::write(&b.log, "").map_err(io_err("create", &b.log))?;
+    let b = Build { spec, log: root.join(format!("{name}.log")), interrupt };
     let result = fill(&b, &tmp, &modules, log);
     if result.is_err() {
         let _ = remove_leftover(&tmp);
@@ -166,25 +166,10 @@ fn fill(b: &Build, tmp: &Path, modules: &Path, log: &mut dyn FnMut(&str)) -> Res
     let spec = b.spec;
     let started = Instant::now();
     let tree = tmp.join("tree");
-    let tree_s = tree.display().to_string();
     log(&format!("debootstrap of a {} root (minbase, once for these packages)", spec.suite));
-    let mut deb = privileged("unshare");
-    deb.args(["--mount", "--propagation", "private", "--", "debootstrap", "--variant=minbase"])
-        .arg(format!("--arch={}", spec.arch))
-        .arg(format!("--keyring={DEBIAN_KEYRING}"))
-        .arg("--components=main")
-        .arg(format!("--include={}", BASE_PACKAGES.join(",")))
-        .args([&spec.suite, &tree_s, &spec.archive_uri])
-        .env("LC_ALL", "C");
-    if let Err((status, text)) = b.run("debootstrap", &mut deb)? {
-        return Err(RootfsError::Debootstrap {
-            suite: spec.suite.clone(),
-            uri: spec.archive_uri.clone(),
-            status,
-            log: b.log.clone(),
-            tail: tail_lines(&text, TAIL_LINES),
-        });
-    }
+    let base: Vec<String> = BASE_PACKAGES.iter().map(|p| p.to_string()).collect();
+    let args = debootstrap_args(&spec.suite, &spec.arch, &base, &tree, &spec.archive_uri);
+    debootstrap(&spec.suite, &spec.archive_uri, &args, &tree, &b.log, b.interrupt)?;
     b.step("policy-rc.d", &mut in_root(&tree, &["sh", "-c", NO_DAEMONS]))?;
     b.apt("update", &tree, &["apt-get", "update"])?;
     let names = b.apt("pkgnames", &tree, &["apt-cache", "pkgnames"])?;
@@ -264,19 +249,10 @@ mod tests {
 
     #[test]
     fn the_scripts_are_valid_sh() {
-        for script in [IN_ROOT, NO_DAEMONS, FINISH] {
+        for script in [NO_DAEMONS, FINISH] {
             let status = Command::new("sh").arg("-n").arg("-c").arg(script).status().expect("sh");
             assert!(status.success(), "{script}");
         }
-    }
-
-    #[test]
-    fn commands_in_the_root_run_in_private_namespaces() {
-        let c = in_root(Path::new("/c/rootfs/.x.tmp/tree"), &["apt-get", "update"]);
-        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        let joined = args.join(" ");
-        assert!(joined.contains("--mount --pid --fork --kill-child --propagation private -- /bin/sh -c"), "{joined}");
-        assert!(joined.ends_with("sh /c/rootfs/.x.tmp/tree apt-get update"), "{joined}");
     }
 
     #[test]
@@ -306,7 +282,8 @@ mod tests {
             kernel_version: "v".into(),
             modules_dir: None,
         };
-        let b = Build { spec: &spec, log: dir.path().join("log") };
+        let flag = AtomicBool::new(false);
+        let b = Build { spec: &spec, log: dir.path().join("log"), interrupt: &flag };
         assert_eq!(b.step("echo", Command::new("sh").args(["-c", "echo hi"])).expect("ok"), "hi\n");
         let e = b.step("fails", Command::new("sh").args(["-c", "echo oops >&2; exit 3"])).expect_err("fails");
         assert!(e.to_string().contains("fails failed") && e.to_string().contains("oops"), "{e}");

@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 pub use packages::BASE_PACKAGES;
 
@@ -65,12 +66,9 @@ pub enum RootfsError {
     /// A host tool is missing.
     #[error("`{tool}` is not on PATH: install the `{package}` package (rig uses it to {purpose})")]
     ToolMissing { tool: &'static str, package: &'static str, purpose: &'static str },
-    /// debootstrap's tools, keyring or root privileges are missing.
+    /// debootstrap failed, or its tools, keyring or root privileges are missing.
     #[error(transparent)]
     Chroot(#[from] Box<ChrootError>),
-    /// debootstrap failed.
-    #[error("debootstrap of a `{suite}` root from {uri} failed ({status}); full log: {}\n{tail}", log.display())]
-    Debootstrap { suite: String, uri: String, status: String, log: PathBuf, tail: String },
     /// apt does not know a package the config names: a configuration error.
     #[error("the `{suite}` root cannot have {packages}: apt says:\n{message}\n(check [guest] packages; full log: {})", log.display())]
     PackageMissing { suite: String, packages: String, message: String, log: PathBuf },
@@ -87,14 +85,29 @@ pub enum RootfsError {
     #[error("offline and no Debian root of `{suite}` with these packages is cached in {}: run once without --offline", dir.display())]
     NotCached { suite: String, dir: PathBuf },
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(LockError),
     #[error(transparent)]
     Io(#[from] IoError),
+    /// Ctrl-C or SIGTERM stopped the build or the wait for it.
+    #[error("interrupted; an unfinished Debian root is built again next time")]
+    Interrupted,
 }
 
 impl From<ChrootError> for RootfsError {
     fn from(e: ChrootError) -> Self {
-        RootfsError::Chroot(Box::new(e))
+        match e {
+            ChrootError::Interrupted => RootfsError::Interrupted,
+            e => RootfsError::Chroot(Box::new(e)),
+        }
+    }
+}
+
+impl From<LockError> for RootfsError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Interrupted { .. } => RootfsError::Interrupted,
+            e => RootfsError::Lock(e),
+        }
     }
 }
 
@@ -212,19 +225,20 @@ fn ready(dir: PathBuf, stamp: RootfsStamp, built: bool, lock: Flock<File>) -> Ro
 
 /// The root for `spec` under `<cache_dir>/rootfs`, built first unless a
 /// verified one is there. Concurrent callers wait for one build. `log`
-/// hears each long step as it starts.
+/// hears each long step as it starts; `interrupt` stops the build or the wait.
 pub fn ensure(
     spec: &RootfsSpec,
     cache_dir: &Path,
     offline: bool,
     log: &mut dyn FnMut(&str),
+    interrupt: &AtomicBool,
 ) -> Result<Rootfs, RootfsError> {
     let root = cache_dir.join("rootfs");
     fs::create_dir_all(&root).map_err(io_err("create directory", &root))?;
     let name = spec.name();
     let dir = root.join(&name);
     let lock_path = root.join(format!("{name}.lock"));
-    let lock = lock_file(&lock_path, LockMode::Shared, WAITING)?;
+    let lock = lock_file(&lock_path, LockMode::Shared, WAITING, interrupt)?;
     let mut built = false;
     loop {
         match load(&dir, spec) {
@@ -237,12 +251,12 @@ pub fn ensure(
         if offline {
             return Err(RootfsError::NotCached { suite: spec.suite.clone(), dir });
         }
-        relock(&lock, &lock_path, LockMode::Exclusive, WAITING)?;
+        relock(&lock, &lock_path, LockMode::Exclusive, WAITING, interrupt)?;
         if load(&dir, spec).is_err() {
-            build::build(spec, &root, &name, log)?;
+            build::build(spec, &root, &name, log, interrupt)?;
             built = true;
         }
-        relock(&lock, &lock_path, LockMode::Shared, WAITING)?;
+        relock(&lock, &lock_path, LockMode::Shared, WAITING, interrupt)?;
     }
 }
 
@@ -317,7 +331,8 @@ mod tests {
         };
         write(&stamp(&s, 8192, 8000, None));
         let mut log = |_: &str| {};
-        match ensure(&s, tmp.path(), true, &mut log).expect("cached") {
+        let flag = AtomicBool::new(false);
+        match ensure(&s, tmp.path(), true, &mut log, &flag).expect("cached") {
             Rootfs::Image { path, built, .. } => assert!(path.ends_with(IMAGE_FILE) && !built),
             other => panic!("{other:?}"),
         }
@@ -325,13 +340,15 @@ mod tests {
         // A truncated image, or one the stamp does not describe, is not used
         // (offline: nothing can be rebuilt, so the error says so).
         write(&stamp(&s, 8192, 7000, None));
-        assert!(matches!(ensure(&s, tmp.path(), true, &mut log), Err(RootfsError::NotCached { .. })));
+        assert!(matches!(ensure(&s, tmp.path(), true, &mut log, &flag), Err(RootfsError::NotCached { .. })));
         fs::write(dir.join(IMAGE_FILE), &img[..4096]).expect("cut");
         write(&stamp(&s, 8192, 8000, None));
         assert!(load(&dir, &s).is_err_and(|e| e.contains("4096 bytes")));
         let other = RootfsSpec { packages: vec![], ..spec() };
         assert!(load(&dir, &other).is_err_and(|e| e.contains("other inputs")));
         write(&stamp(&s, 0, 0, Some("no match".into())));
-        assert!(matches!(ensure(&s, tmp.path(), true, &mut log), Ok(Rootfs::Skip { reason }) if reason == "no match"));
+        assert!(
+            matches!(ensure(&s, tmp.path(), true, &mut log, &flag), Ok(Rootfs::Skip { reason }) if reason == "no match")
+        );
     }
 }

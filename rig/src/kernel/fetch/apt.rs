@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::AtomicBool;
 
 use tracing::{debug, info};
 
@@ -14,16 +15,18 @@ use super::resolve::DebPackage;
 use super::{create_dir, file_has_sha256, remove_file_if_exists, run, FetchError, DEBIAN_KEYRING, ERROR_TAIL_LINES};
 use crate::support::{effective_uid, io_err, tail_lines};
 
-pub(super) struct Apt {
+pub(super) struct Apt<'a> {
     pub(super) dir: PathBuf,
     pub(super) uri: String,
     pub(super) suite: String,
     pub(super) arch: String,
     pub(super) name: String,
     pub(super) cache_note: String,
+    /// Ctrl-C: stops apt's process group.
+    pub(super) interrupt: &'a AtomicBool,
 }
 
-impl Apt {
+impl Apt<'_> {
     pub(super) fn prepare(&self) -> Result<(), FetchError> {
         for sub in ["state", "lists/partial", "cache/archives/partial", "etc/preferences.d", "etc/trusted.gpg.d"] {
             create_dir(&self.dir.join(sub))?;
@@ -47,7 +50,7 @@ impl Apt {
     pub(super) fn update(&self) -> Result<(), FetchError> {
         let mut cmd = self.command("apt-get");
         cmd.arg("update");
-        let out = run(&mut cmd, "apt-get update")?;
+        let out = run(&mut cmd, "apt-get update", self.interrupt)?;
         let text = apt_diagnostics(&out);
         match classify_update(out.status.success(), &text) {
             UpdateOutcome::Ok => Ok(()),
@@ -81,7 +84,7 @@ impl Apt {
     pub(super) fn show(&self, package: &str) -> Result<Option<Stanza>, FetchError> {
         let mut cmd = self.command("apt-cache");
         cmd.args(["show", "--no-all-versions", package]);
-        let out = run(&mut cmd, "apt-cache show")?;
+        let out = run(&mut cmd, "apt-cache show", self.interrupt)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
@@ -121,7 +124,7 @@ impl Apt {
             info!(kernel = %self.name, count = missing.len(), "downloading kernel packages");
             let mut cmd = self.command("apt-get");
             cmd.arg("download").args(missing.iter().map(|p| format!("{}={}", p.name, p.version))).current_dir(dest);
-            let out = run(&mut cmd, "apt-get download")?;
+            let out = run(&mut cmd, "apt-get download", self.interrupt)?;
             let text = apt_diagnostics(&out);
             if !out.status.success() {
                 let failure = match classify_update(false, &text) {

@@ -113,7 +113,7 @@ pub fn run_apidiff(
     let mut trees = Vec::new();
     for k in &opts.kernels {
         let ro = RunOptions { kernel: k.clone(), ..opts.base.clone() };
-        let tree = crate::exec::prepare::fetch_kernel(&ro)?.1;
+        let tree = crate::exec::prepare::fetch_kernel(&ro, &interrupt)?.1;
         on_note(format!("{k}: {} ({})", tree.release, tree.package_version));
         trees.push(tree);
     }
@@ -155,7 +155,7 @@ pub fn run_apidiff(
                         items[i].name.clone()
                     }
                 };
-                let v = build_one(&opts.base.cache_dir, &opts.module_dir, tree, &name, vars);
+                let v = build_one(&opts.base.cache_dir, &opts.module_dir, tree, &name, vars, &interrupt);
                 if item.is_none() {
                     let env = kbuild::BuildEnv::for_tree(tree).map(|e| e.describe()).unwrap_or_default();
                     envs.lock().unwrap_or_else(|e| e.into_inner())[k] = Some(env);
@@ -212,11 +212,12 @@ fn build_one(
     tree: &KernelTree,
     name: &str,
     make_vars: Vec<(String, String)>,
+    interrupt: &AtomicBool,
 ) -> Verdict {
     let out_dir = cache.join("apidiff").join(&tree.release).join(name);
     let req =
         BuildRequest { src_dir: module_dir.to_owned(), out_dir: out_dir.clone(), make_vars, extra_cflags_w1: false };
-    match kbuild::build_module(tree, &req) {
+    match kbuild::build_module(tree, &req, interrupt) {
         Ok(_) => Verdict::Builds,
         Err(KbuildError::BuildFailed { log_path, tail, .. }) => {
             let log = std::fs::read_to_string(&log_path).unwrap_or(tail);
