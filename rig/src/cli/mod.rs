@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// Guest vCPUs (overrides the config).
     #[arg(long)]
     pub cpus: Option<u32>,
-    /// QEMU CPU model (default: host under KVM, QEMU's default under TCG).
+    /// QEMU CPU model (default: host under KVM; under TCG `max` with a Debian root, else QEMU's default).
     #[arg(long)]
     pub cpu: Option<String>,
     /// Boot watchdog in seconds.

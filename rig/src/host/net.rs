@@ -364,7 +364,8 @@ impl Wire {
     pub fn start(name: &str, socket: &Path, pcap: Option<PathBuf>) -> Result<Wire, PcapError> {
         let file = match &pcap {
             Some(p) => {
-                let mut f = File::create(p).map_err(|source| PcapError::Io { path: p.clone(), source })?;
+                let mut f = crate::support::create_private_file(p)
+                    .map_err(|source| PcapError::Io { path: p.clone(), source })?;
                 f.write_all(&pcap_header()).map_err(|source| PcapError::Io { path: p.clone(), source })?;
                 Some(BufWriter::with_capacity(1 << 20, f))
             }

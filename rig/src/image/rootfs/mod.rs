@@ -268,7 +268,7 @@ mod tests {
         RootfsSpec {
             suite: "trixie".into(),
             arch: "amd64".into(),
-            archive_uri: "http://deb.debian.org/debian".into(),
+            archive_uri: "http://mirror.example/debian".into(),
             packages: vec!["dpdk-dev".into(), "librte-net-e1000-*".into()],
             release: "6.12.117+deb13-cloud-amd64".into(),
             kernel_version: "6.12.117-1".into(),
