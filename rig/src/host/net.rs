@@ -349,6 +349,9 @@ pub struct Wire {
     pub name: String,
     /// The pcap file, when the device captures.
     pub pcap: Option<PathBuf>,
+    /// The pcap file opened for the checks when it was created: they read
+    /// what was written even if something removes the path meanwhile.
+    capture: Option<File>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -362,14 +365,15 @@ impl Wire {
     /// (QEMU creates it when it starts: the reader keeps trying until
     /// then), writing every frame to `pcap` if given.
     pub fn start(name: &str, socket: &Path, pcap: Option<PathBuf>) -> Result<Wire, PcapError> {
-        let file = match &pcap {
+        let (file, capture) = match &pcap {
             Some(p) => {
-                let mut f = crate::support::create_private_file(p)
-                    .map_err(|source| PcapError::Io { path: p.clone(), source })?;
-                f.write_all(&pcap_header()).map_err(|source| PcapError::Io { path: p.clone(), source })?;
-                Some(BufWriter::with_capacity(1 << 20, f))
+                let io = |source| PcapError::Io { path: p.clone(), source };
+                let mut f = crate::support::create_private_file(p).map_err(io)?;
+                f.write_all(&pcap_header()).map_err(io)?;
+                let read = File::open(p).map_err(io)?;
+                (Some(BufWriter::with_capacity(1 << 20, f)), Some(read))
             }
-            None => None,
+            None => (None, None),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(State { window: PCAP_HEADER, ..State::default() }),
@@ -381,7 +385,7 @@ impl Wire {
             .name(format!("wire-{name}"))
             .spawn(move || reader(&s, &path, file))
             .map_err(|source| PcapError::Io { path: socket.into(), source })?;
-        Ok(Wire { name: name.into(), pcap, shared, thread: Some(thread) })
+        Ok(Wire { name: name.into(), pcap, capture, shared, thread: Some(thread) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -412,13 +416,14 @@ impl Wire {
     /// Counts what the NIC sent since the previous check against `filter`,
     /// from the pcap file; the next check starts after it.
     pub fn check(&self, filter: &FrameFilter) -> Result<Scan, String> {
-        let path = self.pcap.as_ref().ok_or_else(|| format!("{} does not capture (capture = true)", self.name))?;
+        let (Some(path), Some(f)) = (&self.pcap, &self.capture) else {
+            return Err(format!("{} does not capture (capture = true)", self.name));
+        };
         self.settle(Duration::from_millis(300), Duration::from_secs(5));
         let mut st = self.lock();
         if let Some(e) = &st.error {
             return Err(format!("the capture of {} stopped: {e}", self.name));
         }
-        let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut file = BufReader::with_capacity(1 << 20, f);
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(st.window))
             .map_err(|e| format!("{}: {e}", path.display()))?;
