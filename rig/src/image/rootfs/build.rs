@@ -160,6 +160,13 @@ pub(super) fn build(
     Ok(())
 }
 
+/// Does the tree have apt's package lists (`*_Packages`)?
+fn has_package_lists(tree: &Path) -> bool {
+    fs::read_dir(tree.join("var/lib/apt/lists")).is_ok_and(|rd| {
+        rd.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+    })
+}
+
 /// debootstrap, apt, modules, the rig's files, mksquashfs: the stamp of
 /// what came out (or of why the suite cannot have it).
 fn fill(b: &Build, tmp: &Path, modules: &Path, log: &mut dyn FnMut(&str)) -> Result<RootfsStamp, RootfsError> {
@@ -171,7 +178,13 @@ fn fill(b: &Build, tmp: &Path, modules: &Path, log: &mut dyn FnMut(&str)) -> Res
     let args = debootstrap_args(&spec.suite, &spec.arch, &base, &tree, &spec.archive_uri);
     debootstrap(&spec.suite, &spec.archive_uri, &args, &tree, &b.log, b.interrupt)?;
     b.step("policy-rc.d", &mut in_root(&tree, &["sh", "-c", NO_DAEMONS]))?;
-    b.apt("update", &tree, &["apt-get", "update"])?;
+    // debootstrap leaves the package lists it checked against the keyring;
+    // apt uses them as they are. An `apt-get update` would fetch them again
+    // and refuse a mirror whose Release is past its Valid-Until (a frozen
+    // snapshot), which the kernels themselves came from.
+    if !has_package_lists(&tree) {
+        b.apt("update", &tree, &["apt-get", "update"])?;
+    }
     let names = b.apt("pkgnames", &tree, &["apt-cache", "pkgnames"])?;
     let available: Vec<String> = names.lines().map(str::to_owned).collect();
     let stamp = |installed, image_bytes, bytes_used, tree_bytes, skip| RootfsStamp {
@@ -253,6 +266,18 @@ mod tests {
             let status = Command::new("sh").arg("-n").arg("-c").arg(script).status().expect("sh");
             assert!(status.success(), "{script}");
         }
+    }
+
+    #[test]
+    fn debootstraps_lists_are_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(!has_package_lists(dir.path()));
+        let lists = dir.path().join("var/lib/apt/lists");
+        fs::create_dir_all(&lists).expect("mkdir");
+        fs::write(lists.join("lock"), "").expect("lock");
+        assert!(!has_package_lists(dir.path()));
+        fs::write(lists.join("mirror.example_debian_dists_sid_main_binary-amd64_Packages"), "").expect("list");
+        assert!(has_package_lists(dir.path()));
     }
 
     #[test]
