@@ -162,9 +162,8 @@ pub(super) fn build(
 
 /// Does the tree have apt's package lists (`*_Packages`)?
 fn has_package_lists(tree: &Path) -> bool {
-    fs::read_dir(tree.join("var/lib/apt/lists")).is_ok_and(|rd| {
-        rd.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
-    })
+    fs::read_dir(tree.join("var/lib/apt/lists"))
+        .is_ok_and(|rd| rd.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().ends_with("_Packages")))
 }
 
 /// debootstrap, apt, modules, the rig's files, mksquashfs: the stamp of
