@@ -244,7 +244,7 @@ pub fn ensure(
         match load(&dir, spec) {
             Ok(stamp) => return Ok(ready(dir, stamp, built, lock)),
             Err(why) if dir.exists() => {
-                tracing::info!(root = %dir.display(), %why, "the cached Debian root is stale: rebuilding")
+                tracing::warn!(root = %dir.display(), %why, "the cached Debian root is stale or damaged: building it again")
             }
             Err(_) => {}
         }
