@@ -12,7 +12,7 @@
 
 use crate::args::{Failure, Opts};
 use crate::pool::{info as pool_info, poll_in, release, take, verify_buffer};
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{collect, detach, dev_path, ename, read_text, Fd, Map, Sys};
 use rig_abi::{DbInfo, DbRing, DbWait, Hring, IOC_DB_INFO, IOC_DB_RING, IOC_DB_WAIT};
 use rig_abi::{DB_VEC_CONSUMED, DB_VEC_PRODUCED, HRING_FIRST_BUF, HRING_MAGIC, HRING_OFFSET, HRING_READY, HRING_SLOTS};
@@ -55,7 +55,7 @@ fn irq_lines() -> Vec<String> {
 
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let opts = Opts::parse(args, &["--expect"])?;
-    let expect = opts.text("--expect", "doorbell");
+    let expect = opts.text_or("--expect", "doorbell");
     if expect != "plain" && expect != "doorbell" {
         return Err(Failure::Usage("--expect is plain or doorbell".into()));
     }
@@ -129,7 +129,7 @@ pub fn hring(args: &[String]) -> Result<(), Failure> {
     let opts = Opts::parse(args, &["--count", "--timeout", "--detach"])?;
     let count = opts.num("--count", 8)? as u32;
     let timeout = Duration::from_secs(opts.num("--timeout", 60)?);
-    let prefix = opts.text("--detach", "");
+    let prefix = opts.text_or("--detach", "");
     if prefix.is_empty() {
         return hring_consume(count, timeout, &|| {});
     }

@@ -5,7 +5,7 @@
 //! kills the toucher with SIGBUS, and the kernel does not warn (taint W).
 
 use crate::args::Failure;
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{c_str, dev_path, in_child, stat, tainted, ChildEnd, Fd, Map, TAINT_WARN};
 use rig_abi::{RegionInfo, FAULT_PAGES, FAULT_STR0, FAULT_STR1, IOC_REGION_INFO, REGION_FAULT};
 

@@ -5,7 +5,7 @@
 //! an invalid struct EINVAL, a bad pointer EFAULT.
 
 use crate::args::Failure;
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{dev_path, Fd};
 use rig_abi::ioc;
 use rig_abi::{Config, CONFIG_F_FAST, CONFIG_F_VERBOSE, CONFIG_LEVEL_MAX, CONFIG_NAME_LEN, IOC_MAGIC};

@@ -14,7 +14,7 @@
 //! remap_vmalloc_range() maps them like any other page.
 
 use crate::args::{Failure, Opts};
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{c_str, dev_path, kpf, page_flags, pagemap_pfn, stat, Fd, Map, RW};
 use rig_abi::{RegionInfo, IOC_REGION_INFO};
 

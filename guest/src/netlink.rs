@@ -8,7 +8,7 @@
 //! CAP_SYS_ADMIN must get -EPERM.
 
 use crate::args::Failure;
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{c_str, dev_path, ename, errno, in_child, ChildEnd, Fd, Map, Sys, RW};
 use rig_abi::{NlShared, ShmInfo, NL_GREETING, NL_MSG_GET, NL_MSG_SHARED, NL_PAGES_SIZE, SHM_MAGIC};
 use std::mem::size_of;

@@ -8,7 +8,7 @@
 
 use crate::args::{Failure, Opts};
 use crate::doorbell::{db_info, ring, wait};
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{dev_path, ename, Fd};
 use rig_abi::{DB_VEC_CONSUMED, DB_VEC_PRODUCED};
 use std::time::Instant;
@@ -19,7 +19,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     let timeout_ms = u32::try_from(o.num("--timeout-ms", 10_000)?)
         .map_err(|_| Failure::Usage("--timeout-ms must fit in 32 bits".into()))?;
     let peer = u32::try_from(o.num("--peer", 0)?).map_err(|_| Failure::Usage("--peer must fit in 32 bits".into()))?;
-    let ready_file = o.text("--ready-file", "");
+    let ready_file = o.text_or("--ready-file", "");
     let mut r = Report::new("db-pong");
     let path = dev_path(rig_abi::dev::DOORBELL);
     let Some(fd) = r.success(format!("open {path}"), Fd::open(&path, libc::O_RDWR)) else {

@@ -8,7 +8,7 @@
 //! each with the right header and payload, and the pool is full again.
 
 use crate::args::{Failure, Opts};
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{dev_path, ename, Fd, Map, Sys};
 use rig_abi::{PoolBuf, PoolDesc, PoolInfo, PoolRelease, PoolStart};
 use rig_abi::{IOC_POOL_INFO, IOC_POOL_RELEASE, IOC_POOL_START, IOC_POOL_TAKE, IOC_POOL_TAKE_WAIT};

@@ -9,7 +9,7 @@
 use crate::args::{Failure, Opts};
 use crate::kernel::Kmsg;
 use crate::mmap::{check_buffer, Buffer};
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{dev_path, ename, errno, module_param, read_text, stats, Fd, RW};
 
 pub fn run(args: &[String]) -> Result<(), Failure> {

@@ -6,7 +6,7 @@
 //! version leaked one per write).
 
 use crate::args::Failure;
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{dev_path, read_text, Fd};
 use rig_abi::RW_BUF_SIZE;
 

@@ -5,7 +5,7 @@
 //! ENOPROTOOPT, inside the module's range and outside it.
 
 use crate::args::Failure;
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{ename, errno, Fd, Sys};
 use rig_abi::{SoMsg, SoStats, SO_BASE, SO_MAX, SO_MSG, SO_MSG_MAX, SO_STATS};
 use std::mem::size_of;

@@ -15,7 +15,7 @@ use crate::doorbell::{db_info, read_hring, ring, wait};
 use crate::kernel::{bad_lines, Kmsg};
 use crate::netlink::{ask, Answer};
 use crate::pool::{info as pool_info, poll_in};
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{c_str, dev_path, ename, in_child, stats, tainted, ChildEnd, Fd, Map, RW, TAINT_DIE, TAINT_WARN};
 use rig_abi::{ShmHeader, ShmInfo, DB_VEC_PRODUCED, IOC_SHM_INFO, NL_GREETING, POOL_BUF_SIZE, POOL_KBUFS, POOL_NBUF};
 use rig_abi::{SHM_MAGIC, STATE_PROBED};

@@ -3,7 +3,7 @@
 //! until the mappings are gone; they keep working meanwhile.
 
 use crate::args::Failure;
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{c_str, dev_path, read_text, Fd, Map, RW};
 
 fn module_line() -> Option<String> {

@@ -33,6 +33,14 @@ pub fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error
     move |source| IoError { action, path: path.to_owned(), source }
 }
 
+/// Removes a file; one that is not there is no error.
+pub fn remove_file_if_exists(path: &Path) -> Result<(), IoError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Taking a lock in the cache failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 mod common;
-use common::CATALOG;
+use common::{failures, in_parallel, CATALOG};
 
 /// Two guests at a time at most, whichever test runs them.
 static HEAVY: Mutex<()> = Mutex::new(());
@@ -72,38 +72,6 @@ fn supports(t: &BTreeMap<String, BTreeMap<String, String>>, check: &str, kernel:
     matches!(t[check][kernel].as_str(), "yes" | "default")
 }
 
-/// The `not ok` lines with the diagnostics under each.
-fn failures(ktap: &str) -> Vec<String> {
-    let mut out: Vec<String> = vec![];
-    for line in ktap.lines() {
-        let t = line.trim_start();
-        if t.starts_with("not ok ") && !t.contains("# SKIP") {
-            out.push(t.to_owned());
-        } else if let (Some(last), true) = (out.last_mut(), t.starts_with('#')) {
-            last.push('\n');
-            last.push_str(t);
-        }
-    }
-    out
-}
-
-/// Runs `jobs` two at a time.
-fn in_pairs<T: Send>(jobs: Vec<T>, f: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
-    let queue = Mutex::new(jobs);
-    let problems = Mutex::new(vec![]);
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let Some(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else { break };
-                if let Some(p) = f(&job) {
-                    problems.lock().unwrap_or_else(|e| e.into_inner()).push(p);
-                }
-            });
-        }
-    });
-    problems.into_inner().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 fn the_table_matches_what_the_catalog_kernels_were_built_with() {
     let t = support_table();
@@ -133,7 +101,7 @@ fn slab_corruption_goes_unnoticed_without_slub_and_fails_the_run_with_it() {
             jobs.push((k, "flag"));
         }
     }
-    let problems = in_pairs(jobs, |(kernel, how)| {
+    let problems = in_parallel(jobs, |(kernel, how)| {
         let r = match *how {
             "plain" => run_config(&fixture("slabbug.toml"), kernel, &[]),
             "config" => run_config(&fixture("slabbug-slub.toml"), kernel, &[]),
@@ -195,7 +163,7 @@ fn every_check_the_table_promises_is_in_effect() {
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let t = support_table();
     let dir = tempfile::tempdir().expect("tempdir");
-    let problems = in_pairs(kernels(), |kernel| {
+    let problems = in_parallel(kernels(), |kernel| {
         let json = dir.path().join(format!("{kernel}.json"));
         let r = run_config(&fixture("all.toml"), kernel, &["--json", &json.to_string_lossy()]);
         if r.code != Some(0) {

@@ -6,10 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 mod common;
-use common::{producible, CATALOG, EXPECT};
+use common::{failures, in_parallel, producible, CATALOG, EXPECT};
 
 /// Reports after which the kernel is gone.
 const FATAL: &[&str] = &["bug_timer", "panic", "stack_overflow"];
@@ -65,38 +64,6 @@ fn rig_run(config: &Path, kernel: &str) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// The `not ok` lines with the diagnostics under each.
-fn failures(ktap: &str) -> Vec<String> {
-    let mut out: Vec<String> = vec![];
-    for line in ktap.lines() {
-        let t = line.trim_start();
-        if t.starts_with("not ok ") && !t.contains("# SKIP") {
-            out.push(t.to_owned());
-        } else if let (Some(last), true) = (out.last_mut(), t.starts_with('#')) {
-            last.push('\n');
-            last.push_str(t);
-        }
-    }
-    out
-}
-
-/// Runs `jobs` in two threads (two guests at a time suit a 2-core runner).
-fn in_parallel<T: Send>(jobs: Vec<T>, f: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
-    let queue = Mutex::new(jobs);
-    let problems = Mutex::new(vec![]);
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let Some(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else { break };
-                if let Some(p) = f(&job) {
-                    problems.lock().unwrap_or_else(|e| e.into_inner()).push(p);
-                }
-            });
-        }
-    });
-    problems.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 #[test]

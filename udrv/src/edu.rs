@@ -225,7 +225,7 @@ pub fn parse_parts(only: Option<&str>) -> Result<Vec<&'static str>, Failure> {
 
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(args, &["--device", "--seed", "--iova", "--only"])?;
-    let bdf = o.device()?;
+    let bdf = crate::args::device(&o)?;
     let seed = o.num32("--seed", 0x0ed0_5eed)?;
     let iova = o.num("--iova", 0x10_0000)?;
     if !iova.is_multiple_of(0x1000) || iova + 0x30_0000 > DMA_LIMIT {

@@ -72,7 +72,7 @@ fn kernel_release() -> [u8; 64] {
 
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(args, &["--device", "--count", "--seed", "--timeout", "--ready-file"])?;
-    let bdf = o.device()?;
+    let bdf = crate::args::device(&o)?;
     let count = o.num("--count", 24)? as usize;
     let seed = o.num32("--seed", 0x1234)?;
     let timeout = Duration::from_secs(o.num("--timeout", 60)?);

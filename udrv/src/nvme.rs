@@ -309,7 +309,7 @@ const IOVA_PAGES: [&str; 7] = ["admin sq", "admin cq", "identify", "i/o sq", "i/
 
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(args, &["--device", "--size", "--seed", "--iova", "--write-seed", "--write-at"])?;
-    let bdf = o.device()?;
+    let bdf = crate::args::device(&o)?;
     let size = o.opt_num("--size")?;
     let seed = o.num32("--seed", 0x4e56)?;
     let write_seed = o.opt_num("--write-seed")?.map(|n| n as u32);

@@ -26,7 +26,7 @@ pub struct Tally {
 
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(args, &["--device", "--count", "--ready-file", "--timeout", "--peer"])?;
-    let bdf = o.device()?;
+    let bdf = crate::args::device(&o)?;
     let count = o.num("--count", 100)?;
     let timeout = Duration::from_secs(o.num("--timeout", 10)?);
     let peer = o.num32("--peer", 0)?;

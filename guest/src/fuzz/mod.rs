@@ -20,7 +20,7 @@ mod rng;
 mod target;
 
 use crate::args::{Failure, Opts};
-use crate::report::Report;
+use crate::report::{Report, SysChecks};
 use crate::sys::{dev_path, ename, errno, tainted, Fd, TAINT_DIE, TAINT_WARN};
 use exec::{Shared, Stats, Worker, MAX_ERRNO};
 use op::{generate, Class, GenConfig};
@@ -67,7 +67,7 @@ fn parse(args: &[String]) -> Result<(Plan, String), Failure> {
         trace: opts.num("--trace", 0)? != 0,
         progress: opts.num("--progress", 30)?.max(1),
     };
-    Ok((plan, opts.text("--detach", "")))
+    Ok((plan, opts.text_or("--detach", "")))
 }
 
 fn fresh_seed() -> u64 {

@@ -602,7 +602,7 @@ fn rw(r: &mut Rng) -> Op {
         }
         1 => {
             let len = r.len_around(4096);
-            let target = if r.chance(9, 10) { Target::Rw } else { r.pick(&Target::DEVICES) };
+            let target = if r.chance(9, 10) { Target::Rw } else { r.pick(Target::DEVICES) };
             Op::Write { target, slot, len, buf: ptr(r, len), at: file_pos(r), seed: r.next_u64() }
         }
         2 => {

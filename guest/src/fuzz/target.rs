@@ -43,20 +43,8 @@ impl Target {
         Target::ProcKfile,
     ];
 
-    /// The device nodes.
-    pub const DEVICES: [Target; 11] = [
-        Target::Shm,
-        Target::Mem,
-        Target::Kmalloc,
-        Target::Vmalloc,
-        Target::VmallocUser,
-        Target::Fault,
-        Target::Rw,
-        Target::Ioctl,
-        Target::Reserved,
-        Target::Pool,
-        Target::Doorbell,
-    ];
+    /// The device nodes: [`Target::ALL`] before the proc files.
+    pub const DEVICES: &'static [Target] = Target::ALL.split_at(11).0;
 
     /// The nodes with an mmap() handler.
     pub const MAPPABLE: [Target; 8] = [
@@ -217,6 +205,9 @@ mod tests {
         assert_eq!(paths.len(), Target::ALL.len());
         assert_eq!(Target::Shm.path(), "/dev/rig_shm");
         assert_eq!(Target::ProcKfile.path(), "/proc/rig_kmod/kfile");
+        // DEVICES is ALL's head: every device node, then only proc files.
+        assert!(Target::DEVICES.iter().all(|t| t.path().starts_with("/dev/")));
+        assert!(Target::ALL[Target::DEVICES.len()..].iter().all(|t| t.path().starts_with("/proc/")));
     }
 
     #[test]

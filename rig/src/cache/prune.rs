@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::{plan, CacheError, Item, Kind, Policy, PrunePlan, Reason};
 use crate::build::chroot::{remove_chroot, remove_leftover};
-use crate::support::{io_err, try_lock_file, LockMode};
+use crate::support::{io_err, remove_file_if_exists, try_lock_file, LockMode};
 use std::time::SystemTime;
 
 /// What pruning did.
@@ -94,12 +94,12 @@ fn remove(item: &Item) -> Result<bool, CacheError> {
             remove_chroot(dir, &name.to_string_lossy())?;
         }
         Kind::Leftover if in_chroots => remove_leftover(&item.path)?,
-        Kind::Initramfs => remove_file(&item.path)?,
-        Kind::Leftover if item.path.is_file() => remove_file(&item.path)?,
+        Kind::Initramfs => remove_file_if_exists(&item.path)?,
+        Kind::Leftover if item.path.is_file() => remove_file_if_exists(&item.path)?,
         _ => remove_dir(&item.path)?,
     }
     for c in &item.companions {
-        remove_file(c)?;
+        remove_file_if_exists(c)?;
     }
     Ok(true)
 }
@@ -121,13 +121,6 @@ fn remove_dir(dir: &Path) -> Result<(), CacheError> {
         // Something in it is root's (a tree unpacked by root): as root.
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(remove_leftover(&doomed)?),
         Err(e) => Err(io_err("remove", &doomed)(e).into()),
-    }
-}
-
-fn remove_file(path: &PathBuf) -> Result<(), CacheError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e).into()),
-        _ => Ok(()),
     }
 }
 

@@ -252,28 +252,36 @@ pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
 
 /// Brings the shell back after a step the kernel or the shell's own exit
 /// cut short: stops what runs, sets up a new shell if one took over, and
-/// checks it answers.
-fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> bool {
+/// checks it answers. The error says, in a few words, what did not come.
+/// Generous waits: they are only spent on a guest that is in trouble, and a
+/// loaded runner can take seconds to start a shell after an oops.
+fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> Result<(), String> {
+    let take_new = |console: &mut crate::guest::console::Console| {
+        console.take_new_shell(RECOVER_WAIT).map_err(|e| {
+            tracing::warn!("taking over the new guest shell: {e}");
+            format!("no new shell answered within {}s", RECOVER_WAIT.as_secs())
+        })
+    };
     if shell_exited {
-        if console.take_new_shell(Duration::from_secs(10)).is_err() {
-            return false;
-        }
+        take_new(console)?;
     } else {
         let _ = console.interrupt_step();
     }
     for _ in 0..2 {
-        match console.run("true", Duration::from_secs(5)) {
-            Ok(_) => return true,
-            Err(ConsoleError::ShellExited { .. }) => {
-                if console.take_new_shell(Duration::from_secs(10)).is_err() {
-                    return false;
-                }
+        match console.run("true", RECOVER_WAIT) {
+            Ok(_) => return Ok(()),
+            Err(ConsoleError::ShellExited { .. }) => take_new(console)?,
+            Err(e) => {
+                tracing::warn!("the guest shell after a failed step: {e}");
+                return Err(format!("the shell did not answer `true` within {}s", RECOVER_WAIT.as_secs()));
             }
-            Err(_) => return false,
         }
     }
-    false
+    Err("each new shell exited at once".into())
 }
+
+/// How long recovery waits for each thing it needs from the guest.
+const RECOVER_WAIT: Duration = Duration::from_secs(30);
 
 /// Collects results by group and emits them.
 /// Collects results by group, emits them, and keeps the run's record.
@@ -422,8 +430,13 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
                     matches!(&e, ConsoleError::Crash { reports, .. } if reports.iter().any(|a| a.report.panicked));
                 let survivable = matches!(e, ConsoleError::Crash { .. } | ConsoleError::ShellExited { .. });
                 let shell_exited = matches!(e, ConsoleError::ShellExited { .. });
-                if panicked || !(survivable && recover(&mut vm.console, shell_exited)) {
-                    aborted = Some(abort_reason(&e));
+                let recovered = match (panicked, survivable) {
+                    (false, true) => recover(&mut vm.console, shell_exited),
+                    _ => Err(String::new()),
+                };
+                if let Err(why) = recovered {
+                    let reason = abort_reason(&e);
+                    aborted = Some(if why.is_empty() { reason } else { format!("{reason}: {why}") });
                     if matches!(e, ConsoleError::Crash { .. }) {
                         // The step did not fail: the kernel under it died.
                         r.outcome = Outcome::Crash(r.outcome.message().unwrap_or("the guest kernel crashed").into());

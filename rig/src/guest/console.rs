@@ -131,6 +131,10 @@ const IDLE_NAP: Duration = Duration::from_millis(50);
 /// reports let the step run to its own end or timeout.
 const AFTER_OOPS: Duration = Duration::from_secs(2);
 
+/// How long a new shell gets to print a prompt or answer its set-up line
+/// before it is interrupted and asked again.
+const SHELL_SETTLE: Duration = Duration::from_secs(5);
+
 /// How long the kernel console may lag the shell's: the kernel prints its
 /// console from a thread on recent kernels.
 const KERNEL_LAG: Duration = Duration::from_secs(2);
@@ -288,15 +292,32 @@ impl Console {
 
     /// Takes over the shell /init started after the last one exited: waits
     /// for its prompt (what is typed while the old shell's tty hangs up is
-    /// lost or garbled), discards any half line with Ctrl-C, then sets it
-    /// up like the first.
+    /// lost or garbled), discards any half line with Ctrl-C, waits for the
+    /// prompt that follows (a line typed while the shell handles the
+    /// interrupt can be dropped), then sets it up like the first. Tries
+    /// again until `timeout` if the set-up line is lost all the same.
     pub fn take_new_shell(&mut self, timeout: Duration) -> Result<(), ConsoleError> {
-        match self.wait_str(protocol::FRESH_PROMPT, timeout) {
-            Ok(_) | Err(ConsoleError::Timeout { .. }) => {}
-            Err(e) => return Err(e),
+        let deadline = Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        self.ignore_timeout(protocol::FRESH_PROMPT, left())?;
+        loop {
+            self.interrupt_step()?;
+            self.ignore_timeout(protocol::FRESH_PROMPT, left().min(SHELL_SETTLE))?;
+            self.send(&protocol::shell_setup_line())?;
+            match self.wait_str(protocol::SHELL_OK_MARKER, left().min(SHELL_SETTLE)) {
+                Ok(_) => return Ok(()),
+                Err(ConsoleError::Timeout { .. }) if !left().is_zero() => {}
+                Err(e) => return Err(e),
+            }
         }
-        self.interrupt_step()?;
-        self.prepare_shell(timeout)
+    }
+
+    /// Waits for `needle`; not seeing it in time is not an error.
+    fn ignore_timeout(&mut self, needle: &str, timeout: Duration) -> Result<(), ConsoleError> {
+        match self.wait_str(needle, timeout) {
+            Ok(_) | Err(ConsoleError::Timeout { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs one shell command and returns its status, output and the kernel
@@ -422,6 +443,41 @@ mod tests {
         };
         let console = Console::attach(ports, Nonce::fixed(NONCE), Arc::new(AtomicBool::new(false))).expect("attach");
         (console, dir)
+    }
+
+    /// Reads up to and including `end` from the shell port.
+    fn read_until(g: &mut Guest, end: u8) -> Vec<u8> {
+        let mut buf = vec![];
+        let _ = g.shell.read_until(end, &mut buf);
+        buf
+    }
+
+    #[test]
+    fn a_new_shell_that_loses_its_setup_line_is_asked_again() {
+        let (mut c, _dir) = fake_guest(|mut g| {
+            // The step's two lines kill the shell; a new one starts.
+            read_until(&mut g, b'\n');
+            read_until(&mut g, b'\n');
+            let _ = write!(g.out, "{}\r\n\r\nrig# ", protocol::RESPAWN_MARKER);
+            // The Ctrl-C, a prompt, then a set-up line that is lost.
+            assert_eq!(read_until(&mut g, 0x03), vec![0x03]);
+            let _ = write!(g.out, "\r\nrig# ");
+            read_until(&mut g, b'\n');
+            // Asked again after an interrupt: this time it answers.
+            let again = read_until(&mut g, 0x03);
+            assert_eq!(again.last(), Some(&0x03), "{again:?}");
+            let _ = write!(g.out, "\r\nrig# ");
+            let line = read_until(&mut g, b'\n');
+            assert_eq!(String::from_utf8_lossy(&line).trim_end(), protocol::shell_setup_line().trim_end());
+            let _ = write!(g.out, "{}\r\n", protocol::SHELL_OK_MARKER);
+            g.answer("", 0, &[]);
+        });
+        match c.run("echo oops > /proc/x", Duration::from_secs(5)) {
+            Err(ConsoleError::ShellExited { .. }) => {}
+            other => panic!("expected the shell to exit, got {other:?}"),
+        }
+        c.take_new_shell(Duration::from_secs(20)).expect("the second set-up line is answered");
+        assert_eq!(c.run("true", Duration::from_secs(5)).expect("the new shell runs steps").status, 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 /// The four catalog kernels.
 pub const CATALOG: [&str; 4] = ["bullseye-5.10", "bookworm-6.1", "trixie-6.12", "sid-7"];
@@ -21,7 +22,7 @@ pub const EXPECT: &[(&str, &str, &str, &str)] = &[
     ("page_fault", "page_fault", "BUG: unable to handle page fault in rig_page_fault", "BUG: unable to handle"),
     ("list_del", "list_corruption", "list_del corruption in rig_list_del", "list_del corruption"),
     ("slab_oob", "slab_corruption", "BUG kmalloc-32: Right Redzone overwritten in rig_slab_oob", "BUG kmalloc-32"),
-    ("slab_uaf", "slab_corruption", "BUG kmalloc-64: Poison overwritten in rig_slab_uaf", "BUG kmalloc-64"),
+    ("slab_uaf", "slab_corruption", "BUG rig_uaf: Poison overwritten in rig_slab_uaf", "BUG rig_uaf"),
     ("fortify", "fortify", "FORTIFY: memset buffer overflow in rig_fortify", "detected buffer overflow"),
     ("ubsan", "ubsan", "UBSAN: array-index-out-of-bounds in rig_ubsan", "UBSAN:"),
     ("kfence", "kfence", "KFENCE: out-of-bounds write in rig_kfence", "BUG: KFENCE"),
@@ -62,4 +63,38 @@ pub fn producible(kernel: &str) -> BTreeSet<&'static str> {
         all.insert("kfence");
     }
     all
+}
+
+/// The `not ok` lines of a KTAP report (skips aside), each with the
+/// diagnostics under it.
+pub fn failures(ktap: &str) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for line in ktap.lines() {
+        let t = line.trim_start();
+        if t.starts_with("not ok ") && !t.contains("# SKIP") {
+            out.push(t.to_owned());
+        } else if let (Some(last), true) = (out.last_mut(), t.starts_with('#')) {
+            last.push('\n');
+            last.push_str(t);
+        }
+    }
+    out
+}
+
+/// Runs `jobs` two at a time (two guests suit a 2-core runner) and returns
+/// the problems `f` found.
+pub fn in_parallel<T: Send>(jobs: Vec<T>, f: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
+    let queue = Mutex::new(jobs);
+    let problems = Mutex::new(vec![]);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let Some(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else { break };
+                if let Some(p) = f(&job) {
+                    problems.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+                }
+            });
+        }
+    });
+    problems.into_inner().unwrap_or_else(|e| e.into_inner())
 }

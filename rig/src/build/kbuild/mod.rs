@@ -278,7 +278,7 @@ pub fn build_module(tree: &KernelTree, req: &BuildRequest, interrupt: &AtomicBoo
     }
 
     // A failed or interrupted build must not look up to date.
-    remove_if_exists(&hash_file)?;
+    crate::support::remove_file_if_exists(&hash_file)?;
     copy_sources(&req.src_dir, &req.out_dir, &files)?;
 
     let mut args = vec![
@@ -508,13 +508,6 @@ fn run_captured(mut cmd: Command, interrupt: &AtomicBool) -> Result<(std::proces
     };
     let raw = log.join().unwrap_or_default();
     Ok((status, String::from_utf8_lossy(&raw).into_owned()))
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), KbuildError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e).into()),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use tracing::{debug, info};
 
 use super::deb822::{parse_stanza, Stanza};
 use super::resolve::DebPackage;
-use super::{create_dir, file_has_sha256, remove_file_if_exists, run, FetchError, DEBIAN_KEYRING, ERROR_TAIL_LINES};
+use super::{create_dir, file_has_sha256, run, FetchError, DEBIAN_KEYRING, ERROR_TAIL_LINES};
+use crate::support::remove_file_if_exists;
 use crate::support::{effective_uid, io_err, tail_lines};
 
 pub(super) struct Apt<'a> {

@@ -40,7 +40,10 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::kernel::catalog::KernelEntry;
-use crate::support::{self, find_program, hex, io_err, lock_file, mark_used, ChildError, IoError, LockError, LockMode};
+use crate::support::{
+    self, find_program, hex, io_err, lock_file, mark_used, remove_file_if_exists, ChildError, IoError, LockError,
+    LockMode,
+};
 use apt::Apt;
 use resolve::resolve;
 pub use sources::archive_uri_from_system;
@@ -487,13 +490,6 @@ fn remove_debs(debs_dir: &Path) -> Result<(), FetchError> {
 pub(super) fn create_dir(path: &Path) -> Result<(), FetchError> {
     fs::create_dir_all(path).map_err(io_err("create directory", path))?;
     Ok(())
-}
-
-pub(super) fn remove_file_if_exists(path: &Path) -> Result<(), FetchError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e).into()),
-        _ => Ok(()),
-    }
 }
 
 fn remove_dir_if_exists(path: &Path) -> Result<(), FetchError> {
