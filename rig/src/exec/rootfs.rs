@@ -157,7 +157,8 @@ pub fn skipped(
     emit: &mut dyn FnMut(Event),
 ) -> Result<RunReport, RunError> {
     let run_dir = super::setup::private_dir("rig-run-")?;
-    let _ = crate::support::write_private(&run_dir.path().join("skipped.txt"), format!("{kernel} ({release}): {reason}\n"));
+    let _ =
+        crate::support::write_private(&run_dir.path().join("skipped.txt"), format!("{kernel} ({release}): {reason}\n"));
     emit(Event::Note(format!("{kernel}: skipped: {reason}")));
     emit(Event::Plan(vec![(SKIP_GROUP.to_string(), 1)]));
     let result = CheckResult::verdict(SKIP_CHECK, Outcome::Skip(reason.to_string()));
