@@ -5,6 +5,7 @@
 //! `FAIL: ...: expected ..., saw ...`), then a verdict line.
 
 mod args;
+mod bench;
 mod doorbell;
 mod fault;
 mod fuzz;
@@ -58,6 +59,7 @@ commands:
   unbind-while-mapped                   unbinding the device revokes BAR2 mappings (SIGBUS), rebinds
   unload-while-mapped                   rmmod is refused while regions are mapped
   kernel-clean                          no kernel warning, oops or call trace so far
+  bench mechanisms [--ms N]             figures for `rig bench`: each mechanism for N ms
   fuzz [--seed N --threads N --ops N --secs S --stream T --rebind-every N --trace 1 --detach PREFIX]
                                         random and edge-case input to every interface, from several threads";
 
@@ -98,6 +100,10 @@ fn main() -> ExitCode {
         "unbind-while-mapped" => no_args(unbind::run),
         "unload-while-mapped" => no_args(unload::run),
         "kernel-clean" => no_args(kernel::run),
+        "bench" => match rest.split_first() {
+            Some((what, opts)) if what == "mechanisms" => bench::mechanisms(opts),
+            _ => Err(args::Failure::Usage("bench mechanisms".into())),
+        },
         "fuzz" => fuzz::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -1,8 +1,8 @@
 //! `db-pong --count N [--ready-file PATH] [--timeout-ms N] [--peer P]`: the
 //! guest half of the doorbell round trip `rig bench` measures through the
 //! reference module. Each time the host rings vector 0
-//! (RIG_IOC_DB_WAIT wakes on its interrupt count), ring peer P (the host,
-//! 0) back on vector 1 (RIG_IOC_DB_RING), `count` times. The host times
+//! (RIG_IOC_DB_WAIT wakes on its interrupt count), ring peer P (default
+//! the host, peer 1) back on vector 1 (RIG_IOC_DB_RING), `count` times. The host times
 //! each round trip; this side checks every ring arrived once and was
 //! answered. The same loop as `rig-udrv pong`, through the kernel driver.
 
@@ -18,7 +18,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     let count = o.num("--count", 100)?;
     let timeout_ms = u32::try_from(o.num("--timeout-ms", 10_000)?)
         .map_err(|_| Failure::Usage("--timeout-ms must fit in 32 bits".into()))?;
-    let peer = u32::try_from(o.num("--peer", 0)?).map_err(|_| Failure::Usage("--peer must fit in 32 bits".into()))?;
+    let peer = u32::try_from(o.num("--peer", 1)?).map_err(|_| Failure::Usage("--peer must fit in 32 bits".into()))?;
     let ready_file = o.text_or("--ready-file", "");
     let mut r = Report::new("db-pong");
     let path = dev_path(rig_abi::dev::DOORBELL);

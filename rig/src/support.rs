@@ -345,6 +345,14 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens `path` to append to it, as a file only the user can read (a
+/// transcript that a restored guest goes on writing).
+pub fn append_private_file(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().append(true).create(true).mode(0o600).open(path)?;
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 /// Writes `data` to `path` as a file only the user can read.
 pub fn write_private(path: &Path, data: impl AsRef<[u8]>) -> io::Result<()> {
     io::Write::write_all(&mut create_private_file(path)?, data.as_ref())

@@ -40,7 +40,7 @@ commands:
         --write-seed a 4 KiB write of that pattern (default at 1 MiB)
   pong --device BDF --count N [--ready-file PATH] [--timeout S] [--peer P]
         ivshmem-doorbell: answer each ring on MSI-X vector 0 with a ring of
-        peer P (default 0, the host) on vector 1, N times (rig bench)
+        peer P (default 1, the host) on vector 1, N times (rig bench)
   pattern --seed N --len N
         write the rig's seeded byte pattern to stdout (for host-side images)";
 

@@ -1,7 +1,7 @@
 //! `pong --device BDF --count N [--ready-file PATH] [--timeout S] [--peer P]`:
 //! the guest half of the doorbell round trip `rig bench` measures through
 //! VFIO. ivshmem-doorbell's MSI-X vector 0 goes to an eventfd; each time the
-//! host rings it, the driver rings peer P (the host, 0) back on vector 1
+//! host rings it, the driver rings peer P (the host, 1) back on vector 1
 //! through the Doorbell register, `count` times. The host times each round
 //! trip; this side checks that every ring arrived once and was answered.
 
@@ -29,7 +29,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     let bdf = crate::args::device(&o)?;
     let count = o.num("--count", 100)?;
     let timeout = Duration::from_secs(o.num("--timeout", 10)?);
-    let peer = o.num32("--peer", 0)?;
+    let peer = o.num32("--peer", 1)?;
     let ready_file = o.text("--ready-file");
     let Some(back) = doorbell_word(peer, DB_VEC_CONSUMED) else {
         return Err(Failure::Usage("--peer must be 0..=0xffff".into()));

@@ -1,21 +1,22 @@
-//! `rig bench`: figures written to a JSON file and summed up on stdout.
+//! `rig bench`: figures written to a JSON file (and an SVG chart), summed
+//! up on stdout, one line per figure.
 
 use super::ui::Ui;
 use super::{exit_code_for, install_signal_handlers, plan_and_kernels, run_options, GlobalArgs, RunArgs};
 use super::{EXIT_FAILED, EXIT_RIG};
 use rig::exec::run::RunOptions;
-use rig::suites::bench::{BenchError, Stats};
+use rig::suites::bench::BenchError;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct BenchCmd {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Boots per variant (rig and bare QEMU, alternating).
-    #[arg(long, default_value_t = 5)]
+    /// Samples per boot variant (rig bzImage and PVH, bare QEMU, restore, alternating).
+    #[arg(long, default_value_t = 3)]
     pub boots: usize,
     /// Steps (console round trips) per boot.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 30)]
     pub steps: usize,
     /// Doorbell round trips per boot, through the module and through VFIO (0: skip them).
     #[arg(long, default_value_t = 200)]
@@ -23,52 +24,46 @@ pub struct BenchCmd {
     /// Output file.
     #[arg(long, default_value = "bench.json")]
     pub out: PathBuf,
+    /// Also draw the figures as an SVG chart here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 pub fn main(g: &GlobalArgs, cmd: &BenchCmd) -> anyhow::Result<u8> {
     let (plan, kernels) = plan_and_kernels(&cmd.run)?;
     let interrupt = install_signal_handlers()?;
-    let kernel = kernels.first().cloned().unwrap_or_default();
-    let run = RunOptions { kernel, ..run_options(g, &cmd.run, plan) };
+    let run = RunOptions { ..run_options(g, &cmd.run, plan) };
     let opts = rig::suites::bench::BenchOptions {
         run,
+        kernels,
         boots: cmd.boots,
         steps: cmd.steps,
         pings: cmd.pings,
         out: cmd.out.clone(),
+        plot: cmd.plot.clone(),
     };
     let mut ui = Ui::new();
     let mut emit = |e| {
         ui.event(e);
     };
-    match rig::suites::bench::bench(&opts, interrupt, &mut emit) {
+    let result = rig::suites::bench::bench(&opts, interrupt, &mut emit);
+    ui.finish();
+    match result {
         Ok(r) => {
-            println!(
-                "{} {} ({}, QEMU {}): boot rig {:.0} ms vs bare {:.0} ms (median of {}); step {:.1} ms vs raw round trip {:.1} ms on the same socket, {:.1} ms on stdio (median of {}); power-off {:.0} ms",
-                r.kernel,
-                r.release,
-                r.accel,
-                r.qemu_version,
-                r.rig_boot.median_ms,
-                r.bare_boot.median_ms,
-                r.rig_boot.n,
-                r.rig_step.median_ms,
-                r.socket_console_round_trip.median_ms,
-                r.bare_console_round_trip.median_ms,
-                r.rig_step.n,
-                r.rig_poweroff.median_ms
-            );
-            let median = |s: &Option<Stats>| s.as_ref().map_or("-".to_string(), |s| format!("{:.3} ms", s.median_ms));
-            if cmd.pings > 0 {
-                println!(
-                    "doorbell round trip (host rings, guest wakes and rings back, host sees it), median of {} ({} per boot): module {}, VFIO {}",
-                    r.doorbell_vfio.as_ref().map_or(0, |s| s.n),
-                    cmd.pings,
-                    median(&r.doorbell_module),
-                    median(&r.doorbell_vfio)
-                );
+            println!("{} (QEMU {}), load {:.1} to {:.1}", r.accel, r.qemu_version, r.load_before, r.load_after);
+            for f in &r.figures {
+                let bars: Vec<String> = f
+                    .bars
+                    .iter()
+                    .map(|b| format!("{} {}", b.label, rig::suites::bench_plot::short(b.median)))
+                    .collect();
+                let notes = if f.notes.is_empty() { String::new() } else { format!(" ({})", f.notes.join("; ")) };
+                println!("{} {} [{}]: {}{notes}", f.kernel, f.id, f.unit, bars.join(", "));
             }
             println!("written to {}", cmd.out.display());
+            if let Some(p) = &cmd.plot {
+                println!("chart in {}", p.display());
+            }
             Ok(0)
         }
         Err(e) => {

@@ -62,8 +62,13 @@ pub fn main(g: &GlobalArgs, cmd: &RunCmd) -> anyhow::Result<u8> {
                 println!("{}", ktap.kernel_end(name, report.passed(), None));
                 println!("{}", ktap::summary(&report.results));
                 let t = &report.timings;
+                let isolation = if t.restores > 0 {
+                    format!(", save {:.2?}, {} restores {:.2?}", t.save, t.restores, t.restore)
+                } else {
+                    String::new()
+                };
                 ui.note(&format!(
-                    "{} on {}: fetch {:.1?}, build {:.1?}, initramfs {:.1?}, boot {:.2?}, checks {:.2?}, power-off {:.2?}, total {:.2?}",
+                    "{} on {}: fetch {:.1?}, build {:.1?}, initramfs {:.1?}, boot {:.2?}{isolation}, checks {:.2?}, power-off {:.2?}, total {:.2?}",
                     if report.passed() { "PASS" } else { "FAIL" },
                     report.release,
                     t.fetch,

@@ -12,6 +12,7 @@ use crate::kernel::catalog::{Catalog, KernelEntry};
 use crate::kernel::checks;
 use crate::kernel::fetch::{self, FetchOptions, KernelTree};
 use crate::kernel::intree;
+use crate::kernel::vmlinux::{self, BootImage};
 use crate::plan::step::Action;
 use crate::plan::{ModulePlan, Plan};
 use crate::results::Timings;
@@ -89,6 +90,8 @@ pub struct Prepared {
     pub entry: KernelEntry,
     /// The fetched kernel.
     pub tree: KernelTree,
+    /// What QEMU boots: the vmlinux through PVH, else the bzImage.
+    pub kernel: BootImage,
     /// In-tree modules (dependencies first), then the built ones.
     pub modules: Vec<LoadedModule>,
     /// The `[[device]]`s, with what the device table says of them.
@@ -132,6 +135,7 @@ pub fn prepare(
         if opts.kernel.is_empty() { "(default)" } else { &opts.kernel }
     )));
     let (entry, tree) = fetch_kernel(opts, interrupt)?;
+    let kernel = boot_image(&opts.cache_dir, &entry, &tree, emit);
     t.fetch = phase.elapsed();
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
     let check_args = checks_for(opts, &tree, emit)?;
@@ -196,7 +200,21 @@ pub fn prepare(
     let (initrd, fresh) = spec.build_cached(&opts.cache_dir.join("initramfs").join(&tree.release))?;
     t.initramfs += phase.elapsed();
     emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
-    Ok(Prepared { entry, tree, modules, devices: guest_devices, initrd, root, check_args })
+    Ok(Prepared { entry, tree, kernel, modules, devices: guest_devices, initrd, root, check_args })
+}
+
+/// The kernel's vmlinux for PVH boot (extracted once, kept with the
+/// kernel), or its bzImage with a note saying why.
+fn boot_image(cache: &Path, entry: &KernelEntry, tree: &KernelTree, emit: &mut dyn FnMut(Event)) -> BootImage {
+    let dir = cache.join("kernels").join(entry.cache_name()).join("pvh");
+    if !dir.join("vmlinux").is_file() {
+        emit(Event::Progress(format!("extracting the uncompressed kernel of {} for PVH boot", tree.release)));
+    }
+    let image = vmlinux::boot_image(&tree.vmlinuz, &dir);
+    if let BootImage::BzImage { why, .. } = &image {
+        emit(Event::Note(format!("booting the bzImage: {why}")));
+    }
+    image
 }
 
 /// The checks of the plan this kernel does (said in one line), from its

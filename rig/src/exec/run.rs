@@ -11,6 +11,7 @@ use super::setup::{host_setup, private_dir, HostSetup};
 use crate::build::kbuild::KbuildError;
 use crate::exec::step::{self as checks, report_outcome, Charged, HostSide};
 use crate::guest::console::ConsoleError;
+use crate::guest::kernel_console::Attributed;
 use crate::guest::protocol::{self, Nonce};
 use crate::host::doorbell::DoorbellError;
 use crate::host::net::PcapError;
@@ -21,11 +22,12 @@ use crate::kernel::catalog::CatalogError;
 use crate::kernel::fetch::FetchError;
 use crate::kernel::intree::IntreeError;
 use crate::plan::step::Check;
-use crate::plan::Plan;
+use crate::plan::{Bind, GuestPlan, Isolation, Plan};
 use crate::results::{CheckResult, KernelError, KernelResult, Outcome, RunReport, Stage, TestResult, Timings};
 use crate::vm::accel::AccelRequest;
-use crate::vm::qemu::QemuError;
-use crate::vm::{Vm, VmError};
+use crate::vm::qemu::{QemuConfig, QemuError, Version};
+use crate::vm::snapshot;
+use crate::vm::{Launch, Vm, VmError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -283,7 +285,6 @@ fn recover(console: &mut crate::guest::console::Console, shell_exited: bool) -> 
 /// How long recovery waits for each thing it needs from the guest.
 const RECOVER_WAIT: Duration = Duration::from_secs(30);
 
-/// Collects results by group and emits them.
 /// Collects results by group, emits them, and keeps the run's record.
 struct Recorder<'a> {
     tests: Vec<TestResult>,
@@ -304,6 +305,14 @@ impl Recorder<'_> {
         let how = How::Fixed(Fixed::of(&result));
         self.push(group, result, how);
     }
+
+    /// Every check of `checks` as not run, for `why`.
+    fn not_run(&mut self, group: usize, checks: &[Check], why: &str) {
+        for check in checks {
+            let not_run = CheckResult::verdict(&check.name, Outcome::NotRun(why.to_owned()));
+            self.fixed(group, CheckResult { source: check.source.clone(), ..not_run });
+        }
+    }
 }
 
 fn abort_reason(e: &ConsoleError) -> String {
@@ -313,6 +322,216 @@ fn abort_reason(e: &ConsoleError) -> String {
         ConsoleError::Eof { .. } => "QEMU exited".into(),
         ConsoleError::Interrupted => "interrupted".into(),
         other => other.to_string(),
+    }
+}
+
+/// How the test groups of a run share guests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// The guest is saved after boot and setup, and each group after that
+    /// runs on a guest restored from the save.
+    Isolated,
+    /// Every group on the one guest; `why`, when isolation was asked for
+    /// and this guest cannot have it.
+    Shared { why: Option<String> },
+}
+
+/// Whether the groups after setup (`groups` of them) get a guest each:
+/// asked for, more than one group, no device driven from userspace, and a
+/// QEMU and devices that can save and restore the guest (`argv`: the
+/// guest's command line).
+pub fn sharing(guest: &GuestPlan, groups: usize, qemu: Version, argv: &[String]) -> Sharing {
+    if guest.isolation == Isolation::None || groups < 2 {
+        return Sharing::Shared { why: None };
+    }
+    if let Some(d) = guest.devices.iter().find(|d| d.bind == Bind::VfioPci) {
+        return Sharing::Shared {
+            why: Some(format!(
+                "[[device]] {} is bound to vfio-pci: a restored guest would not have its userspace driver's IOMMU mappings and interrupts as the device left them",
+                d.name
+            )),
+        };
+    }
+    if let Some(nic) = super::setup::first_nic(guest) {
+        return Sharing::Shared {
+            why: Some(format!(
+                "[[device]] {nic} is a NIC whose cable the rig holds: a restored QEMU opens a new netdev socket, so the capture and the frames in flight would not carry over"
+            )),
+        };
+    }
+    if !snapshot::qemu_supports(qemu) {
+        let (a, b, c) = qemu;
+        let (x, y, _) = snapshot::MIN_QEMU;
+        return Sharing::Shared { why: Some(format!("QEMU {a}.{b}.{c} cannot save a guest to a file ({x}.{y} can)")) };
+    }
+    match snapshot::unmigratable(argv) {
+        Some(why) => Sharing::Shared { why: Some(why) },
+        None => Sharing::Isolated,
+    }
+}
+
+/// How a group left its guest.
+enum After {
+    /// It answers: the next group may run on it.
+    Usable,
+    /// It crashed or stopped answering (why); the rest of the group did not run.
+    Lost(String),
+}
+
+/// Why a run stops in the middle of a group.
+enum Stop {
+    Interrupted,
+    /// QEMU went away with no kernel report: the rig's failure.
+    QemuDied(String),
+}
+
+/// What running a group's checks needs besides the guest.
+struct GroupCtx<'a, 'b> {
+    side: HostSide<'b>,
+    charged: &'a mut Charged,
+    interrupt: &'a AtomicBool,
+}
+
+/// Runs the checks of group `gi` on `vm`. A kernel report or a dead shell
+/// fails its step; when the guest does not survive it, the rest of the
+/// group is not run. `stop_on_failure`: any failure ends the group (setup).
+fn run_group(
+    rec: &mut Recorder,
+    gi: usize,
+    group: &[Check],
+    vm: &mut Vm,
+    cx: &mut GroupCtx,
+    stop_on_failure: bool,
+) -> Result<After, Stop> {
+    for (ci, check) in group.iter().enumerate() {
+        let (mut r, abort, guest) = checks::run_check(check, &mut vm.console, &mut cx.side, cx.charged);
+        let how = match guest {
+            Some(g) => How::Guest(g),
+            None => How::Fixed(Fixed::of(&r)),
+        };
+        let timed_out = matches!(&r.outcome, Outcome::Fail(m) if m.starts_with("timed out"));
+        let failed = !r.passed();
+        let mut lost = None;
+        if let Some(checks::Abort::Console(e)) = abort {
+            if let ConsoleError::Eof { .. } = e {
+                // QEMU went away without the kernel saying why: killed,
+                // or QEMU itself failed. Not the test's verdict.
+                if let Some(died) = vm.died_unexpectedly() {
+                    return Err(Stop::QemuDied(died));
+                }
+            }
+            // A report or a dead shell fails the step; the group goes on
+            // only if the guest still answers (a panic or hang ends it).
+            let panicked =
+                matches!(&e, ConsoleError::Crash { reports, .. } if reports.iter().any(|a| a.report.panicked));
+            let survivable = matches!(e, ConsoleError::Crash { .. } | ConsoleError::ShellExited { .. });
+            let shell_exited = matches!(e, ConsoleError::ShellExited { .. });
+            let recovered = match (panicked, survivable) {
+                (false, true) => recover(&mut vm.console, shell_exited),
+                _ => Err(String::new()),
+            };
+            if let Err(why) = recovered {
+                let reason = abort_reason(&e);
+                lost = Some(if why.is_empty() { reason } else { format!("{reason}: {why}") });
+                if matches!(e, ConsoleError::Crash { .. }) {
+                    // The step did not fail: the kernel under it died.
+                    r.outcome = Outcome::Crash(r.outcome.message().unwrap_or("the guest kernel crashed").into());
+                }
+            }
+        } else if timed_out && vm.console.run("true", Duration::from_secs(5)).is_err() {
+            // Ctrl-C did not bring the shell back: the guest is hung.
+            lost = Some("the guest stopped answering after a step timed out".into());
+        } else if failed && stop_on_failure {
+            lost = Some("a setup step failed".into());
+        }
+        rec.push(gi, r, how);
+        if cx.interrupt.load(Ordering::Relaxed) {
+            return Err(Stop::Interrupted);
+        }
+        if let Some(why) = lost {
+            rec.not_run(gi, &group[ci + 1..], &why);
+            return Ok(After::Lost(why));
+        }
+    }
+    Ok(After::Usable)
+}
+
+/// The guest the groups run on, and the saved one each isolated group
+/// starts from.
+struct Guests<'a> {
+    vm: Vm,
+    cfg: &'a QemuConfig,
+    run_dir: &'a std::path::Path,
+    nonce: Nonce,
+    interrupt: Arc<AtomicBool>,
+    /// The saved guest, once there is one.
+    state: Option<PathBuf>,
+    restores: u64,
+    /// Reports of the guests already thrown away.
+    gone: Vec<Attributed>,
+}
+
+impl Guests<'_> {
+    /// Saves the guest into `state` and lets it go on (it runs the first
+    /// group after the save: it is the saved guest).
+    fn save(&mut self, state: PathBuf) -> Result<Duration, String> {
+        let socket = self.vm.qmp_socket().ok_or("the guest has no QMP socket")?.to_path_buf();
+        let saved = snapshot::save(&socket, &state, Duration::from_secs(120));
+        // Stopped for the save, failed or not: it goes on either way.
+        let resumed = snapshot::go_on(&socket);
+        let took = saved.map_err(|e| e.to_string())?;
+        resumed.map_err(|e| e.to_string())?;
+        self.state = Some(state);
+        Ok(took)
+    }
+
+    /// Throws the guest away and restores a new one from the save; its
+    /// console transcript goes on after a restore mark.
+    fn fresh(&mut self) -> Result<Duration, VmError> {
+        let Some(state) = self.state.clone() else {
+            return Err(VmError::Restore { detail: "no saved guest".into(), stderr: String::new() });
+        };
+        let start = Instant::now();
+        self.vm.discard();
+        tracing::debug!(took = ?start.elapsed(), "guest discarded");
+        self.gone.extend(self.vm.console.kernel().reports());
+        let mut resume = self.vm.console.resume_point();
+        self.restores += 1;
+        let mark = protocol::restore_mark(&self.nonce, self.restores);
+        let log = self.run_dir.join("console.log");
+        append_line(&log, &mark).map_err(|source| VmError::RunDir { path: log.clone(), source })?;
+        resume.lines += 1;
+        let how = Launch::Restore { state: &state, resume };
+        self.vm = Vm::launch(self.cfg, self.run_dir, self.nonce.clone(), self.interrupt.clone(), how)?;
+        tracing::debug!(pid = self.vm.pid(), took = ?start.elapsed(), "guest restored");
+        Ok(start.elapsed())
+    }
+
+    /// Every report of every guest of the run.
+    fn reports(&self) -> Vec<Attributed> {
+        let mut all = self.gone.clone();
+        all.extend(self.vm.console.kernel().reports());
+        all
+    }
+}
+
+/// Appends `line` to `log` on a line of its own.
+fn append_line(log: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::File::options().read(true).append(true).create(true).open(log)?;
+    let mut last = [0u8; 1];
+    let ends_open = f.seek(SeekFrom::End(-1)).is_ok() && f.read(&mut last)? == 1 && last[0] != b'\n';
+    let text = if ends_open { format!("\n{line}\n") } else { format!("{line}\n") };
+    f.write_all(text.as_bytes())
+}
+
+/// `dmesg` of the guest into the run directory's kernel.log; labelled: in
+/// shell.log the dump would read as a boot after the steps.
+fn save_kernel_log(vm: &mut Vm, run_dir: &std::path::Path) {
+    let command = format!("echo '{KERNEL_LOG_LABEL}'; dmesg");
+    if let Ok(out) = vm.console.run(&command, Duration::from_secs(20)) {
+        let log = out.output.strip_prefix(KERNEL_LOG_LABEL).unwrap_or(&out.output).trim_start_matches('\n');
+        let _ = crate::support::write_private(&run_dir.join("kernel.log"), log.to_owned() + "\n");
     }
 }
 
@@ -345,7 +564,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
 
     let phase = Instant::now();
     (rec.emit)(Event::Progress(format!("booting {} under {}", tree.release, choice.accel.name())));
-    let mut vm = match Vm::start(&cfg, run_dir.path(), nonce, interrupt.clone()) {
+    let mut vm = match Vm::start(&cfg, run_dir.path(), nonce.clone(), interrupt.clone()) {
         Ok(vm) => vm,
         Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
         Err(source) => return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() }),
@@ -383,6 +602,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let (quiet, excerpt) = report_outcome(&boot_reports).unwrap_or((Outcome::Pass, String::new()));
     rec.record.boot_reports = boot.reports.iter().map(|a| *a.report.lines.start()).collect();
     rec.push(0, CheckResult { output: excerpt, ..CheckResult::verdict(BOOT_CLEAN, quiet) }, How::BootClean);
+    // Set when nothing more can run (no shell, a failed setup, a lost shared guest).
     let mut aborted: Option<String> = None;
     match vm.console.prepare_shell(Duration::from_secs(20)) {
         Ok(()) => rec.fixed(0, CheckResult::verdict("guest shell answers", Outcome::Pass)),
@@ -392,97 +612,124 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
             rec.fixed(0, CheckResult::verdict("guest shell answers", Outcome::Fail(e.to_string())));
         }
     }
-    let mut side = HostSide {
-        shm: shm.as_ref(),
-        images: &images,
-        run_dir: run_dir.path(),
-        doorbell: server.as_mut().map(|s| s as &mut dyn crate::host::doorbell::Doorbell),
+    let mut cx = GroupCtx {
+        side: HostSide {
+            shm: shm.as_ref(),
+            images: &images,
+            run_dir: run_dir.path(),
+            doorbell: server.as_mut().map(|s| s as &mut dyn crate::host::doorbell::Doorbell),
+            interrupt: &interrupt,
+            wires: &wires,
+            last_output: String::new(),
+        },
+        charged: &mut charged,
         interrupt: &interrupt,
-        wires: &wires,
-        last_output: String::new(),
+    };
+    let stopped = |s: Stop, run_dir: tempfile::TempDir| match s {
+        Stop::Interrupted => RunError::Interrupted,
+        Stop::QemuDied(detail) => RunError::QemuDied { detail, run_dir: run_dir.keep() },
     };
     let last = group_list.len() - 1;
-    for (gi, (gname, group)) in group_list.iter().enumerate().skip(1).take(last - 1) {
-        for check in group {
-            if let Some(why) = &aborted {
-                let not_run = CheckResult::verdict(&check.name, Outcome::NotRun(why.clone()));
-                rec.fixed(gi, CheckResult { source: check.source.clone(), ..not_run });
-                continue;
-            }
-            let (mut r, abort, guest) = checks::run_check(check, &mut vm.console, &mut side, &mut charged);
-            let how = match guest {
-                Some(g) => How::Guest(g),
-                None => How::Fixed(Fixed::of(&r)),
-            };
-            let timed_out = matches!(&r.outcome, Outcome::Fail(m) if m.starts_with("timed out"));
-            let failed = !r.passed();
-            if let Some(checks::Abort::Console(e)) = abort {
-                if let ConsoleError::Eof { .. } = e {
-                    // QEMU went away without the kernel saying why: killed,
-                    // or QEMU itself failed. Not the test's verdict.
-                    if let Some(died) = vm.died_unexpectedly() {
-                        return Err(RunError::QemuDied { detail: died, run_dir: run_dir.keep() });
-                    }
-                }
-                // A report or a dead shell fails the step; the run goes on
-                // only if the guest still answers (a panic or hang ends it).
-                let panicked =
-                    matches!(&e, ConsoleError::Crash { reports, .. } if reports.iter().any(|a| a.report.panicked));
-                let survivable = matches!(e, ConsoleError::Crash { .. } | ConsoleError::ShellExited { .. });
-                let shell_exited = matches!(e, ConsoleError::ShellExited { .. });
-                let recovered = match (panicked, survivable) {
-                    (false, true) => recover(&mut vm.console, shell_exited),
-                    _ => Err(String::new()),
-                };
-                if let Err(why) = recovered {
-                    let reason = abort_reason(&e);
-                    aborted = Some(if why.is_empty() { reason } else { format!("{reason}: {why}") });
-                    if matches!(e, ConsoleError::Crash { .. }) {
-                        // The step did not fail: the kernel under it died.
-                        r.outcome = Outcome::Crash(r.outcome.message().unwrap_or("the guest kernel crashed").into());
-                    }
-                }
-                rec.push(gi, r, how);
-            } else if timed_out && vm.console.run("true", Duration::from_secs(5)).is_err() {
-                // Ctrl-C did not bring the shell back: the guest is hung.
-                rec.push(gi, r, how);
-                aborted = Some("the guest stopped answering after a step timed out".into());
-            } else {
-                rec.push(gi, r, how);
-                if failed && gname == "setup" {
-                    aborted = Some("a setup step failed".into());
-                }
-            }
-            if interrupt.load(Ordering::Relaxed) {
-                return Err(RunError::Interrupted);
-            }
+    // Setup runs on the booted guest; the groups after it may each get one.
+    let first = if opts.plan.setup.is_empty() { 1 } else { 2 };
+    if first == 2 {
+        let (_, setup) = &group_list[1];
+        match &aborted {
+            Some(why) => rec.not_run(1, setup, why),
+            None => match run_group(&mut rec, 1, setup, &mut vm, &mut cx, true) {
+                Ok(After::Usable) => {}
+                Ok(After::Lost(why)) => aborted = Some(why),
+                Err(s) => return Err(stopped(s, run_dir)),
+            },
         }
     }
+
+    let mut guests = Guests {
+        vm,
+        cfg: &cfg,
+        run_dir: run_dir.path(),
+        nonce: nonce.clone(),
+        interrupt: interrupt.clone(),
+        state: None,
+        restores: 0,
+        gone: vec![],
+    };
+    let argv = crate::vm::qemu::argv(&cfg);
+    let qemu_version = crate::vm::qemu::version(&opts.qemu)?;
+    let mut isolated = false;
     if aborted.is_none() {
-        // Labelled: in shell.log the dump would read as a boot after the steps.
-        let command = format!("echo '{KERNEL_LOG_LABEL}'; dmesg");
-        if let Ok(out) = vm.console.run(&command, Duration::from_secs(20)) {
-            let log = out.output.strip_prefix(KERNEL_LOG_LABEL).unwrap_or(&out.output).trim_start_matches('\n');
-            let _ = crate::support::write_private(&run_dir.path().join("kernel.log"), log.to_owned() + "\n");
+        match sharing(&opts.plan.guest, last - first, qemu_version, &argv) {
+            Sharing::Isolated => {
+                // Boot and setup as the kernel logged them, before the groups part ways.
+                save_kernel_log(&mut guests.vm, guests.run_dir);
+                match guests.save(private.path().join("guest.state")) {
+                    Ok(took) => {
+                        t.save = took;
+                        isolated = true;
+                        (rec.emit)(Event::Note(format!(
+                            "isolation: each of the {} groups on a guest restored from the one saved after boot{} (saved in {took:.2?})",
+                            last - first,
+                            if first == 2 { " and setup" } else { "" }
+                        )));
+                    }
+                    Err(why) => (rec.emit)(Event::Note(format!("isolation: the groups share one guest: {why}"))),
+                }
+            }
+            Sharing::Shared { why: Some(why) } => {
+                (rec.emit)(Event::Note(format!("isolation: the groups share one guest: {why}")));
+            }
+            Sharing::Shared { why: None } => {}
         }
     }
-    t.checks = phase.elapsed();
+    for (gi, (_, group)) in group_list.iter().enumerate().take(last).skip(first) {
+        if let Some(why) = &aborted {
+            rec.not_run(gi, group, why);
+            continue;
+        }
+        // The first group runs on the saved guest itself.
+        if isolated && gi > first {
+            match guests.fresh() {
+                Ok(took) => {
+                    t.restore += took;
+                    t.restores += 1;
+                }
+                Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
+                Err(source) => return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() }),
+            }
+        }
+        match run_group(&mut rec, gi, group, &mut guests.vm, &mut cx, false) {
+            Ok(After::Usable) => {}
+            // The next group starts on a guest of its own.
+            Ok(After::Lost(_)) if isolated => {}
+            Ok(After::Lost(why)) => aborted = Some(why),
+            Err(s) => return Err(stopped(s, run_dir)),
+        }
+    }
+    if aborted.is_none() && !isolated {
+        save_kernel_log(&mut guests.vm, guests.run_dir);
+    }
+    t.checks = phase.elapsed().saturating_sub(t.save + t.restore);
 
     let phase = Instant::now();
-    // A guest that stopped answering will not power off: do not wait for it.
-    vm.shutdown(if aborted.is_some() { Duration::from_millis(500) } else { Duration::from_secs(5) });
+    if isolated {
+        // Nobody needs the last guest to power off: it is thrown away.
+        guests.vm.discard();
+    } else {
+        // A guest that stopped answering will not power off: do not wait for it.
+        guests.vm.shutdown(if aborted.is_some() { Duration::from_millis(500) } else { Duration::from_secs(5) });
+    }
     t.shutdown = phase.elapsed();
     // The kernel console to its end: whatever the kernel reported that no
     // check was charged with, up to the power-off, fails the last check.
-    vm.console.kernel().wait_until(Duration::from_secs(2), |k| k.eof());
-    let leftover = charged.fresh(vm.console.kernel().reports());
+    guests.vm.console.kernel().wait_until(Duration::from_secs(2), |k| k.eof());
+    let leftover = cx.charged.fresh(guests.reports());
     let (clean, excerpt) = report_outcome(&leftover).unwrap_or((Outcome::Pass, String::new()));
     rec.push(last, CheckResult { output: excerpt, ..CheckResult::verdict(KERNEL_LOG_CLEAN, clean) }, How::KernelLog);
     // The record goes with the logs; `rig parse` reads them back.
     if let Ok(json) = serde_json::to_string_pretty(&rec.record) {
         let _ = crate::support::write_private(&run_dir.path().join(record::FILE), json + "\n");
     }
-    drop(vm);
+    drop(guests);
     // The captures are complete once QEMU is gone.
     drop(wires);
     drop(server);
@@ -539,5 +786,55 @@ mod tests {
         assert!(matches!(&r[1].outcome, Outcome::Fail(m) if m.contains('1')));
         assert!(r[1].output.contains("Invalid argument"));
         assert!(matches!(&r[2].outcome, Outcome::Fail(m) if m.contains("never")));
+    }
+
+    #[test]
+    fn groups_get_a_guest_each_when_they_can() {
+        let guest = |isolation, bind: Option<Bind>| GuestPlan {
+            memory_mib: 256,
+            cpus: 1,
+            cmdline: vec![],
+            files: vec![],
+            shm: None,
+            isolation,
+            iommu: None,
+            devices: bind
+                .map(|bind| crate::plan::DevicePlan {
+                    name: "edu0".into(),
+                    kind: "edu".into(),
+                    bind,
+                    slot: crate::plan::FIRST_DEVICE_SLOT,
+                    image_size: None,
+                })
+                .into_iter()
+                .collect(),
+            checks: vec![],
+            strict_checks: false,
+        };
+        let g = guest(Isolation::Group, None);
+        let argv: Vec<String> = ["-device", "ivshmem-plain,memdev=shm0,master=on"].map(String::from).to_vec();
+        assert_eq!(sharing(&g, 3, (10, 0, 2), &argv), Sharing::Isolated);
+        // Asked not to, or nothing to isolate: no note either.
+        assert_eq!(sharing(&guest(Isolation::None, None), 3, (10, 0, 2), &argv), Sharing::Shared { why: None });
+        assert_eq!(sharing(&g, 1, (10, 0, 2), &argv), Sharing::Shared { why: None });
+        let old = sharing(&g, 3, (7, 2, 15), &argv);
+        assert!(matches!(old, Sharing::Shared { why: Some(w) } if w.contains("7.2.15") && w.contains("8.2")));
+        let vfio: Vec<String> = ["-device", "vfio-pci,host=01:00.0"].map(String::from).to_vec();
+        assert!(matches!(sharing(&g, 3, (10, 0, 2), &vfio), Sharing::Shared { why: Some(w) } if w.contains("VFIO")));
+        // A device the guest binds to vfio-pci: one guest, and the note names it.
+        let udrv = sharing(&guest(Isolation::Group, Some(Bind::VfioPci)), 3, (10, 0, 2), &argv);
+        assert!(matches!(udrv, Sharing::Shared { why: Some(w) } if w.contains("edu0") && w.contains("vfio-pci")));
+        assert_eq!(sharing(&guest(Isolation::Group, Some(Bind::Kernel)), 3, (10, 0, 2), &argv), Sharing::Isolated);
+    }
+
+    #[test]
+    fn restore_marks_go_on_a_line_of_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("console.log");
+        append_line(&log, "first").expect("append");
+        std::fs::write(&log, "a\nunfinished").expect("write");
+        append_line(&log, "mark").expect("append");
+        append_line(&log, "mark2").expect("append");
+        assert_eq!(std::fs::read_to_string(&log).expect("read"), "a\nunfinished\nmark\nmark2\n");
     }
 }

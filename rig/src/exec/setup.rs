@@ -39,6 +39,12 @@ pub fn wire_path(private: &Path, name: &str) -> PathBuf {
     private.join(format!("{name}.wire"))
 }
 
+/// The first `[[device]]` that is a NIC (its cable's far end is the rig).
+pub fn first_nic(guest: &crate::plan::GuestPlan) -> Option<&str> {
+    let table = DeviceTable::builtin().ok()?;
+    guest.devices.iter().find(|d| table.get(&d.kind).is_ok_and(|k| k.is_nic())).map(|d| d.name.as_str())
+}
+
 /// The far end of every NIC's cable: a capturing NIC's frames go to
 /// `<run_dir>/<name>.pcap`. Started before QEMU: each wire connects once
 /// QEMU listens.
@@ -138,7 +144,7 @@ pub fn guest_config(
         memory_mib: opts.plan.guest.memory_mib,
         cpus: opts.plan.guest.cpus,
         cpu_model,
-        kernel: p.tree.vmlinuz.clone(),
+        kernel: p.kernel.path().to_path_buf(),
         initrd: p.initrd.clone(),
         cmdline,
         console: qemu::SerialBackend::Socket(private.join("console.sock")),

@@ -567,6 +567,7 @@ mod tests {
             shell_log: &dir.path().join("shell.log"),
             kernel: k,
             kernel_log: &dir.path().join("console.log"),
+            resume: None,
         };
         let nonce = crate::guest::protocol::Nonce::fixed("0");
         let mut c = Console::attach(ports, nonce, Default::default()).expect("attach");

@@ -149,24 +149,42 @@ pub struct Ports<'a> {
     pub kernel: UnixStream,
     /// Its transcript (`console.log`).
     pub kernel_log: &'a Path,
+    /// A guest restored from a snapshot goes on where the run's earlier
+    /// guests left the transcripts and the step numbers.
+    pub resume: Option<Resume>,
+}
+
+/// Where an earlier guest of the run left off: steps sent, and lines in
+/// `console.log` (its restore mark included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    pub steps: u64,
+    pub lines: usize,
 }
 
 impl Console {
     /// Starts reading both consoles; `nonce` is the run's marker secret.
     pub fn attach(ports: Ports, nonce: Nonce, interrupt: Arc<AtomicBool>) -> Result<Console, ConsoleError> {
         let wake = Arc::new(Wake::default());
-        let kernel = KernelConsole::spawn(ports.kernel, ports.kernel_log, nonce.clone(), wake.clone())?;
-        let reader = TeeReader {
-            inner: ports.shell.try_clone()?,
-            transcript: crate::support::create_private_file(ports.shell_log)?,
-            wake: wake.clone(),
-            pending: 0,
+        let after = ports.resume.map(|r| r.lines);
+        let kernel = KernelConsole::spawn_after(ports.kernel, ports.kernel_log, nonce.clone(), wake.clone(), after)?;
+        let transcript = match ports.resume {
+            None => crate::support::create_private_file(ports.shell_log)?,
+            Some(_) => crate::support::append_private_file(ports.shell_log)?,
         };
+        let reader = TeeReader { inner: ports.shell.try_clone()?, transcript, wake: wake.clone(), pending: 0 };
         // Zero timeout: every exp() is one look; waiting is done here.
         let session = StreamSession::new(reader, ports.shell, Options::new().timeout_ms(Some(0)));
         let respawn =
             Regex::new(&regex::escape(protocol::RESPAWN_MARKER)).map_err(|e| ConsoleError::Expect(e.to_string()))?;
-        Ok(Console { session, wake, interrupt, kernel, nonce, respawn, steps: 0 })
+        let steps = ports.resume.map_or(0, |r| r.steps);
+        Ok(Console { session, wake, interrupt, kernel, nonce, respawn, steps })
+    }
+
+    /// Where this guest leaves off, for the next one of the run; complete
+    /// once the kernel console reached its end.
+    pub fn resume_point(&self) -> Resume {
+        Resume { steps: self.steps, lines: self.kernel.lines() }
     }
 
     /// The kernel console beside the shell.
@@ -440,6 +458,7 @@ mod tests {
             shell_log: &dir.path().join("shell.log"),
             kernel: khost,
             kernel_log: &dir.path().join("console.log"),
+            resume: None,
         };
         let console = Console::attach(ports, Nonce::fixed(NONCE), Arc::new(AtomicBool::new(false))).expect("attach");
         (console, dir)

@@ -60,7 +60,18 @@ fn message(line: &str) -> Option<&str> {
 impl Timeline {
     /// A timeline for a run with `nonce`.
     pub fn new(nonce: Nonce) -> Timeline {
-        Timeline { nonce, classifier: Classifier::new(), current: None, report_step: None, partial: vec![] }
+        Timeline::after(nonce, 0)
+    }
+
+    /// A timeline that goes on a log of `lines` lines (a restored guest's
+    /// console after its restore mark): line numbers go on from there.
+    pub fn after(nonce: Nonce, lines: usize) -> Timeline {
+        Timeline { nonce, classifier: Classifier::after(lines), current: None, report_step: None, partial: vec![] }
+    }
+
+    /// Lines read so far, those before [`Timeline::after`] included.
+    pub fn lines(&self) -> usize {
+        self.classifier.lines()
     }
 
     /// Feeds raw console bytes; complete lines are read, the rest waits.
@@ -76,6 +87,15 @@ impl Timeline {
 
     /// Reads one complete line.
     pub fn line(&mut self, raw: &str) -> Vec<TimelineEvent> {
+        if protocol::is_restore_mark(&self.nonce, raw) {
+            // Another guest from here on: what the last one left open is
+            // complete, and no step of it goes on.
+            let mut events = self.wrap_idle();
+            let blank = self.classifier.line("");
+            events.extend(self.wrap(blank));
+            self.current = None;
+            return events;
+        }
         let mark = message(raw).and_then(|m| protocol::parse_step_mark(&self.nonce, m));
         if let Some(mark) = mark {
             // A blank line keeps the classifier's line numbers those of the log.
@@ -94,6 +114,10 @@ impl Timeline {
 
     /// No line came for a while: the open report is complete.
     pub fn idle(&mut self) -> Vec<TimelineEvent> {
+        self.wrap_idle()
+    }
+
+    fn wrap_idle(&mut self) -> Vec<TimelineEvent> {
         let found = self.classifier.idle();
         self.wrap(found)
     }
@@ -165,6 +189,8 @@ struct State {
     /// The highest step whose end mark was seen.
     last_end: Option<u64>,
     eof: bool,
+    /// Lines of the log read (those of earlier guests included).
+    lines: usize,
     /// The last bytes, for error messages.
     tail: VecDeque<u8>,
     /// Bytes not yet taken by [`KernelConsole::take_text`] (bounded).
@@ -219,12 +245,28 @@ pub struct KernelConsole {
 impl KernelConsole {
     /// Starts reading `stream` into `log`.
     pub fn spawn(stream: UnixStream, log: &Path, nonce: Nonce, wake: Arc<Wake>) -> std::io::Result<KernelConsole> {
-        let mut file = crate::support::create_private_file(log)?;
+        Self::spawn_after(stream, log, nonce, wake, None)
+    }
+
+    /// Starts reading `stream`; with `after = Some(lines)`, appends to a
+    /// `log` of that many lines (ending with a restore mark) and numbers
+    /// lines on from there, as `rig parse` will read the whole log.
+    pub fn spawn_after(
+        stream: UnixStream,
+        log: &Path,
+        nonce: Nonce,
+        wake: Arc<Wake>,
+        after: Option<usize>,
+    ) -> std::io::Result<KernelConsole> {
+        let mut file = match after {
+            None => crate::support::create_private_file(log)?,
+            Some(_) => crate::support::append_private_file(log)?,
+        };
         stream.set_read_timeout(Some(IDLE))?;
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State { lines: after.unwrap_or(0), ..State::default() }));
         let (st, wk) = (state.clone(), wake.clone());
         let reader = std::thread::spawn(move || {
-            let mut timeline = Timeline::new(nonce);
+            let mut timeline = Timeline::after(nonce, after.unwrap_or(0));
             let mut stream = stream;
             let mut buf = [0u8; 4096];
             loop {
@@ -262,6 +304,7 @@ impl KernelConsole {
                     }
                     s.open = timeline.report_open();
                     s.eof = eof;
+                    s.lines = timeline.lines();
                 }
                 wk.bump(1);
                 if eof {
@@ -312,6 +355,12 @@ impl KernelConsole {
     /// QEMU closed the console.
     pub fn eof(&self) -> bool {
         self.with(|s| s.eof)
+    }
+
+    /// Lines of the log read so far; after [`KernelConsole::eof`], all of
+    /// them (the last, unterminated one included).
+    pub fn lines(&self) -> usize {
+        self.with(|s| s.lines)
     }
 
     /// The kernel console's bytes since the last call (interactive relay).
@@ -398,6 +447,39 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_mark_ends_the_guest_before_it() {
+        // The first guest dies in the middle of a report and of step 3.
+        let first = [
+            "[    2.000000] rig-step:c0ffee:3:begin",
+            "[    2.100001] WARNING: CPU: 0 PID: 77 at drivers/x.c:5 rig_warn+0x1/0x2 [rig_faulty]",
+            "[    2.100002] Call Trace:",
+        ]
+        .join("\r\n");
+        let second =
+            ["[    2.000000] BUG: kernel NULL pointer dereference, address: 0000000000000000", ""].join("\r\n");
+        let log = format!("{first}\nrig-restore:{NONCE}:1\n{second}");
+        let reports = read_log(&log, &Nonce::fixed(NONCE));
+        assert_eq!(reports.len(), 2, "{reports:#?}");
+        assert_eq!(reports[0].step, Some(3));
+        assert_eq!(*reports[0].report.lines.end(), 3);
+        // Not a step of the first guest's, and numbered in the whole log.
+        assert_eq!(reports[1].step, None);
+        assert_eq!(*reports[1].report.lines.start(), 5);
+        // The live reader of the second guest numbers its lines the same.
+        let mut t = Timeline::after(Nonce::fixed(NONCE), 4);
+        let mut events = t.feed(second.as_bytes());
+        events.extend(t.finish());
+        let live: Vec<_> = events
+            .into_iter()
+            .filter_map(|e| match e {
+                TimelineEvent::Report(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(live, reports[1..].to_vec());
+    }
+
+    #[test]
     fn marks_of_another_run_are_kernel_lines_like_any() {
         let reports = read_log(&log().replace("c0ffee", "bad"), &Nonce::fixed(NONCE));
         assert!(reports.iter().all(|r| r.step.is_none()));
@@ -420,5 +502,25 @@ mod tests {
         let saved = std::fs::read_to_string(dir.path().join("console.log")).expect("log");
         assert_eq!(saved, log());
         assert!(k.tail().contains("process_one_work"));
+        assert_eq!(k.lines(), log().matches('\n').count());
+    }
+
+    #[test]
+    fn a_resumed_reader_appends_and_numbers_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, "one\ntwo\nrig-restore:c0ffee:1\n").expect("write");
+        let (host, guest) = UnixStream::pair().expect("pair");
+        let wake = Arc::new(Wake::default());
+        let k = KernelConsole::spawn_after(host, &path, Nonce::fixed(NONCE), wake, Some(3)).expect("spawn");
+        (&guest)
+            .write_all(b"[    1.000000] BUG: kernel NULL pointer dereference, address: 0000000000000000\r\nlast")
+            .expect("write");
+        drop(guest);
+        assert!(k.wait_until(Duration::from_secs(5), KernelConsole::eof));
+        assert_eq!(k.lines(), 5);
+        assert_eq!(k.reports().first().map(|a| *a.report.lines.start()), Some(4));
+        let saved = std::fs::read_to_string(&path).expect("log");
+        assert!(saved.starts_with("one\ntwo\nrig-restore:c0ffee:1\n[    1.000000] BUG:"), "{saved}");
     }
 }

@@ -104,6 +104,23 @@ pub fn parse_step_mark(nonce: &Nonce, text: &str) -> Option<StepMark> {
     }
 }
 
+/// The line the host writes into `console.log` where a guest restored from
+/// a snapshot takes over from the one before it (`n`: the how-manyth
+/// restore of the run). It has no printk time, so no kernel line can be it,
+/// and it carries the nonce, so no program writing to the port can fake it.
+pub fn restore_mark(nonce: &Nonce, n: u64) -> String {
+    format!("rig-restore:{}:{n}", nonce.0)
+}
+
+/// Whether a whole console line is a restore mark of this run.
+pub fn is_restore_mark(nonce: &Nonce, line: &str) -> bool {
+    line.trim_end()
+        .strip_prefix("rig-restore:")
+        .and_then(|r| r.strip_prefix(nonce.0.as_str()))
+        .and_then(|r| r.strip_prefix(':'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The text sent for step `n`: a begin mark, the command in a group (so a
 /// trailing `&` or comment stays harmless) with stdin closed, an end mark,
 /// then the end marker with the command's `$?`. The marker's fields are
@@ -235,6 +252,16 @@ mod tests {
         assert_eq!(parse_step_mark(&n, "rig-step:ffff:3:end"), None);
         assert_eq!(parse_step_mark(&n, "rig-step:ab12:x:end"), None);
         assert_ne!(Nonce::new(), Nonce::new());
+    }
+
+    #[test]
+    fn restore_marks_need_the_nonce_and_a_whole_line() {
+        let n = Nonce::fixed("ab12");
+        assert_eq!(restore_mark(&n, 3), "rig-restore:ab12:3");
+        assert!(is_restore_mark(&n, "rig-restore:ab12:3\r"));
+        assert!(!is_restore_mark(&n, "rig-restore:ffff:3"));
+        assert!(!is_restore_mark(&n, "[    1.0] rig-restore:ab12:3"));
+        assert!(!is_restore_mark(&n, "rig-restore:ab12:"));
     }
 
     #[test]

@@ -3,11 +3,16 @@
 //! the rig itself as one peer. Debian ships no ivshmem-server, and the host
 //! needs its own eventfds anyway to ring the guest and be rung.
 //!
-//! Peers: the host is [`HOST_PEER_ID`] (it "connects" first, so it gets ID
-//! 0 as the spec's first client would); QEMU is [`GUEST_PEER_ID`]. The guest
+//! Peers: QEMU is [`GUEST_PEER_ID`], 0: QEMU saves the device's memory with
+//! the guest only as the region's master (`master=on`), and takes that role
+//! only as peer 0. The host is [`HOST_PEER_ID`]. The guest
 //! rings the host by writing `HOST_PEER_ID << 16 | vector` to its Doorbell
 //! register; the host rings the guest by writing to QEMU's eventfd of that
 //! vector, which raises the guest's MSI-X vector.
+//!
+//! A guest restored from a snapshot is a new QEMU that connects anew: it
+//! gets the same peer ID (the one its guest read at probe time) and the
+//! same eventfds, emptied of the rings its predecessor left unread.
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -31,9 +36,10 @@ pub trait Doorbell {
 }
 
 /// The host's peer ID.
-pub const HOST_PEER_ID: i64 = 0;
-/// The ID given to QEMU (the guest's IVPosition register).
-pub const GUEST_PEER_ID: i64 = 1;
+pub const HOST_PEER_ID: i64 = 1;
+/// The ID given to QEMU (the guest's IVPosition register): 0, as QEMU
+/// requires of the master peer.
+pub const GUEST_PEER_ID: i64 = 0;
 /// The only protocol version QEMU speaks since 2.5.
 pub const PROTOCOL_VERSION: i64 = 0;
 
@@ -79,6 +85,14 @@ pub fn handshake(sock: RawFd, shm: RawFd, host_fds: &[RawFd], guest_fds: &[RawFd
     Ok(())
 }
 
+/// Empties a non-blocking eventfd.
+fn drain(fd: RawFd) {
+    let mut buf = [0u8; 8];
+    // SAFETY: reading 8 bytes into a buffer of 8 from a descriptor the
+    // server owns; a non-blocking eventfd returns EAGAIN when empty.
+    let _ = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+}
+
 /// A running server with the host peer's eventfds.
 pub struct DoorbellServer {
     socket: PathBuf,
@@ -106,11 +120,17 @@ impl DoorbellServer {
         let stop = Arc::new(AtomicBool::new(false));
         let client = Arc::new(Mutex::new(None));
         let (stop2, client2, guests) = (stop.clone(), client.clone(), guest_fds.clone());
+        let host_drain: Vec<RawFd> = host_raw.clone();
         let thread = std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let guest_raw: Vec<RawFd> = guests.iter().map(|f| f.as_raw_fd()).collect();
+                        // A QEMU after another (a restored guest): no ring
+                        // of the one before reaches it or the host.
+                        for &fd in host_drain.iter().chain(&guest_raw) {
+                            drain(fd);
+                        }
                         if let Err(e) = handshake(stream.as_raw_fd(), shm.as_raw_fd(), &host_raw, &guest_raw) {
                             tracing::warn!("ivshmem server: handshake failed: {e}");
                         }
@@ -120,7 +140,9 @@ impl DoorbellServer {
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
+                        // QEMU waits for the handshake while it starts: answer at once.
+                        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+                        let _ = poll(&mut fds, PollTimeout::from(50u16));
                     }
                     Err(e) => {
                         tracing::warn!("ivshmem server: accept failed: {e}");
@@ -240,5 +262,24 @@ mod tests {
         server.wait_ring(0, Duration::from_secs(2)).expect("rung");
         assert!(server.wait_ring(1, Duration::from_millis(50)).is_err());
         assert!(server.ring_guest(7).is_err());
+
+        // A restored guest: a new QEMU gets the same peer ID and eventfds,
+        // without the rings left unread by the one before.
+        server.ring_guest(1).expect("ring");
+        host0.write(1).expect("write");
+        drop(client);
+        let again = UnixStream::connect(&sock).expect("connect");
+        let fd = again.as_raw_fd();
+        assert_eq!(recv(fd).0, PROTOCOL_VERSION);
+        assert_eq!(recv(fd).0, GUEST_PEER_ID);
+        // The shared memory, the host's two vectors, the guest's first.
+        for _ in 0..4 {
+            recv(fd);
+        }
+        let (_, guest_v1) = recv(fd);
+        // SAFETY: as above.
+        let guest1 = unsafe { EventFd::from_owned_fd(guest_v1.expect("fd")) };
+        assert!(matches!(guest1.read(), Err(nix::errno::Errno::EAGAIN)), "a stale ring reached the new guest");
+        assert!(server.wait_ring(0, Duration::from_millis(50)).is_err(), "a stale ring reached the host");
     }
 }

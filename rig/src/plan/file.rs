@@ -104,6 +104,10 @@ pub struct GuestSpec {
     pub files: Vec<FileSpec>,
     /// Shared memory; default 4 MiB ivshmem-plain.
     pub ivshmem: Option<IvshmemSpec>,
+    /// `"group"` (default): each test group on a guest restored from a
+    /// snapshot; `"none"`: all groups on one guest.
+    #[serde(default)]
+    pub isolation: super::Isolation,
     /// Emulated IOMMU: a name from `qemu/machine.toml` ("intel") or "none";
     /// default "intel" when a device binds to vfio-pci, else none.
     pub iommu: Option<Spanned<String>>,
@@ -136,6 +140,7 @@ impl Default for GuestSpec {
             strict_checks: false,
             files: vec![],
             ivshmem: None,
+            isolation: super::Isolation::default(),
             iommu: None,
             rootfs: None,
             packages: vec![],

@@ -59,6 +59,18 @@ pub struct ShmPlan {
     pub vectors: u32,
 }
 
+/// Where the test groups run (`[guest] isolation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Each group on a guest restored from the one saved after boot and
+    /// setup: a group that crashes the kernel costs that group alone.
+    #[default]
+    Group,
+    /// Every group on the one guest, one after the other.
+    None,
+}
+
 /// Who drives a device once the guest is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bind {
@@ -141,6 +153,7 @@ pub struct GuestPlan {
     pub files: Vec<FilePlan>,
     /// The shared memory, from `[guest.ivshmem]` or an ivshmem `[[device]]`.
     pub shm: Option<ShmPlan>,
+    pub isolation: Isolation,
     /// The emulated IOMMU (a name of the machine profile), if any.
     pub iommu: Option<String>,
     /// `[[device]]`s, in slot order.

@@ -246,6 +246,7 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
         cmdline,
         files,
         shm,
+        isolation: g.isolation,
         iommu,
         devices,
         checks,
@@ -578,6 +579,16 @@ name = "t1"
             Ok(_) => panic!("expected an error for:\n{text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn isolation_is_group_unless_the_config_says_none() {
+        let d = module_dir();
+        assert_eq!(parse_in(d.path(), "").expect("plan").guest.isolation, crate::plan::Isolation::Group);
+        let p = parse_in(d.path(), "[guest]\nisolation = \"none\"\n").expect("plan");
+        assert_eq!(p.guest.isolation, crate::plan::Isolation::None);
+        let e = err("[guest]\n\nisolation = \"test\"\n");
+        assert!(e.contains("rig.toml:3") && e.contains("group") && e.contains("none"), "{e}");
     }
 
     #[test]

@@ -175,6 +175,12 @@ pub struct Timings {
     pub build: Duration,
     pub initramfs: Duration,
     pub boot: Duration,
+    /// Saving the guest after boot and setup (isolated groups).
+    pub save: Duration,
+    /// Restoring a guest for each isolated group, all of them.
+    pub restore: Duration,
+    /// How many guests were restored.
+    pub restores: u32,
     pub checks: Duration,
     pub shutdown: Duration,
     pub total: Duration,

@@ -3,5 +3,6 @@
 
 pub mod apidiff;
 pub mod bench;
+pub mod bench_plot;
 pub mod boots;
 pub mod matrix;

@@ -312,6 +312,17 @@ impl Classifier {
         Classifier::default()
     }
 
+    /// A classifier whose first line is line `lines + 1` of a log that
+    /// already holds `lines` lines (a later guest's part of one log).
+    pub fn after(lines: usize) -> Classifier {
+        Classifier { line_no: lines, ..Classifier::default() }
+    }
+
+    /// Complete lines seen, counting those before [`Classifier::after`].
+    pub fn lines(&self) -> usize {
+        self.line_no
+    }
+
     /// Feeds any chunk of console text; complete lines are classified, the
     /// rest waits for its newline.
     pub fn feed(&mut self, text: &str) -> Vec<Event> {

@@ -187,7 +187,7 @@ mod tests {
                 "-object",
                 "memory-backend-file,id=shm0,mem-path=/p/shm,size=4194304,share=on",
                 "-device",
-                "ivshmem-plain,memdev=shm0,addr=03.0"
+                "ivshmem-plain,memdev=shm0,addr=03.0,master=on"
             ]
         );
         assert_eq!(t.get("ivshmem-doorbell").map(|k| (k.vendor, k.device)).ok(), Some((0x1af4, 0x1110)));

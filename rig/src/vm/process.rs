@@ -2,12 +2,13 @@
 //! watchdog that also notices a guest QEMU has paused, and clean-up in Drop
 //! (QEMU killed, nothing left running, whatever path the run takes).
 
-use crate::guest::console::{excerpts, titles, Console, ConsoleError, Ports};
+use crate::guest::console::{excerpts, titles, Console, ConsoleError, Ports, Resume};
 use crate::guest::kernel_console::Attributed;
 use crate::guest::protocol::Nonce;
 use crate::guest::protocol::READY_MARKER;
 use crate::vm::qemu::{self, QemuConfig};
 use crate::vm::qmp;
+use crate::vm::snapshot;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,19 @@ pub enum VmError {
     /// The console reported a crash, EOF, or an interrupt.
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    /// A new QEMU could not load the saved guest.
+    #[error("cannot restore the saved guest: {detail}{}", if stderr.trim().is_empty() { String::new() } else { format!("; QEMU said:\n{stderr}") })]
+    Restore { detail: String, stderr: String },
+}
+
+/// How a guest comes up.
+#[derive(Clone, Copy, Debug)]
+pub enum Launch<'a> {
+    /// QEMU boots the kernel.
+    Boot,
+    /// QEMU loads a guest the run saved and goes on from there; its
+    /// transcripts go on where `resume` says.
+    Restore { state: &'a Path, resume: Resume },
 }
 
 /// A running guest.
@@ -76,6 +90,21 @@ impl Vm {
     /// `console.log` (the kernel's console), `shell.log` (the steps'),
     /// `qemu.cmdline`, `qemu.stderr`.
     pub fn start(cfg: &QemuConfig, run_dir: &Path, nonce: Nonce, interrupt: Arc<AtomicBool>) -> Result<Vm, VmError> {
+        Vm::launch(cfg, run_dir, nonce, interrupt, Launch::Boot)
+    }
+
+    /// Boots a guest, or restores one from a saved state: a new QEMU with
+    /// the same command line waits for the state, connects its consoles
+    /// to new listeners on the same paths, loads the state and runs. Its
+    /// transcripts are appended to the run's; `qemu.stderr` collects every
+    /// QEMU's.
+    pub fn launch(
+        cfg: &QemuConfig,
+        run_dir: &Path,
+        nonce: Nonce,
+        interrupt: Arc<AtomicBool>,
+        how: Launch,
+    ) -> Result<Vm, VmError> {
         let rd = |path: PathBuf| move |source| VmError::RunDir { path, source };
         let (qemu::SerialBackend::Socket(kernel_sock), qemu::SerialBackend::Socket(shell_sock)) =
             (&cfg.console, &cfg.shell)
@@ -85,15 +114,35 @@ impl Vm {
                 source: std::io::Error::other("a driven guest needs both serial ports on sockets"),
             });
         };
+        let restore = match how {
+            Launch::Boot => None,
+            Launch::Restore { state, resume } => Some((state, resume)),
+        };
+        if restore.is_some() {
+            // The sockets of the guest before this one.
+            for sock in [kernel_sock, shell_sock] {
+                let _ = std::fs::remove_file(sock);
+            }
+        }
         let kernel_listener = UnixListener::bind(kernel_sock).map_err(rd(kernel_sock.clone()))?;
         let shell_listener = UnixListener::bind(shell_sock).map_err(rd(shell_sock.clone()))?;
-        let argv = qemu::argv(cfg);
-        let cmdline_path = run_dir.join("qemu.cmdline");
+        let mut argv = qemu::argv(cfg);
+        let cmdline_name = if restore.is_some() {
+            argv.extend(snapshot::incoming_args(false));
+            "qemu-restore.cmdline"
+        } else {
+            "qemu.cmdline"
+        };
+        let cmdline_path = run_dir.join(cmdline_name);
         crate::support::write_private(&cmdline_path, qemu::shell_line(&cfg.binary, &argv) + "\n")
             .map_err(rd(cmdline_path))?;
         tracing::debug!(argv = ?argv, "starting QEMU");
         let stderr_path = run_dir.join("qemu.stderr");
-        let stderr = crate::support::create_private_file(&stderr_path).map_err(rd(stderr_path.clone()))?;
+        let stderr = match restore {
+            None => crate::support::create_private_file(&stderr_path),
+            Some(_) => crate::support::append_private_file(&stderr_path),
+        }
+        .map_err(rd(stderr_path.clone()))?;
         let mut cmd = Command::new(&cfg.binary);
         cmd.args(&argv).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         // SAFETY: prctl is async-signal-safe; it makes the kernel kill QEMU
@@ -119,8 +168,13 @@ impl Vm {
                 return Err(e);
             }
         };
-        let ports =
-            Ports { shell, shell_log: &run_dir.join("shell.log"), kernel, kernel_log: &run_dir.join("console.log") };
+        let ports = Ports {
+            shell,
+            shell_log: &run_dir.join("shell.log"),
+            kernel,
+            kernel_log: &run_dir.join("console.log"),
+            resume: restore.map(|(_, r)| r),
+        };
         let console = match Console::attach(ports, nonce, interrupt.clone()) {
             Ok(c) => c,
             Err(e) => {
@@ -129,7 +183,42 @@ impl Vm {
                 return Err(e.into());
             }
         };
-        Ok(Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, accel: cfg.accel })
+        let mut vm = Vm { child, console, qmp_socket: cfg.qmp_socket.clone(), stderr_path, accel: cfg.accel };
+        tracing::debug!(pid = vm.pid(), "QEMU started, consoles attached");
+        if let Some((state, _)) = restore {
+            vm.load(state)?;
+        }
+        Ok(vm)
+    }
+
+    /// Loads `state` into a QEMU waiting for it.
+    fn load(&mut self, state: &Path) -> Result<(), VmError> {
+        let Some(socket) = self.qmp_socket.clone() else {
+            return Err(VmError::Restore { detail: "the guest has no QMP socket".into(), stderr: String::new() });
+        };
+        if let Err(e) = snapshot::load(&socket, state, Duration::from_secs(60), false) {
+            // QEMU exits when it cannot load: give it a moment to say why.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return Err(VmError::Restore { detail: e.to_string(), stderr: read_tail(&self.stderr_path, 2000) });
+        }
+        Ok(())
+    }
+
+    /// The QMP socket, if the guest has one.
+    pub fn qmp_socket(&self) -> Option<&Path> {
+        self.qmp_socket.as_deref()
+    }
+
+    /// Ends QEMU at once (no power-off: the guest is thrown away) and
+    /// waits until the kernel console has read the last byte, so what the
+    /// guest printed is all in the transcript.
+    pub fn discard(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        self.console.kernel().wait_until(Duration::from_secs(2), |k| k.eof());
     }
 
     /// Waits for the ready marker on the shell's port; checks every second
@@ -254,6 +343,11 @@ impl Vm {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The CPU time QEMU has used so far (user and system), if readable.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(self.child.id())
+    }
 }
 
 impl Drop for Vm {
@@ -263,6 +357,24 @@ impl Drop for Vm {
         }
         let _ = self.child.wait();
     }
+}
+
+/// The CPU time (user + system) of process `pid` so far, from /proc.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_time_of_stat(&stat)
+}
+
+/// utime + stime of a /proc/PID/stat line (fields 14 and 15, after the
+/// command name in parentheses, which may hold spaces).
+pub fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let (utime, stime): (u64, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(Duration::from_millis((utime + stime) * 1000 / hz))
 }
 
 fn accept_console(
@@ -298,5 +410,20 @@ fn accept_console(
             return Err(VmError::NoConsole(CONNECT_TIMEOUT));
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_time_from_stat() {
+        let line = "1234 (qemu-system (x86)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 100";
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        assert_eq!(cpu_time_of_stat(line), Some(Duration::from_millis(300 * 1000 / hz)));
+        assert_eq!(cpu_time_of_stat("garbage"), None);
+        assert!(cpu_time(std::process::id()).is_some());
     }
 }

@@ -76,7 +76,8 @@ pub struct QemuConfig {
     pub cpus: u32,
     /// CPU model; `None` means `host` under KVM and QEMU's default under TCG.
     pub cpu_model: Option<String>,
-    /// bzImage to boot directly (no firmware disk, no bootloader).
+    /// The kernel to boot directly (no firmware disk, no bootloader): an
+    /// uncompressed vmlinux (PVH entry) or a bzImage.
     pub kernel: PathBuf,
     /// initramfs (newc cpio).
     pub initrd: PathBuf,
@@ -323,7 +324,7 @@ mod tests {
         assert!(first < v.iter().position(|a| a == "chardev:sh0"));
         assert!(has_pair(&v, "-qmp", "unix:/run/x/qmp.sock,server=on,wait=off"));
         assert!(has_pair(&v, "-object", "memory-backend-file,id=shm0,mem-path=/run/x/shm,size=4194304,share=on"));
-        assert!(has_pair(&v, "-device", "ivshmem-plain,memdev=shm0,addr=03.0"));
+        assert!(has_pair(&v, "-device", "ivshmem-plain,memdev=shm0,addr=03.0,master=on"));
         assert!(has_pair(&v, "-machine", "q35"));
         assert!(!v.iter().any(|a| a.contains("iommu")));
         let append = v.iter().position(|a| a == "-append").map(|i| v[i + 1].clone());
@@ -365,7 +366,7 @@ mod tests {
         c.ivshmem = Some(dev);
         let v = argv(&c);
         assert!(has_pair(&v, "-chardev", "socket,id=ivsh0,path=/run/x/ivshmem.sock"));
-        assert!(has_pair(&v, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2,addr=03.0"));
+        assert!(has_pair(&v, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2,addr=03.0,master=on"));
         assert!(!v.iter().any(|a| a.contains("memory-backend-file")));
     }
 
