@@ -212,6 +212,7 @@ mod tests {
             .expect("tree"),
             modules: vec![],
             devices: vec![],
+            kernel: crate::kernel::vmlinux::BootImage::Pvh("/k/vmlinux".into()),
             initrd: "/c/i.cpio".into(),
             root: None,
             check_args: vec![],

@@ -810,6 +810,9 @@ mod tests {
                 .collect(),
             checks: vec![],
             strict_checks: false,
+            captures: vec![],
+            rootfs: None,
+            hugepages: 0,
         };
         let g = guest(Isolation::Group, None);
         let argv: Vec<String> = ["-device", "ivshmem-plain,memdev=shm0,master=on"].map(String::from).to_vec();
@@ -825,6 +828,12 @@ mod tests {
         let udrv = sharing(&guest(Isolation::Group, Some(Bind::VfioPci)), 3, (10, 0, 2), &argv);
         assert!(matches!(udrv, Sharing::Shared { why: Some(w) } if w.contains("edu0") && w.contains("vfio-pci")));
         assert_eq!(sharing(&guest(Isolation::Group, Some(Bind::Kernel)), 3, (10, 0, 2), &argv), Sharing::Isolated);
+        // A NIC: its cable's far end (and capture) would not survive a restore.
+        let mut nic = guest(Isolation::Group, Some(Bind::Kernel));
+        nic.devices[0].kind = "virtio-net".into();
+        nic.devices[0].name = "nic0".into();
+        let shared = sharing(&nic, 3, (10, 0, 2), &argv);
+        assert!(matches!(shared, Sharing::Shared { why: Some(w) } if w.contains("nic0") && w.contains("NIC")));
     }
 
     #[test]
