@@ -7,7 +7,7 @@ GUEST_BIN    := target/$(GUEST_TARGET)/release/rig-guest
 RIG          := target/release/rig
 RIG_ARGS     ?=
 
-.PHONY: all setup guest rig run test unit kmod fresh-host clean matrix boots apidiff fuzz lint-workflows
+.PHONY: all setup guest rig run test unit kmod fresh-host clean matrix boots apidiff fuzz dpdk lint-workflows
 
 all: rig guest
 
@@ -17,9 +17,12 @@ setup:
 
 # Guest programs, linked statically against glibc (the initramfs has no libc):
 # rig-guest (the module's tests) and rig-udrv (the reference userspace driver).
-# An explicit --target keeps these flags away from the host build.
+# An explicit --target keeps these flags away from the host build. Then
+# rig-udrv dynamically linked (target/release/rig-udrv), as udrv/debian.toml
+# runs it in a Debian root.
 guest:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p rig-guest -p rig-udrv --target $(GUEST_TARGET)
+	$(CARGO) build --release -p rig-udrv
 
 rig:
 	$(CARGO) build --release -p rig
@@ -47,6 +50,12 @@ boots: setup guest rig
 fuzz: setup guest rig
 	$(RIG) run -c guest-kmod/fuzz.toml --json rig-fuzz.json $(RIG_ARGS); status=$$?; \
 	grep -o '"kernel": "[^"]*"\|total  *[0-9][^\\]*' rig-fuzz.json; exit $$status
+
+# DPDK's testpmd on QEMU's igb through VFIO in a Debian root, TX and RX
+# counted by the host (examples/dpdk-igb/README.md), on every catalog kernel.
+# The first run builds one root per suite (about 4 minutes each).
+dpdk: setup guest rig
+	$(RIG) run -c examples/dpdk-igb/rig.toml --kernel all $(RIG_ARGS)
 
 # The 2.6-era API breaks by real builds; refreshes docs/api-changes.md's table.
 apidiff: setup rig

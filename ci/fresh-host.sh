@@ -108,11 +108,11 @@ for case in $cases; do
     sed "s/^/    /" "$root/tmp/setup-host.log"
     version=$(in_chroot "$root" qemu-system-x86_64 --version | head -1)
     echo "$version" | grep -q 'version 10\.' || fail "QEMU is not 10.x: $version"
-    for tool in busybox debootstrap make gcc dpkg-deb cpio file unshare chroot; do
+    for tool in busybox debootstrap make gcc dpkg-deb cpio file unshare chroot mksquashfs; do
         in_chroot "$root" sh -c "command -v $tool >/dev/null" || fail "$tool missing"
     done
     in_chroot "$root" file -L /bin/busybox | grep -q static || fail "/bin/busybox is not static"
-    for pkg in busybox-static debootstrap dwarves libelf-dev bc flex bison libssl-dev debian-archive-keyring; do
+    for pkg in busybox-static debootstrap dwarves libelf-dev bc flex bison libssl-dev debian-archive-keyring squashfs-tools; do
         in_chroot "$root" dpkg -s "$pkg" >/dev/null 2>&1 || fail "package $pkg missing"
     done
     # Idempotent: a second run installs nothing.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the rig needs on a Debian 12 / Ubuntu host: QEMU (>= 10 where the
-# distribution has it), busybox-static, the compilers for module builds, debootstrap.
+# distribution has it), busybox-static, the compilers for module builds, debootstrap,
+# squashfs-tools (the guests' Debian roots of `rootfs = "debian"`).
 # Idempotent: does nothing when everything is already there.
 # ci/fresh-host.sh runs it on a fresh debootstrap'd Debian 12 (rig/tests/fresh_host.rs).
 set -euo pipefail
@@ -17,6 +18,7 @@ command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debo
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v file >/dev/null || need+=(file)
 command -v cpio >/dev/null || need+=(cpio)
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 for pkg in libelf-dev bc flex bison libssl-dev dwarves; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -79,6 +79,18 @@ pub fn inventory(cache_dir: &Path) -> Result<Vec<Item>, CacheError> {
             });
         }
     }
+    let roots = cache_dir.join("rootfs");
+    for (name, path) in dirs(&roots)? {
+        let owner = name.trim_start_matches('.').trim_end_matches(".tmp").trim_end_matches(".old");
+        if let Some(item) = leftover(&path, &name, Some(roots.join(format!("{owner}.lock")))) {
+            items.push(item);
+            continue;
+        }
+        let mut item =
+            dir_item(Kind::Rootfs, name.clone(), rootfs_detail(&path), path, Some(roots.join(format!("{name}.lock"))));
+        item.companions.push(roots.join(format!("{name}.log")));
+        items.push(item);
+    }
     Ok(items)
 }
 
@@ -135,6 +147,20 @@ fn kernel_detail(dir: &Path) -> String {
     }
 }
 
+/// `trixie: dpdk-dev, ...` from a Debian root's stamp.
+fn rootfs_detail(dir: &Path) -> String {
+    let stamp: Option<serde_json::Value> =
+        fs::read_to_string(dir.join(crate::image::rootfs::STAMP_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let Some(s) = stamp else { return "incomplete".to_owned() };
+    let packages: Vec<&str> =
+        s["packages"].as_array().map_or(vec![], |a| a.iter().filter_map(|p| p.as_str()).collect());
+    let what = if packages.is_empty() { "minbase".to_owned() } else { packages.join(", ") };
+    match s["skip"].as_str() {
+        Some(_) => format!("{}: {what} (skipped: not in the suite)", s["suite"].as_str().unwrap_or("?")),
+        None => format!("{}: {what}", s["suite"].as_str().unwrap_or("?")),
+    }
+}
+
 fn tree_bytes_of_file(md: &fs::Metadata) -> u64 {
     use std::os::unix::fs::MetadataExt;
     md.blocks() * 512
@@ -165,6 +191,13 @@ mod tests {
         write(&c.join("apidiff/6.1.0-50-cloud-amd64/ioctl/rig_kmod.ko"), 20_000);
         write(&c.join("initramfs/6.1.0-50-cloud-amd64/initramfs-abc.cpio"), 30_000);
         write(&c.join("initramfs/6.1.0-50-cloud-amd64/.tmpXYZ"), 3_000);
+        write(&c.join("rootfs/trixie-0123456789ab/root.squashfs"), 40_000);
+        fs::write(
+            c.join("rootfs/trixie-0123456789ab/rootfs.json"),
+            r#"{"suite": "trixie", "packages": ["dpdk-dev"], "skip": null}"#,
+        )
+        .expect("stamp");
+        write(&c.join("rootfs/.sid-0123456789ab.tmp/tree/x"), 1_000);
         write(&c.join("unrelated/file"), 1_000);
         let long_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
         crate::support::mark_used(&c.join("kernels/bookworm-6.1"));
@@ -185,6 +218,8 @@ mod tests {
                 (Kind::Apidiff, "6.1.0-50-cloud-amd64/ioctl"),
                 (Kind::Leftover, "6.1.0-50-cloud-amd64/.tmpXYZ"),
                 (Kind::Initramfs, "6.1.0-50-cloud-amd64/initramfs-abc.cpio"),
+                (Kind::Leftover, ".sid-0123456789ab.tmp"),
+                (Kind::Rootfs, "trixie-0123456789ab"),
             ]
         );
         let k = &items[0];
@@ -200,6 +235,10 @@ mod tests {
             Some(c.join("build/6.1.0-50-cloud-amd64/guest-kmod-1a2b3c4d.lock").as_path())
         );
         assert!(items[8].lock.is_none() && items[8].bytes >= 30_000);
+        assert_eq!(items[9].lock.as_deref(), Some(c.join("rootfs/sid-0123456789ab.lock").as_path()));
+        assert_eq!(items[10].detail, "trixie: dpdk-dev");
+        assert!(items[10].bytes >= 40_000);
+        assert_eq!(items[10].companions, [c.join("rootfs/trixie-0123456789ab.log")]);
         assert!(inventory(&c.join("missing")).expect("empty").is_empty());
     }
 }

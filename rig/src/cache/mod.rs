@@ -11,6 +11,7 @@
 //! build/<release>/<module>/   a module build (crate::build::kbuild), lock build/<release>/<module>.lock
 //! apidiff/<release>/<item>/   an apidiff build, lock apidiff/<release>/<item>.lock
 //! initramfs/<release>/initramfs-<hash>.cpio   a guest image (crate::image::initramfs)
+//! rootfs/<suite>-<key>/      a guest's Debian root (crate::image::rootfs), lock rootfs/<name>.lock
 //! ```
 //!
 //! Runs record use with [`crate::support::mark_used`]: a directory's
@@ -44,6 +45,8 @@ pub enum Kind {
     Apidiff,
     /// A guest image.
     Initramfs,
+    /// A guest's Debian root (`rootfs = "debian"`).
+    Rootfs,
     /// The private apt state of one suite.
     Apt,
     /// What an interrupted creation or removal left behind.
@@ -52,8 +55,16 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order they are listed.
-    pub const ALL: [Kind; 7] =
-        [Kind::Kernel, Kind::Chroot, Kind::Build, Kind::Apidiff, Kind::Initramfs, Kind::Apt, Kind::Leftover];
+    pub const ALL: [Kind; 8] = [
+        Kind::Kernel,
+        Kind::Chroot,
+        Kind::Build,
+        Kind::Apidiff,
+        Kind::Initramfs,
+        Kind::Rootfs,
+        Kind::Apt,
+        Kind::Leftover,
+    ];
 
     /// A word for listings.
     pub fn word(self) -> &'static str {
@@ -63,6 +74,7 @@ impl Kind {
             Kind::Build => "build",
             Kind::Apidiff => "apidiff",
             Kind::Initramfs => "initramfs",
+            Kind::Rootfs => "rootfs",
             Kind::Apt => "apt",
             Kind::Leftover => "leftover",
         }
@@ -76,6 +88,7 @@ impl Kind {
             Kind::Build => "module builds",
             Kind::Apidiff => "apidiff builds",
             Kind::Initramfs => "initramfs images",
+            Kind::Rootfs => "Debian roots",
             Kind::Apt => "apt state",
             Kind::Leftover => "leftovers",
         }

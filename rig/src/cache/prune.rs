@@ -86,7 +86,8 @@ fn remove(item: &Item) -> Result<bool, CacheError> {
         None => None,
     };
     debug!(item = %item.path.display(), kind = %item.kind, "removing");
-    let in_chroots = item.path.parent().and_then(Path::file_name).is_some_and(|n| n == "chroots");
+    // Trees debootstrap made are root's: removed as root.
+    let in_chroots = item.path.parent().and_then(Path::file_name).is_some_and(|n| n == "chroots" || n == "rootfs");
     match item.kind {
         Kind::Chroot => {
             let (Some(dir), Some(name)) = (item.path.parent(), item.path.file_name()) else { return Ok(true) };

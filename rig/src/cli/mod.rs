@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// Guest vCPUs (overrides the config).
     #[arg(long)]
     pub cpus: Option<u32>,
-    /// QEMU CPU model (default: host under KVM, QEMU's default under TCG).
+    /// QEMU CPU model (default: host under KVM; under TCG `max` with a Debian root, else QEMU's default).
     #[arg(long)]
     pub cpu: Option<String>,
     /// Boot watchdog in seconds.
@@ -156,6 +156,8 @@ pub fn exit_code_for(e: &RunError) -> u8 {
             EXIT_USAGE
         }
         RunError::Interrupted => EXIT_INTERRUPTED,
+        // A package apt does not know is the config's mistake.
+        RunError::Rootfs(r) if r.is_config() => EXIT_USAGE,
         // The user's module did not build, or crashed the guest at boot.
         e if e.is_test_failure() => EXIT_FAILED,
         _ => EXIT_RIG,

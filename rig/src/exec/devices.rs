@@ -41,6 +41,8 @@ pub struct GuestDevice {
     pub id: String,
     /// The in-tree driver of `bind = "kernel"`, if the table names one.
     pub driver: Option<String>,
+    /// More in-tree modules `bind = "kernel"` needs (virtio-net's virtio_net).
+    pub kernel_modules: Vec<String>,
 }
 
 /// The devices of `plan`, looked up in the table.
@@ -48,7 +50,12 @@ pub fn guest_devices(plan: &[DevicePlan], table: &DeviceTable) -> Result<Vec<Gue
     plan.iter()
         .map(|d| {
             let k = table.get(&d.kind)?;
-            Ok(GuestDevice { plan: d.clone(), id: k.sysfs_id(), driver: k.driver.clone() })
+            Ok(GuestDevice {
+                plan: d.clone(),
+                id: k.sysfs_id(),
+                driver: k.driver.clone(),
+                kernel_modules: k.modules.clone(),
+            })
         })
         .collect()
 }
@@ -69,7 +76,7 @@ impl GuestDevice {
     pub fn modules(&self) -> Vec<String> {
         match (self.plan.bind, &self.driver) {
             (Bind::VfioPci, _) => VFIO_MODULES.iter().map(|m| m.to_string()).collect(),
-            (Bind::Kernel, Some(d)) => vec![d.clone()],
+            (Bind::Kernel, Some(d)) => std::iter::once(d).chain(&self.kernel_modules).cloned().collect(),
             _ => vec![],
         }
     }
@@ -224,6 +231,7 @@ mod tests {
     fn modules_per_bind() {
         assert_eq!(dev("edu", Bind::VfioPci).modules(), ["vfio_pci", "vfio_iommu_type1"]);
         assert_eq!(dev("nvme", Bind::Kernel).modules(), ["nvme"]);
+        assert_eq!(dev("virtio-net", Bind::Kernel).modules(), ["virtio-pci", "virtio_net"]);
         assert!(dev("edu", Bind::Kernel).modules().is_empty());
         assert!(dev("igb", Bind::None).modules().is_empty());
         let i = dev("edu", Bind::VfioPci).init();

@@ -119,6 +119,13 @@ pub fn sharing(guest: &GuestPlan, groups: usize, qemu: Version, argv: &[String])
             )),
         };
     }
+    if let Some(nic) = super::setup::first_nic(guest) {
+        return Sharing::Shared {
+            why: Some(format!(
+                "[[device]] {nic} is a NIC whose cable the rig holds: a restored QEMU opens a new netdev socket, so the capture and the frames in flight would not carry over"
+            )),
+        };
+    }
     if !snapshot::qemu_supports(qemu) {
         let (a, b, c) = qemu;
         let (x, y, _) = snapshot::MIN_QEMU;
@@ -311,6 +318,9 @@ mod tests {
                 .collect(),
             checks: vec![],
             strict_checks: false,
+            captures: vec![],
+            rootfs: None,
+            hugepages: 0,
         };
         let g = guest(Isolation::Group, None);
         let argv: Vec<String> = ["-device", "ivshmem-plain,memdev=shm0,master=on"].map(String::from).to_vec();
@@ -326,6 +336,12 @@ mod tests {
         let udrv = sharing(&guest(Isolation::Group, Some(Bind::VfioPci)), 3, (10, 0, 2), &argv);
         assert!(matches!(udrv, Sharing::Shared { why: Some(w) } if w.contains("edu0") && w.contains("vfio-pci")));
         assert_eq!(sharing(&guest(Isolation::Group, Some(Bind::Kernel)), 3, (10, 0, 2), &argv), Sharing::Isolated);
+        // A NIC: its cable's far end (and capture) would not survive a restore.
+        let mut nic = guest(Isolation::Group, Some(Bind::Kernel));
+        nic.devices[0].kind = "virtio-net".into();
+        nic.devices[0].name = "nic0".into();
+        let shared = sharing(&nic, 3, (10, 0, 2), &argv);
+        assert!(matches!(shared, Sharing::Shared { why: Some(w) } if w.contains("nic0") && w.contains("NIC")));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! pack the image.
 
 use super::devices::{self, GuestDevice};
+use super::rootfs::{self, PreparedRoot};
 use super::run::{Event, RunError, RunOptions};
 use crate::build::kbuild::{self, BuildRequest};
-use crate::image::contents::{guest_image, LoadedModule};
+use crate::image::contents::{guest_image, LoadedModule, Userspace};
 use crate::image::initramfs;
 use crate::kernel::catalog::{Catalog, KernelEntry};
 use crate::kernel::checks;
@@ -97,6 +98,8 @@ pub struct Prepared {
     pub devices: Vec<GuestDevice>,
     /// The initramfs path.
     pub initrd: PathBuf,
+    /// The Debian root, when the guest has one.
+    pub root: Option<PreparedRoot>,
     /// The command-line words of the checks this kernel does.
     pub check_args: Vec<String>,
 }
@@ -137,10 +140,21 @@ pub fn prepare(
     emit(Event::Note(format!("kernel {} ({} {}) in {:.1?}", tree.name, tree.release, tree.package_version, t.fetch)));
     let check_args = checks_for(opts, &tree, emit)?;
 
+    // The Debian root first: the kernel is skipped if its suite cannot have it.
+    let phase = Instant::now();
+    let root = rootfs::prepare_root(opts, &tree, interrupt, emit)?;
+    t.initramfs = phase.elapsed();
+
     let phase = Instant::now();
     let table = DeviceTable::builtin().map_err(QemuError::from)?;
     let guest_devices = devices::guest_devices(&opts.plan.guest.devices, &table).map_err(QemuError::from)?;
-    let mut intree_modules = intree::resolve(tree.modules_dir.as_deref(), &tree.release, &opts.plan.intree)?;
+    // The modules that mount the root come before everything else.
+    let mut intree_modules = match &root {
+        Some(_) => intree::resolve(tree.modules_dir.as_deref(), &tree.release, &rootfs::root_disk()?.modules)?,
+        None => vec![],
+    };
+    let wanted = intree::resolve(tree.modules_dir.as_deref(), &tree.release, &opts.plan.intree)?;
+    devices::merge_modules(&mut intree_modules, wanted);
     let for_devices = devices::resolve_modules(tree.modules_dir.as_deref(), &tree.release, &guest_devices)?;
     devices::merge_modules(&mut intree_modules, for_devices);
     let mut modules: Vec<LoadedModule> = intree_modules
@@ -181,11 +195,12 @@ pub fn prepare(
     let phase = Instant::now();
     let udrv = uses_program(&opts.plan, "rig-udrv").then_some(opts.udrv_bin.as_path());
     let inits: Vec<_> = guest_devices.iter().map(GuestDevice::init).collect();
-    let spec = guest_image(&opts.busybox, &opts.guest_bin, udrv, &modules, &inits, &opts.plan.guest.files)?;
+    let userspace = Userspace { hugepages: opts.plan.guest.hugepages, debian_root: root.is_some() };
+    let spec = guest_image(&opts.busybox, &opts.guest_bin, udrv, &modules, &inits, &opts.plan.guest.files, userspace)?;
     let (initrd, fresh) = spec.build_cached(&opts.cache_dir.join("initramfs").join(&tree.release))?;
-    t.initramfs = phase.elapsed();
+    t.initramfs += phase.elapsed();
     emit(Event::Note(format!("initramfs {} ({})", initrd.display(), if fresh { "built" } else { "cached" })));
-    Ok(Prepared { entry, tree, kernel, modules, devices: guest_devices, initrd, check_args })
+    Ok(Prepared { entry, tree, kernel, modules, devices: guest_devices, initrd, root, check_args })
 }
 
 /// The kernel's vmlinux for PVH boot (extracted once, kept with the

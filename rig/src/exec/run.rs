@@ -15,8 +15,10 @@ use crate::exec::step::{report_outcome, Charged, HostSide};
 use crate::guest::console::ConsoleError;
 use crate::guest::protocol::{self, Nonce};
 use crate::host::doorbell::DoorbellError;
+use crate::host::net::PcapError;
 use crate::host::shm::ShmError;
 use crate::image::initramfs::InitramfsError;
+use crate::image::rootfs::RootfsError;
 use crate::kernel::catalog::CatalogError;
 use crate::kernel::fetch::FetchError;
 use crate::kernel::intree::IntreeError;
@@ -89,12 +91,22 @@ pub enum RunError {
     Intree(#[from] IntreeError),
     #[error(transparent)]
     Initramfs(#[from] InitramfsError),
+    /// The Debian root could not be built or found (boxed: it carries a log tail).
+    #[error(transparent)]
+    Rootfs(Box<RootfsError>),
+    /// The kernel's suite cannot have what the config asks for (`rig run`
+    /// reports it as a skipped check).
+    #[error("{kernel} ({release}) skipped: {reason}")]
+    Skipped { kernel: String, release: String, reason: String },
     #[error(transparent)]
     Qemu(#[from] QemuError),
     #[error(transparent)]
     Shm(#[from] ShmError),
     #[error(transparent)]
     Doorbell(#[from] DoorbellError),
+    /// A NIC's capture file could not be written, or a pcap file read.
+    #[error(transparent)]
+    Net(#[from] PcapError),
     /// The kernel cannot drive a `[[device]]` as the config asks.
     #[error(transparent)]
     Device(#[from] DeviceSetupError),
@@ -116,6 +128,15 @@ pub enum RunError {
     /// `strict_checks`, and the kernel cannot do some of the checks.
     #[error("{kernel} cannot do the checks {missing} (strict_checks): drop them, or the kernel")]
     Checks { kernel: String, missing: String },
+}
+
+impl From<RootfsError> for RunError {
+    fn from(e: RootfsError) -> Self {
+        match e {
+            RootfsError::Interrupted => RunError::Interrupted,
+            e => RunError::Rootfs(Box::new(e)),
+        }
+    }
 }
 
 impl From<KbuildError> for RunError {
@@ -215,6 +236,7 @@ pub const KERNEL_LOG_CLEAN: &str = "no kernel report outside the steps";
 pub fn groups(plan: &Plan, p: &Prepared) -> Vec<(String, Vec<Check>)> {
     let mut boot: Vec<Check> = p.loaded().map(|m| Check::rig(format!("insmod {}", m.file))).collect();
     boot.extend(devices::boot_checks(&p.devices));
+    boot.extend(super::rootfs::boot_checks(&plan.guest));
     boot.push(Check::rig(BOOT_CLEAN));
     boot.push(Check::rig("guest shell answers"));
     let mut g = vec![("boot".to_string(), boot)];
@@ -245,12 +267,18 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let total = Instant::now();
     let mut t = Timings::default();
     let stop = || if interrupt.load(Ordering::Relaxed) { Err(RunError::Interrupted) } else { Ok(()) };
-    let prepared = prepare(opts, &mut t, &interrupt, emit)?;
+    let prepared = match prepare(opts, &mut t, &interrupt, emit) {
+        Err(RunError::Skipped { kernel, release, reason }) => {
+            return super::rootfs::skipped(opts, &kernel, &release, &reason, t, total, emit)
+        }
+        other => other?,
+    };
     stop()?;
     let tree = &prepared.tree;
 
     let run_dir = private_dir("rig-run-")?;
     let HostSetup { mut server, shm, images, cfg, choice, private } = host_setup(opts, &prepared, emit)?;
+    let wires = super::setup::start_wires(opts, private.path(), run_dir.path())?;
 
     let group_list = groups(&opts.plan, &prepared);
     emit(Event::Plan(group_list.iter().map(|(n, c)| (n.clone(), c.len())).collect()));
@@ -292,6 +320,9 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     for r in devices::boot_results(&boot.log, &prepared.devices) {
         rec.fixed(0, r);
     }
+    for r in super::rootfs::boot_results(&boot.log, &opts.plan.guest, &prepared) {
+        rec.fixed(0, r);
+    }
     // Surfaced as a boot check so no run passes over a warning at insmod.
     let mut charged = Charged::default();
     let boot_reports = charged.fresh(boot.reports.clone());
@@ -315,6 +346,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
             run_dir: run_dir.path(),
             doorbell: server.as_mut().map(|s| s as &mut dyn crate::host::doorbell::Doorbell),
             interrupt: &interrupt,
+            wires: &wires,
+            last_output: String::new(),
         },
         charged: &mut charged,
         interrupt: &interrupt,
@@ -424,6 +457,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         let _ = crate::support::write_private(&run_dir.path().join(record::FILE), json + "\n");
     }
     drop(guests);
+    // The captures are complete once QEMU is gone.
+    drop(wires);
     drop(server);
     drop(shm);
     drop(images);

@@ -6,11 +6,12 @@
 use super::prepare::Prepared;
 use super::run::{Event, RunError, RunOptions};
 use crate::host::doorbell::DoorbellServer;
+use crate::host::net::Wire;
 use crate::host::shm::SharedMemory;
 use crate::plan::{Plan, ShmPlan};
 use crate::vm::accel;
-use crate::vm::devices::{DeviceTable, IMAGE_PARAM};
-use crate::vm::machine::Machine;
+use crate::vm::devices::{self, DeviceTable, IMAGE_PARAM, MAC_PARAM, WIRE_PARAM};
+use crate::vm::machine::{Machine, MachineError};
 use crate::vm::qemu::{self, Ivshmem, QemuConfig, QemuError, SharedMemoryDevice};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,33 @@ pub fn shm_device(plan: ShmPlan, private: &Path, shm: &SharedMemory) -> SharedMe
 /// Where device `name`'s backing image lives.
 pub fn image_path(private: &Path, name: &str) -> PathBuf {
     private.join(format!("{name}.img"))
+}
+
+/// Where NIC `name`'s netdev listens (the far end of its cable).
+pub fn wire_path(private: &Path, name: &str) -> PathBuf {
+    private.join(format!("{name}.wire"))
+}
+
+/// The first `[[device]]` that is a NIC (its cable's far end is the rig).
+pub fn first_nic(guest: &crate::plan::GuestPlan) -> Option<&str> {
+    let table = DeviceTable::builtin().ok()?;
+    guest.devices.iter().find(|d| table.get(&d.kind).is_ok_and(|k| k.is_nic())).map(|d| d.name.as_str())
+}
+
+/// The far end of every NIC's cable: a capturing NIC's frames go to
+/// `<run_dir>/<name>.pcap`. Started before QEMU: each wire connects once
+/// QEMU listens.
+pub fn start_wires(opts: &RunOptions, private: &Path, run_dir: &Path) -> Result<Vec<Wire>, RunError> {
+    let table = DeviceTable::builtin().map_err(QemuError::from)?;
+    let guest = &opts.plan.guest;
+    let mut out = Vec::new();
+    for d in &guest.devices {
+        if table.get(&d.kind).is_ok_and(|k| k.is_nic()) {
+            let pcap = guest.captures.contains(&d.name).then(|| run_dir.join(format!("{}.pcap", d.name)));
+            out.push(Wire::start(&d.name, &wire_path(private, &d.name), pcap)?);
+        }
+    }
+    Ok(out)
 }
 
 /// A device's backing image, mapped for the host's checks.
@@ -97,16 +125,25 @@ pub fn guest_config(
         devices.push(qemu::ivshmem_args(&table, d, id, guest.shm_slot()).map_err(QemuError::from)?);
     }
     for d in guest.devices.iter().filter(|d| !d.is_shm()) {
-        let values = [(IMAGE_PARAM, image_path(private, &d.name).display().to_string())];
+        let values = [
+            (IMAGE_PARAM, image_path(private, &d.name).display().to_string()),
+            (WIRE_PARAM, wire_path(private, &d.name).display().to_string()),
+            (MAC_PARAM, devices::mac(d.slot)),
+        ];
         devices.push(table.render(&d.kind, &d.name, d.slot, &values).map_err(QemuError::from)?);
     }
+    if let Some(r) = &p.root {
+        let disk = machine.rootfs.as_ref().ok_or_else(|| QemuError::Machine(MachineError::missing("rootfs")))?;
+        devices.push(disk.render(&r.image, crate::plan::ROOT_SLOT));
+    }
+    let cpu_model = super::rootfs::cpu_model(opts.cpu_model.clone(), accel, p.root.is_some(), machine.rootfs.as_ref());
     Ok(QemuConfig {
         binary: opts.qemu.clone(),
         machine,
         accel,
         memory_mib: opts.plan.guest.memory_mib,
         cpus: opts.plan.guest.cpus,
-        cpu_model: opts.cpu_model.clone(),
+        cpu_model,
         kernel: p.kernel.path().to_path_buf(),
         initrd: p.initrd.clone(),
         cmdline,

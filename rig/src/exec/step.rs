@@ -6,6 +6,7 @@ use crate::guest::console::{excerpts, titles, Console, ConsoleError, StepOutput}
 use crate::guest::kernel_console::{report_time, Attributed};
 use crate::host::command::shell_quote;
 use crate::host::doorbell::Doorbell;
+use crate::host::net::{read_pcap_file, FrameSource, Wire};
 use crate::host::shm::SharedMemory;
 use crate::plan::step::{Action, Check, Expect, Memory};
 use crate::results::{CheckResult, Outcome};
@@ -25,6 +26,10 @@ pub struct HostSide<'a> {
     pub doorbell: Option<&'a mut dyn Doorbell>,
     /// Set by Ctrl-C or SIGTERM: host commands stop at once.
     pub interrupt: &'a AtomicBool,
+    /// The far ends of the NICs' cables.
+    pub wires: &'a [Wire],
+    /// What the last guest step printed (`host.pcap`'s `same_count_as` reads it).
+    pub last_output: String,
 }
 
 /// Why a run of checks stopped before the end.
@@ -260,6 +265,11 @@ pub fn run_check(
             // The kernel's timeline says which reports are this step's.
             let reports: Vec<Attributed> = reports.into_iter().filter(|a| a.step == Some(step)).collect();
             let (o, output) = guest_outcome(&ending, &reports, *status, expect, *report, charged);
+            side.last_output = match &ending {
+                Ending::Marker { output, .. } => output.clone(),
+                Ending::Timeout { tail, .. } => tail.clone(),
+                _ => String::new(),
+            };
             let record = GuestRecord {
                 step,
                 ending,
@@ -389,6 +399,20 @@ pub fn run_check(
             };
             (result(o, out, true), None, None)
         }
+        a @ Action::HostPcap { .. } => {
+            let (o, out) = match pcap_check(side, a) {
+                Ok(facts) => (Outcome::Pass, facts),
+                Err(why) => (Outcome::Fail(why.clone()), why),
+            };
+            (result(o, out, true), None, None)
+        }
+        a @ Action::HostSend { .. } => {
+            let (o, out) = match send_frames(side, a) {
+                Ok(facts) => (Outcome::Pass, facts),
+                Err(why) => (Outcome::Fail(why.clone()), why),
+            };
+            (result(o, out, true), None, None)
+        }
         Action::HostFuzzRing { seed, writes, duration } => {
             let spec = crate::host::ring_fuzz::RingFuzz { seed: *seed, writes: *writes, duration: *duration };
             let (o, out) = match shm {
@@ -412,6 +436,64 @@ pub fn run_check(
             (result(o, out, true), None, None)
         }
     }
+}
+
+/// `host.pcap`: what the NIC sent since the previous check against the
+/// filter, the bounds and the guest's own count.
+fn pcap_check(side: &HostSide, check: &Action) -> Result<String, String> {
+    let Action::HostPcap { device, filter, min, max, same_as, slack } = check else {
+        return Err("not a capture check".into());
+    };
+    let wire = side.wires.iter().find(|w| w.name == *device).ok_or_else(|| format!("no wire for {device}"))?;
+    let scan = wire.check(filter)?;
+    let rate = scan.rate().map_or(String::new(), |r| {
+        format!(" over {:.1} s, {r:.0} frames/s", scan.last.unwrap_or(0.0) - scan.first.unwrap_or(0.0))
+    });
+    let others = if scan.others.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = scan.others.iter().map(|(l, n)| format!("{n} of {l} bytes")).collect();
+        format!("; other frames: {}", list.join(", "))
+    };
+    let mut facts = format!("{device} sent {} frames, {} matching{rate}{others}", scan.frames, scan.matching);
+    let n = scan.matching;
+    if let Some(re) = same_as {
+        let said = re
+            .captures_iter(&side.last_output)
+            .last()
+            .and_then(|c| c.get(1))
+            .and_then(|m| m.as_str().parse::<u64>().ok())
+            .ok_or_else(|| format!("{facts}; the previous guest step's output has no number for /{re}/"))?;
+        facts.push_str(&format!("; the guest counted {said}"));
+        if n.abs_diff(said) > *slack {
+            return Err(format!("{facts}: they differ by {}, more than {slack}", n.abs_diff(said)));
+        }
+    }
+    if n < *min {
+        return Err(format!("{facts}: fewer than {min}"));
+    }
+    if let Some(m) = max.filter(|m| n > *m) {
+        return Err(format!("{facts}: more than {m}"));
+    }
+    Ok(facts)
+}
+
+/// `host.send`: frames to the guest through the NIC's cable.
+fn send_frames(side: &HostSide, check: &Action) -> Result<String, String> {
+    let Action::HostSend { device, frames, rate, timeout } = check else {
+        return Err("not a send step".into());
+    };
+    let wire = side.wires.iter().find(|w| w.name == *device).ok_or_else(|| format!("no wire for {device}"))?;
+    let sent = match frames {
+        FrameSource::Burst(b) => wire.send(&mut (0..b.count).map(|i| b.frame(i)), *rate, *timeout, side.interrupt)?,
+        FrameSource::Pcap(path) => {
+            let list = read_pcap_file(path).map_err(|e| e.to_string())?;
+            wire.send(&mut list.into_iter(), *rate, *timeout, side.interrupt)?
+        }
+    };
+    let secs = sent.elapsed.as_secs_f64();
+    let per_sec = if secs > 0.0 { format!(", {:.0} frames/s", sent.frames as f64 / secs) } else { String::new() };
+    Ok(format!("sent {} frames ({} bytes) to {device} in {secs:.2} s{per_sec}", sent.frames, sent.bytes))
 }
 
 /// The host's doorbell peer ID as the ring protocol records it.
@@ -495,7 +577,15 @@ mod tests {
             source: None,
         };
         let flag = AtomicBool::new(false);
-        let mut side = HostSide { shm: None, images: &[], run_dir: dir.path(), doorbell: None, interrupt: &flag };
+        let mut side = HostSide {
+            shm: None,
+            images: &[],
+            run_dir: dir.path(),
+            doorbell: None,
+            interrupt: &flag,
+            wires: &[],
+            last_output: String::new(),
+        };
         let (r, abort, _) = run_check(&check, &mut c, &mut side, &mut Charged::default());
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         assert!(abort.is_none());

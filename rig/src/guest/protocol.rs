@@ -156,6 +156,33 @@ pub fn insmod_status<'a>(boot_log: &'a str, file: &str) -> Option<&'a str> {
     boot_log.lines().rev().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()).map(str::trim))
 }
 
+/// `/init` prints `RIG-HUGEPAGES <n>`: the 2 MiB hugepages the kernel
+/// reserved when asked for them (hugetlbfs is at /dev/hugepages).
+pub const HUGEPAGES_MARKER: &str = "RIG-HUGEPAGES";
+
+/// The hugepages a boot log reports.
+pub fn hugepages_report(boot_log: &str) -> Option<u32> {
+    let prefix = format!("{HUGEPAGES_MARKER} ");
+    boot_log.lines().rev().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix.as_str())?.trim().parse().ok())
+}
+
+/// The Debian root's init prints `RIG-ROOT ok <PRETTY_NAME>` once it runs
+/// in the root; `/init` prints `RIG-ROOT failed <why>` when it could not
+/// switch to it (the busybox shell stays).
+pub const ROOT_MARKER: &str = "RIG-ROOT";
+
+/// What a boot log says of the Debian root: `Ok(name)` or `Err(why)`.
+pub fn root_report(boot_log: &str) -> Option<Result<String, String>> {
+    let prefix = format!("{ROOT_MARKER} ");
+    let line = boot_log.lines().rev().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()))?;
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match word {
+        "ok" => Some(Ok(rest.trim().to_string())),
+        "failed" => Some(Err(rest.trim().to_string())),
+        _ => None,
+    }
+}
+
 /// `/init` prints `RIG-DEVICE <name> missing <vendor:device found>` or
 /// `RIG-DEVICE <name> present <driver|-> <iommu group|-> <vfio node: yes|no>`
 /// once it has given each `[[device]]` to its driver.
@@ -252,6 +279,16 @@ mod tests {
         assert_eq!(device_report(log, "y"), Some(DeviceReport::Missing { found: "-".into() }));
         assert_eq!(device_report(log, "z"), None);
         assert_eq!(device_report(log, "edu"), None);
+    }
+
+    #[test]
+    fn root_and_hugepage_reports() {
+        let log = "RIG-HUGEPAGES 128\r\nRIG-ROOT ok Debian GNU/Linux 13 (trixie)\r\n";
+        assert_eq!(hugepages_report(log), Some(128));
+        assert_eq!(root_report(log), Some(Ok("Debian GNU/Linux 13 (trixie)".into())));
+        assert_eq!(root_report("RIG-ROOT failed cannot mount /dev/vda\n"), Some(Err("cannot mount /dev/vda".into())));
+        assert_eq!((root_report("RIG-ROOT maybe\n"), hugepages_report("RIG-HUGEPAGES x\n")), (None, None));
+        assert_eq!((root_report(""), hugepages_report("")), (None, None));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What the host does beside the guest: the ivshmem inspector (vm-memory),
-//! the ivshmem-doorbell server, host commands, and garbage for the ring. Uses [`crate::support`].
+//! the ivshmem-doorbell server, host commands, garbage for the ring, and the
+//! far end of the NICs' cables (frames both ways, pcap). Uses [`crate::support`].
 
 pub mod command;
 pub mod doorbell;
+pub mod net;
 pub mod ring_fuzz;
 pub mod shm;

@@ -1,10 +1,34 @@
 //! The guest's `/init`: mount the pseudo filesystems, load the modules
-//! (reporting each status), say ready, and keep a shell on the console.
-//! Its markers come from [`crate::guest::protocol`].
+//! (reporting each status), bind the devices, reserve hugepages, say ready,
+//! and keep a shell on the console. Its markers come from
+//! [`crate::guest::protocol`].
+//!
+//! With a Debian root (`rootfs = "debian"`), `/init` does all of that up to
+//! the devices and hugepages, then mounts the root's squashfs disk under a
+//! tmpfs overlay, copies the rig's files onto it (the guest programs,
+//! `[guest] files`, the modules), moves /dev, /proc, /sys and /tmp into it
+//! and `switch_root`s to [`ROOT_INIT`], which says ready and keeps the
+//! shell, Debian's own `sh`, on the same port. The environment (the
+//! devices' variables) goes through the `exec`.
 
 use crate::guest::protocol;
 
 pub use protocol::MODULE_DIR;
+
+/// The Debian root's init, in the initramfs and then in the root.
+pub const ROOT_INIT: &str = "/lib/rig/root-init";
+
+/// The Debian root's disk as the guest sees it (the only virtio-blk disk).
+pub const ROOT_DISK: &str = "/dev/vda";
+
+/// What `/init` sets up besides the modules and the devices.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InitExtras {
+    /// 2 MiB hugepages to reserve (hugetlbfs goes at /dev/hugepages).
+    pub hugepages: u32,
+    /// Switch to the Debian root, copying these initramfs files onto it.
+    pub root: Option<Vec<String>>,
+}
 
 /// A `[[device]]` as `/init` sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,11 +89,110 @@ rig_device() {
     s
 }
 
+/// `'it''s'`: a word for sh, whatever it holds.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The lines that reserve `n` hugepages and report what the kernel gave.
+pub fn hugepage_lines(n: u32) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    format!(
+        "# Hugepages before the first step (DPDK and friends map them from hugetlbfs).\n\
+         echo {n} >/proc/sys/vm/nr_hugepages\n\
+         mkdir -p /dev/hugepages && mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages\n\
+         echo \"{marker} $(cat /proc/sys/vm/nr_hugepages)\"\n",
+        marker = protocol::HUGEPAGES_MARKER
+    )
+}
+
+/// The lines that switch to the Debian root: the squashfs disk read-only
+/// under a tmpfs overlay (so the root is writable and the image never
+/// changes), the rig's files copied on, the pseudo filesystems moved in.
+/// On failure they say why and fall through to the busybox shell.
+pub fn root_lines(copy: &[String]) -> String {
+    let mut s = format!(
+        r#"# The Debian root: its squashfs disk under a tmpfs overlay.
+rig_root() {{
+    for i in $(seq 50); do [ -b {disk} ] && break; sleep 0.1; done
+    mkdir -p /rig/ro /rig/rw /newroot
+    mount -t squashfs -o ro {disk} /rig/ro || {{ echo "{marker} failed cannot mount {disk} (squashfs)"; return 1; }}
+    mount -t tmpfs -o mode=0755 tmpfs /rig/rw && mkdir -p /rig/rw/upper /rig/rw/work || {{ echo "{marker} failed no tmpfs for the overlay"; return 1; }}
+    mount -t overlay -o lowerdir=/rig/ro,upperdir=/rig/rw/upper,workdir=/rig/rw/work overlay /newroot || {{ echo "{marker} failed cannot mount the overlay"; return 1; }}
+    for f in "$@"; do
+        mkdir -p "/newroot$(dirname "$f")" && cp -p "$f" "/newroot$f" || {{ echo "{marker} failed cannot copy $f"; return 1; }}
+    done
+}}
+if rig_root {root_init}"#,
+        disk = ROOT_DISK,
+        marker = protocol::ROOT_MARKER,
+        root_init = ROOT_INIT,
+    );
+    for f in copy {
+        s.push(' ');
+        s.push_str(&quote(f));
+    }
+    s.push_str(&format!(
+        r#"; then
+    for m in dev proc sys tmp; do mount --move /$m /newroot/$m; done
+    exec switch_root /newroot {ROOT_INIT}
+fi
+"#
+    ));
+    s
+}
+
+/// The end of an init: say ready and keep a shell on the second port.
+fn shell_loop() -> String {
+    format!(
+        r#"echo {ready}
+export PS1='{fresh_prompt}'
+# A session leader that opens the tty gets it as its controlling tty, so
+# Ctrl-C reaches a step. Not exec'd: the shell must not be PID 1, or its
+# exit (after a background job ends, say) panics the kernel. If it exits, a
+# new one takes the port and says so. The exit of the tty's session leader
+# hangs up every open file of the tty, /init's own too: reopen it to speak.
+while :; do
+    setsid sh -c 'exec sh -i <>/dev/{shell_tty} >&0 2>&0'
+    echo {respawn} >/dev/{shell_tty}
+done
+"#,
+        shell_tty = protocol::SHELL_TTY,
+        ready = protocol::READY_MARKER,
+        respawn = protocol::RESPAWN_MARKER,
+        fresh_prompt = protocol::FRESH_PROMPT,
+    )
+}
+
+/// The Debian root's init ([`ROOT_INIT`]), run by Debian's `sh` once
+/// `/init` switched to the root: it says so, then ready, then keeps the
+/// shell. `poweroff` is the rig's (minbase has none), in /usr/local/sbin.
+pub fn root_init_script() -> String {
+    format!(
+        r#"#!/bin/sh
+# Generated by the rig: the Debian root's init. /init loaded the modules,
+# bound the devices and reserved the hugepages before switching here.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+cd /
+echo "{marker} ok $(. /etc/os-release && echo "$PRETTY_NAME")"
+{shell}"#,
+        marker = protocol::ROOT_MARKER,
+        shell = shell_loop()
+    )
+}
+
 /// The `/init` script. Modules load in the order given; their status is
 /// printed so the rig can report a failing init as a failed check. Then the
 /// devices are bound (after the modules: a driver the user loads may be
 /// the one a device is meant for).
 pub fn init_script(modules: &[(String, String)], devices: &[DeviceInit]) -> String {
+    init_script_with(modules, devices, &InitExtras::default())
+}
+
+/// [`init_script`] with hugepages and maybe the switch to a Debian root.
+pub fn init_script_with(modules: &[(String, String)], devices: &[DeviceInit], extras: &InitExtras) -> String {
     let mut s = String::from(
         r#"#!/bin/busybox sh
 # Generated by the rig: bring the guest up, load the modules, give the console a shell.
@@ -98,30 +221,72 @@ echo "{booted} $(uname -r)"
         s.push_str(&protocol::insmod_report_line(file));
     }
     s.push_str(&device_lines(devices));
-    s.push_str(&format!(
-        r#"echo {ready}
-export PS1='{fresh_prompt}'
-# A session leader that opens the tty gets it as its controlling tty, so
-# Ctrl-C reaches a step. Not exec'd: the shell must not be PID 1, or its
-# exit (after a background job ends, say) panics the kernel. If it exits, a
-# new one takes the port and says so. The exit of the tty's session leader
-# hangs up every open file of the tty, /init's own too: reopen it to speak.
-while :; do
-    setsid sh -c 'exec sh -i <>/dev/{shell_tty} >&0 2>&0'
-    echo {respawn} >/dev/{shell_tty}
-done
-"#,
-        shell_tty = protocol::SHELL_TTY,
-        ready = protocol::READY_MARKER,
-        respawn = protocol::RESPAWN_MARKER,
-        fresh_prompt = protocol::FRESH_PROMPT,
-    ));
+    s.push_str(&hugepage_lines(extras.hugepages));
+    if let Some(copy) = &extras.root {
+        s.push_str(&root_lines(copy));
+    }
+    s.push_str(&shell_loop());
     s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hugepages_and_the_debian_root() {
+        let plain = init_script(&[("a.ko".into(), "".into())], &[]);
+        assert!(!plain.contains("hugepages") && !plain.contains("switch_root"));
+        let copy = vec!["/bin/rig-guest".to_string(), "/usr/bin/it's".to_string()];
+        let s = init_script_with(
+            &[("squashfs.ko".into(), "".into())],
+            &[edu("vfio-pci")],
+            &InitExtras { hugepages: 128, root: Some(copy) },
+        );
+        let at = |needle: &str| s.find(needle).unwrap_or(usize::MAX);
+        assert!(s.contains("echo 128 >/proc/sys/vm/nr_hugepages"), "{s}");
+        assert!(s.contains("echo \"RIG-HUGEPAGES $(cat /proc/sys/vm/nr_hugepages)\""), "{s}");
+        // Modules, devices, hugepages, then the root; ready comes from the root's init.
+        assert!(at("RIG-INSMOD squashfs.ko") < at("rig_device edu0"));
+        assert!(at("rig_device edu0") < at("nr_hugepages") && at("nr_hugepages") < at("rig_root()"), "{s}");
+        assert!(s.contains(&format!("if rig_root {ROOT_INIT} '/bin/rig-guest' '/usr/bin/it'\\''s'; then")), "{s}");
+        assert!(at("exec switch_root /newroot /lib/rig/root-init") < at(protocol::READY_MARKER), "{s}");
+        assert!(s.contains("lowerdir=/rig/ro,upperdir=/rig/rw/upper"), "{s}");
+        let r = root_init_script();
+        assert!(r.starts_with("#!/bin/sh\n"));
+        assert!(r.find("RIG-ROOT ok").unwrap_or(usize::MAX) < r.find(protocol::READY_MARKER).unwrap_or(0), "{r}");
+        assert!(r.contains("setsid sh -c 'exec sh -i <>/dev/ttyS1 >&0 2>&0'"), "{r}");
+    }
+
+    /// The root's lines run by a real shell against stand-ins: a copy that
+    /// fails (here the first, the root's init, which this host lacks) says
+    /// why and returns, so the busybox shell stays.
+    #[test]
+    fn root_lines_report_a_failure() {
+        let Some(sh) = ["/bin/busybox", "/bin/sh"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
+            return;
+        };
+        let lines = root_lines(&["/nonexistent/file".to_string()])
+            .replace("for i in $(seq 50)", "for i in 1")
+            .replace("mount -t squashfs -o ro /dev/vda /rig/ro", "true")
+            .replace("mount -t tmpfs -o mode=0755 tmpfs /rig/rw && mkdir -p /rig/rw/upper /rig/rw/work", "true")
+            .replace(
+                "mount -t overlay -o lowerdir=/rig/ro,upperdir=/rig/rw/upper,workdir=/rig/rw/work overlay /newroot",
+                "true",
+            )
+            .replace("mkdir -p /rig/ro /rig/rw /newroot", "true")
+            .replace("mkdir -p \"/newroot", "mkdir -p \"$TMPDIR/n")
+            .replace("cp -p \"$f\" \"/newroot$f\"", "cp -p \"$f\" \"$TMPDIR/n$f\"");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = std::process::Command::new(sh);
+        if sh.ends_with("busybox") {
+            cmd.arg("sh");
+        }
+        let out = cmd.env("TMPDIR", dir.path()).arg("-c").arg(format!("{lines}echo stayed\n")).output().expect("sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(protocol::root_report(&text), Some(Err(format!("cannot copy {ROOT_INIT}"))), "{text}");
+        assert!(text.contains("stayed"), "{text}");
+    }
 
     #[test]
     fn init_loads_modules_and_signals_ready() {

@@ -111,6 +111,14 @@ pub struct GuestSpec {
     /// Emulated IOMMU: a name from `qemu/machine.toml` ("intel") or "none";
     /// default "intel" when a device binds to vfio-pci, else none.
     pub iommu: Option<Spanned<String>>,
+    /// The guest's userspace: "busybox" (default: the rig's initramfs) or
+    /// "debian" (a Debian root of the kernel's own suite).
+    pub rootfs: Option<Spanned<String>>,
+    /// Debian packages for `rootfs = "debian"`; a name with `*` is a pattern.
+    #[serde(default)]
+    pub packages: Vec<Spanned<String>>,
+    /// MiB of 2 MiB hugepages reserved before the first step (default 0).
+    pub hugepages_mib: Option<Spanned<u32>>,
 }
 
 fn default_memory() -> Spanned<u32> {
@@ -134,6 +142,9 @@ impl Default for GuestSpec {
             ivshmem: None,
             isolation: super::Isolation::default(),
             iommu: None,
+            rootfs: None,
+            packages: vec![],
+            hugepages_mib: None,
         }
     }
 }
@@ -190,7 +201,58 @@ pub struct HostSpec {
     pub write_string: Option<StringSpec>,
     pub command: Option<String>,
     pub doorbell: Option<DoorbellSpec>,
+    pub pcap: Option<PcapSpec>,
+    pub send: Option<SendSpec>,
     pub fuzz_ring: Option<FuzzRingSpec>,
+}
+
+/// `host.pcap`: what a NIC sent (its capture) since the previous check of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcapSpec {
+    /// A `[[device]]` NIC with `capture = true`.
+    pub device: String,
+    /// At least this many matching frames (default 1).
+    pub min_packets: Option<u64>,
+    /// At most this many matching frames.
+    pub max_packets: Option<u64>,
+    /// Only frames of this length (bytes, without the FCS).
+    pub frame_len: Option<u32>,
+    /// Only frames of this EtherType.
+    pub ethertype: Option<u16>,
+    /// Only frames from this MAC address.
+    pub src: Option<String>,
+    /// Only frames to this MAC address.
+    pub dst: Option<String>,
+    /// A regex whose first group is a number in the previous guest step's
+    /// output (its last match): the count must agree with it.
+    pub same_count_as: Option<String>,
+    /// How far the count may be from `same_count_as` (frames in flight; default 0).
+    pub slack: Option<u64>,
+}
+
+/// `host.send`: the host sends frames to a NIC (a generated burst, or a pcap file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendSpec {
+    /// A `[[device]]` NIC.
+    pub device: String,
+    /// Frames from this pcap file (relative to the config) instead of a burst.
+    pub pcap: Option<Spanned<String>>,
+    /// Frames in the burst.
+    pub count: Option<u64>,
+    /// Bytes per frame, without the FCS (default 64).
+    pub frame_len: Option<u32>,
+    /// EtherType of the burst (default 0x88b5, local experimental).
+    pub ethertype: Option<u16>,
+    /// Source MAC of the burst (default 02:00:00:00:00:01).
+    pub src: Option<String>,
+    /// Destination MAC of the burst (default ff:ff:ff:ff:ff:ff).
+    pub dst: Option<String>,
+    /// Frames per second (default 10000; 0: as fast as the socket takes them).
+    pub rate: Option<u64>,
+    /// Give up after this many seconds (default 60).
+    pub timeout: Option<u64>,
 }
 
 /// `host.fuzz_ring`: seeded garbage into the reference module's ring, with
@@ -268,6 +330,8 @@ pub struct DeviceSpec {
     pub size_mib: Option<Spanned<u64>>,
     /// ivshmem-doorbell: MSI-X vectors (default 2).
     pub vectors: Option<Spanned<u32>>,
+    /// NICs: record every frame the NIC sends to `<name>.pcap` in the run directory.
+    pub capture: Option<Spanned<bool>>,
 }
 
 /// `[[test]]`.

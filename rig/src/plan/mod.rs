@@ -7,10 +7,13 @@
 
 mod devices;
 pub mod file;
+mod net;
+mod rootfs;
 pub mod step;
 mod validate;
 
 pub use devices::DEFAULT_IOMMU;
+pub use rootfs::{is_pattern, PACKAGE_PATTERN_CHARS};
 pub use validate::{load, parse};
 
 use std::path::PathBuf;
@@ -91,6 +94,8 @@ impl Bind {
     }
 }
 
+/// PCI slot of the Debian root's disk (`rootfs = "debian"`).
+pub const ROOT_SLOT: u8 = 0x02;
 /// PCI slot of the `[guest.ivshmem]` device.
 pub const SHM_SLOT: u8 = 0x03;
 /// PCI slot of the first `[[device]]`; the others follow in order.
@@ -158,6 +163,20 @@ pub struct GuestPlan {
     pub checks: Vec<crate::kernel::checks::Check>,
     /// A kernel that cannot do one of `checks` fails the run.
     pub strict_checks: bool,
+    /// The NICs whose frames the host records (`capture = true`), by name.
+    pub captures: Vec<String>,
+    /// The Debian root, when `rootfs = "debian"`; else the busybox initramfs.
+    pub rootfs: Option<RootfsPlan>,
+    /// 2 MiB hugepages reserved before the first step.
+    pub hugepages: u32,
+}
+
+/// `rootfs = "debian"`: a Debian root of the kernel's own suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsPlan {
+    /// Packages besides minbase, as written (sorted, without repeats); a
+    /// name with a pattern character is matched against the suite's.
+    pub packages: Vec<String>,
 }
 
 impl GuestPlan {

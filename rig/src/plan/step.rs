@@ -1,6 +1,7 @@
 //! The steps of a plan: a command in the guest shell or a check the host
 //! makes, with what its result must be. Pure data, built by validation.
 
+use crate::host::net::{FrameFilter, FrameSource};
 use crate::verdict::Class;
 use regex::Regex;
 use std::path::PathBuf;
@@ -114,6 +115,31 @@ pub enum Action {
     /// The host writes seeded garbage into the module's ring
     /// (`crate::host::ring_fuzz`) for a time or a number of writes.
     HostFuzzRing { seed: u64, writes: u64, duration: Duration },
+    /// The host counts the frames a NIC sent since the previous check of it
+    /// (its capture).
+    HostPcap {
+        /// The `[[device]]` NIC.
+        device: String,
+        /// Which frames count.
+        filter: FrameFilter,
+        /// At least this many.
+        min: u64,
+        /// At most this many.
+        max: Option<u64>,
+        /// A number in the previous guest step's output (the regex's first
+        /// group, its last match) the count must agree with, within `slack`.
+        same_as: Option<Regex>,
+        slack: u64,
+    },
+    /// The host sends frames to a NIC.
+    HostSend {
+        /// The `[[device]]` NIC.
+        device: String,
+        frames: FrameSource,
+        /// Frames per second; 0: as fast as QEMU takes them.
+        rate: u64,
+        timeout: Duration,
+    },
 }
 
 /// Where a step is written: annotations and summaries point at it.

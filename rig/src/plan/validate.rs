@@ -5,6 +5,8 @@
 use super::devices::{devices, iommu, report_class, shm_of_device};
 use super::file::DEFAULT_VECTORS;
 use super::file::*;
+use super::net::{self, Nics};
+use super::rootfs;
 use super::step::{Action, Check, Expect, Memory, Source};
 use super::{
     is_shm_kind, ConfigError, FilePlan, GuestPlan, ModulePlan, Plan, ShmPlan, TestGroup, DEFAULT_STEP_TIMEOUT,
@@ -40,7 +42,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn resolve(&self, p: &str) -> PathBuf {
+    pub(super) fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         let joined = if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) };
         // Canonical when it exists, so messages and cache keys are stable.
@@ -226,6 +228,10 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
     in_range(cx, &g.memory_mib, "guest.memory_mib", MEMORY_MIB)?;
     in_range(cx, &g.cpus, "guest.cpus", CPUS)?;
     let iommu = iommu(cx, g.iommu.as_ref(), &f.device)?;
+    let nics = net::nics(cx, &f.device, &table)?;
+    let root = rootfs::rootfs(cx, g)?;
+    let memory_mib = rootfs::memory(g, root.is_some());
+    let hugepages = rootfs::hugepages(cx, g.hugepages_mib.as_ref(), memory_mib)?;
     let mut checks = Vec::new();
     for (i, name) in g.checks.iter().enumerate() {
         let c = crate::kernel::checks::parse_names(&[name.get_ref()])
@@ -235,7 +241,7 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
     checks.sort();
     checks.dedup();
     let guest = GuestPlan {
-        memory_mib: *g.memory_mib.get_ref(),
+        memory_mib,
         cpus: *g.cpus.get_ref(),
         cmdline,
         files,
@@ -245,11 +251,15 @@ fn validate(cx: &Ctx, f: ConfigFile, catalog: &Catalog) -> Result<Plan, ConfigEr
         devices,
         checks,
         strict_checks: g.strict_checks,
+        captures: nics.capturing.clone(),
+        rootfs: root,
+        hugepages,
     };
 
     let targets = Targets {
         shm: guest.shm.is_some(),
         images: guest.devices.iter().filter(|d| d.image_size.is_some()).map(|d| d.name.clone()).collect(),
+        nics,
     };
     let steps = |list: &[Spanned<StepSpec>], key: &str| -> Result<Vec<Check>, ConfigError> {
         list.iter().enumerate().map(|(i, s)| step(cx, s, &format!("{key}[{i}]"), &targets)).collect()
@@ -269,6 +279,8 @@ struct Targets {
     shm: bool,
     /// Devices with a backing image.
     images: Vec<String>,
+    /// The NICs, and the ones that capture.
+    nics: Nics,
 }
 
 fn step(cx: &Ctx, s: &Spanned<StepSpec>, key: &str, targets: &Targets) -> Result<Check, ConfigError> {
@@ -346,13 +358,21 @@ fn host_action(
         hs.command.is_some(),
         hs.doorbell.is_some(),
         hs.fuzz_ring.is_some(),
+        hs.pcap.is_some(),
+        hs.send.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(cx.invalid(
             span,
             &format!("{key}.host"),
-            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell, fuzz_ring",
+            "give exactly one of verify_pattern, fill_pattern, expect_bytes, expect_string, write_bytes, write_string, produce, header, command, doorbell, fuzz_ring, pcap, send",
         ));
+    }
+    if let Some(p) = &hs.pcap {
+        return net::pcap(cx, p, span, key, &targets.nics);
+    }
+    if let Some(s) = &hs.send {
+        return net::send(cx, s, span, key, &targets.nics);
     }
     let needs_shm = || -> Result<(), ConfigError> {
         if targets.shm {

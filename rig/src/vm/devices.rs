@@ -37,6 +37,10 @@ pub struct DeviceKind {
     /// The in-tree driver (module name = driver name) that binds it by default.
     #[serde(default)]
     pub driver: Option<String>,
+    /// In-tree modules `bind = "kernel"` needs besides the driver (virtio-net:
+    /// the driver is the virtio-pci transport, virtio_net sits on it).
+    #[serde(default)]
+    pub modules: Vec<String>,
     /// Values the templates use besides `{id}` and `{addr}`.
     #[serde(default)]
     pub params: Vec<String>,
@@ -47,10 +51,22 @@ pub struct DeviceKind {
 /// The value that names a device's backing image in its templates.
 pub const IMAGE_PARAM: &str = "image";
 
+/// The value that names a NIC's netdev socket (the far end of its cable,
+/// which the rig holds) in its templates.
+pub const WIRE_PARAM: &str = "wire";
+
+/// The value that gives a NIC its MAC address.
+pub const MAC_PARAM: &str = "mac";
+
 impl DeviceKind {
     /// The rig creates a backing file for it (an NVMe namespace, say).
     pub fn has_image(&self) -> bool {
         self.params.iter().any(|p| p == IMAGE_PARAM)
+    }
+
+    /// A NIC whose cable the rig holds (frames both ways, capture).
+    pub fn is_nic(&self) -> bool {
+        self.params.iter().any(|p| p == WIRE_PARAM)
     }
 
     /// `0x1234:0x11e8`, as sysfs prints the IDs.
@@ -67,6 +83,12 @@ pub fn addr(slot: u8) -> String {
 /// `0000:00:04.0`: what the guest calls the device in slot `slot` of the root bus.
 pub fn bdf(slot: u8) -> String {
     format!("0000:00:{slot:02x}.0")
+}
+
+/// The MAC address of the NIC in slot `slot`: `52:54:00:12:34:04` for the
+/// first `[[device]]`, so it is known before boot.
+pub fn mac(slot: u8) -> String {
+    format!("52:54:00:12:34:{slot:02x}")
 }
 
 #[derive(Deserialize)]
@@ -194,6 +216,7 @@ mod tests {
             ("nvme", 0x1b36, 0x0010),
             ("igb", 0x8086, 0x10c9),
             ("e1000e", 0x8086, 0x10d3),
+            ("virtio-net", 0x1af4, 0x1000),
             ("pci-testdev", 0x1b36, 0x0005),
         ];
         for (kind, vendor, device) in want {
@@ -217,6 +240,23 @@ mod tests {
             ]
         );
         assert_eq!(t.render("edu", "edu0", 4, &[]).expect("edu"), ["-device", "edu,id=edu0,addr=04.0"]);
+        // The NICs' cables end at a socket the rig holds.
+        for nic in ["igb", "e1000e", "virtio-net"] {
+            assert!(t.get(nic).is_ok_and(DeviceKind::is_nic), "{nic}");
+        }
+        assert!(!t.get("nvme").is_ok_and(DeviceKind::is_nic));
+        let a = t.render("igb", "nic0", 4, &[(WIRE_PARAM, "/p/nic0.wire".into()), (MAC_PARAM, mac(4))]).expect("igb");
+        assert_eq!(
+            a,
+            [
+                "-netdev",
+                "stream,id=nic0,server=on,addr.type=unix,addr.path=/p/nic0.wire",
+                "-device",
+                "igb,netdev=nic0,mac=52:54:00:12:34:04,addr=04.0"
+            ]
+        );
+        let v = t.get("virtio-net").expect("virtio-net");
+        assert_eq!((v.driver.as_deref(), v.modules.as_slice()), (Some("virtio-pci"), &["virtio_net".to_string()][..]));
         assert_eq!((addr(0x1e), bdf(4)), ("1e.0".to_string(), "0000:00:04.0".to_string()));
     }
 }

@@ -12,12 +12,38 @@ const BUILTIN: &str = include_str!("../../../qemu/machine.toml");
 #[error("qemu/machine.toml: {0}")]
 pub struct MachineError(String);
 
+impl MachineError {
+    /// The profile lacks a section a guest needs.
+    pub fn missing(section: &str) -> MachineError {
+        MachineError(format!("no [{section}] section"))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MachineFile {
     machine: Machine,
     #[serde(default)]
     iommu: BTreeMap<String, Iommu>,
+    rootfs: Option<RootDisk>,
+}
+
+/// The Debian root's disk: its QEMU arguments (`{image}`, `{addr}`), the
+/// modules that mount it, and the CPU model its packages need under TCG.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RootDisk {
+    pub args: Vec<String>,
+    pub modules: Vec<String>,
+    pub tcg_cpu: String,
+}
+
+impl RootDisk {
+    /// The arguments for `image` in PCI slot `slot`.
+    pub fn render(&self, image: &std::path::Path, slot: u8) -> Vec<String> {
+        let addr = super::devices::addr(slot);
+        self.args.iter().map(|a| a.replace("{image}", &image.display().to_string()).replace("{addr}", &addr)).collect()
+    }
 }
 
 /// An emulated IOMMU: what it adds to the machine, the argv and the kernel
@@ -52,6 +78,9 @@ pub struct Machine {
     /// The IOMMUs a guest may ask for, by name.
     #[serde(skip)]
     pub iommus: BTreeMap<String, Iommu>,
+    /// The Debian root's disk.
+    #[serde(skip)]
+    pub rootfs: Option<RootDisk>,
 }
 
 impl Machine {
@@ -77,6 +106,12 @@ impl Machine {
             i.name = name.clone();
             m.iommus.insert(name, i);
         }
+        if let Some(r) = &f.rootfs {
+            if !r.args.iter().any(|a| a.contains("{image}")) || r.modules.is_empty() || r.tcg_cpu.is_empty() {
+                return Err(MachineError("[rootfs] needs args with {image}, modules and tcg_cpu".into()));
+            }
+        }
+        m.rootfs = f.rootfs;
         Ok(m)
     }
 
@@ -121,6 +156,25 @@ mod tests {
         let e = m.iommu("amd").map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("amd") && e.contains("intel"), "{e}");
         let bad = "[machine]\nbase=[]\ntype=\"q35\"\ncmdline=[]\n[iommu.x]\nargs=[]\n";
+        assert!(Machine::parse(bad).is_err());
+    }
+
+    #[test]
+    fn the_debian_roots_disk() {
+        let m = Machine::builtin().expect("builtin");
+        let r = m.rootfs.as_ref().expect("[rootfs]");
+        assert_eq!(
+            r.render(std::path::Path::new("/c/rootfs/t/root.squashfs"), 2),
+            [
+                "-drive",
+                "file=/c/rootfs/t/root.squashfs,if=none,id=rootfs,format=raw,readonly=on",
+                "-device",
+                "virtio-blk-pci,drive=rootfs,addr=02.0"
+            ]
+        );
+        assert_eq!(r.modules, ["virtio_pci", "virtio_blk", "squashfs", "overlay"]);
+        assert_eq!(r.tcg_cpu, "max");
+        let bad = "[machine]\nbase=[]\ntype=\"q35\"\ncmdline=[]\n[rootfs]\nargs=[\"-drive\"]\nmodules=[\"x\"]\ntcg_cpu=\"max\"\n";
         assert!(Machine::parse(bad).is_err());
     }
 

@@ -27,33 +27,7 @@ pub(super) fn create(spec: &ChrootSpec, dir: &Path, name: &str, interrupt: &Atom
     remove_tree(&tmp)?;
     info!(suite = %spec.suite, compiler = %spec.compiler, uri = %spec.archive_uri, "creating the build chroot (debootstrap, once)");
     let started = Instant::now();
-    let log = File::create(&log_path).map_err(io_err("create", &log_path))?;
-    let log2 = log.try_clone().map_err(io_err("open", &log_path))?;
-    // In a private mount namespace: the /proc debootstrap mounts in the
-    // target disappears with it, even if debootstrap is killed.
-    let mut cmd = privileged("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "debootstrap"])
-        .args(spec.debootstrap_args(&tmp))
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    let mut child =
-        GroupChild::spawn(&mut cmd).map_err(|e| IoError { action: "run debootstrap for", path: tmp.clone(), ..e })?;
-    let status = match child.wait(interrupt) {
-        Ok(s) => s,
-        Err(ChildError::Interrupted { .. }) => {
-            // Best effort: a leftover temporary tree is removed next time.
-            let _ = remove_tree(&tmp);
-            return Err(ChrootError::Interrupted);
-        }
-        Err(ChildError::Io(e)) => return Err(e.into()),
-    };
-    if !status.success() {
-        let text = fs::read_to_string(&log_path).unwrap_or_default();
-        let _ = remove_tree(&tmp);
-        return Err(debootstrap_error(spec, &status.to_string(), &text, log_path));
-    }
+    debootstrap(&spec.suite, &spec.archive_uri, &spec.debootstrap_args(&tmp), &tmp, &log_path, interrupt)?;
     // The .debs and package lists are not needed to build (about a third).
     for sub in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         clear_dir(&tmp.join(sub))?;
@@ -104,13 +78,57 @@ pub(super) fn placeholder_stamp(spec: &ChrootSpec) -> ChrootStamp {
     }
 }
 
+/// Runs `debootstrap ARGS` (made by [`super::debootstrap_args`]) into
+/// `target` in a private mount namespace (the /proc it mounts there
+/// disappears with it, even if debootstrap is killed), its output in
+/// `log_path`. On failure or `interrupt` the target is removed; the error
+/// says what to do. The Debian roots of `rootfs = "debian"` start here too.
+pub fn debootstrap(
+    suite: &str,
+    archive_uri: &str,
+    args: &[String],
+    target: &Path,
+    log_path: &Path,
+    interrupt: &AtomicBool,
+) -> Result<(), ChrootError> {
+    let log = File::create(log_path).map_err(io_err("create", log_path))?;
+    let log2 = log.try_clone().map_err(io_err("open", log_path))?;
+    let mut cmd = privileged("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "debootstrap"])
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    let mut child = GroupChild::spawn(&mut cmd).map_err(|e| IoError {
+        action: "run debootstrap for",
+        path: target.to_owned(),
+        ..e
+    })?;
+    let status = match child.wait(interrupt) {
+        Ok(s) => s,
+        Err(ChildError::Interrupted { .. }) => {
+            // Best effort: a leftover temporary tree is removed next time.
+            let _ = remove_tree(target);
+            return Err(ChrootError::Interrupted);
+        }
+        Err(ChildError::Io(e)) => return Err(e.into()),
+    };
+    if !status.success() {
+        let text = fs::read_to_string(log_path).unwrap_or_default();
+        let _ = remove_tree(target);
+        return Err(debootstrap_error(suite, archive_uri, &status.to_string(), &text, log_path.to_owned()));
+    }
+    Ok(())
+}
+
 /// Turns debootstrap's log into an error that says what to do.
-pub(super) fn debootstrap_error(spec: &ChrootSpec, status: &str, log: &str, log_path: PathBuf) -> ChrootError {
+pub(super) fn debootstrap_error(suite: &str, uri: &str, status: &str, log: &str, log_path: PathBuf) -> ChrootError {
     // debootstrap: "E: Couldn't find these debs: gcc-16"
     if let Some(missing) = log.lines().find_map(|l| l.split("Couldn't find these debs:").nth(1)) {
         return ChrootError::PackageMissing {
-            suite: spec.suite.clone(),
-            uri: spec.archive_uri.clone(),
+            suite: suite.to_owned(),
+            uri: uri.to_owned(),
             packages: missing.trim().to_owned(),
             log: log_path,
         };
@@ -121,13 +139,13 @@ pub(super) fn debootstrap_error(spec: &ChrootSpec, status: &str, log: &str, log_
         "the archive could not be reached or lacks the suite: check the network, or pass --archive / RIG_DEBIAN_ARCHIVE"
             .to_owned()
     } else if log.contains("No such script") {
-        format!("this debootstrap does not know `{}`: install a newer debootstrap (bookworm-backports)", spec.suite)
+        format!("this debootstrap does not know `{suite}`: install a newer debootstrap (bookworm-backports)")
     } else {
         "see debootstrap's messages below".to_owned()
     };
     ChrootError::Debootstrap {
-        suite: spec.suite.clone(),
-        uri: spec.archive_uri.clone(),
+        suite: suite.to_owned(),
+        uri: uri.to_owned(),
         status: status.to_owned(),
         hint,
         log: log_path,
@@ -295,12 +313,29 @@ mod tests {
     #[test]
     fn debootstrap_errors_say_what_to_do() {
         let s = spec();
-        let e = debootstrap_error(&s, "exit status: 1", "I: x\nE: Couldn't find these debs: gcc-14\n", "/l".into());
+        let e = debootstrap_error(
+            &s.suite,
+            &s.archive_uri,
+            "exit status: 1",
+            "I: x\nE: Couldn't find these debs: gcc-14\n",
+            "/l".into(),
+        );
         assert!(matches!(&e, ChrootError::PackageMissing { packages, .. } if packages == "gcc-14"), "{e}");
-        let e =
-            debootstrap_error(&s, "exit status: 1", "E: Failed getting release file http://x/Release\n", "/l".into());
+        let e = debootstrap_error(
+            &s.suite,
+            &s.archive_uri,
+            "exit status: 1",
+            "E: Failed getting release file http://x/Release\n",
+            "/l".into(),
+        );
         assert!(e.to_string().contains("--archive"), "{e}");
-        let e = debootstrap_error(&s, "exit status: 1", "E: Release signed by unknown key (key id 123)\n", "/l".into());
+        let e = debootstrap_error(
+            &s.suite,
+            &s.archive_uri,
+            "exit status: 1",
+            "E: Release signed by unknown key (key id 123)\n",
+            "/l".into(),
+        );
         assert!(e.to_string().contains("debian-archive-keyring"), "{e}");
     }
 

@@ -51,6 +51,23 @@ impl Chroot {
     }
 }
 
+/// A command running `program args` as root inside the tree at `root` (one
+/// being made: a guest's Debian root, before apt and depmod), in private
+/// mount and pid namespaces with /proc mounted and a clean environment.
+pub fn command_as_root(root: &Path, program: &str, args: &[&str]) -> Command {
+    let mut cmd = super::privileged("unshare");
+    cmd.args(["--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(ENTER_SCRIPT)
+        .arg("sh")
+        .arg(root)
+        .arg("")
+        .arg("--")
+        .args(["/usr/bin/env", "-i", &format!("PATH={CHROOT_PATH}"), "HOME=/root", "LC_ALL=C"])
+        .arg(program)
+        .args(args);
+    cmd
+}
+
 pub(super) fn has_program(root: &Path, program: &str) -> bool {
     !program.contains('/') && ["usr/bin", "bin", "usr/sbin"].iter().any(|d| root.join(d).join(program).is_file())
 }
@@ -119,6 +136,16 @@ mod tests {
                 "/k/root/usr/src/x"
             ]
         );
+    }
+
+    #[test]
+    fn root_commands_keep_root() {
+        let c = command_as_root(Path::new("/c/rootfs/.t.tmp/tree"), "apt-get", &["update"]);
+        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let script_at = args.iter().position(|a| a == ENTER_SCRIPT).unwrap();
+        // An empty userspec: chroot stays root.
+        assert_eq!(&args[script_at + 1..script_at + 5], ["sh", "/c/rootfs/.t.tmp/tree", "", "--"]);
+        assert_eq!(args.last().map(String::as_str), Some("update"));
     }
 
     #[test]

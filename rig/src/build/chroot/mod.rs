@@ -44,7 +44,8 @@ use tracing::debug;
 use crate::kernel::fetch::DEBIAN_KEYRING;
 use crate::support::{find_program, io_err, lock_file, mark_used, relock, IoError, LockError, LockMode};
 use create::create;
-pub use create::{remove_chroot, remove_leftover, tree_bytes};
+pub use create::{debootstrap, remove_chroot, remove_leftover, tree_bytes};
+pub use enter::command_as_root;
 
 /// File inside a complete chroot describing it; its presence means "complete".
 pub const STAMP_FILE: &str = ".rig-chroot.json";
@@ -191,17 +192,24 @@ impl ChrootSpec {
 
     /// The debootstrap arguments that create this chroot in `target`.
     pub fn debootstrap_args(&self, target: &Path) -> Vec<String> {
-        vec![
-            "--variant=minbase".into(),
-            format!("--arch={}", self.arch),
-            format!("--keyring={DEBIAN_KEYRING}"),
-            "--components=main".into(),
-            format!("--include={}", self.packages().join(",")),
-            self.suite.clone(),
-            target.display().to_string(),
-            self.archive_uri.clone(),
-        ]
+        debootstrap_args(&self.suite, &self.arch, &self.packages(), target, &self.archive_uri)
     }
+}
+
+/// The arguments of a minbase debootstrap of `suite` with `include`, from
+/// `archive_uri`, checked against Debian's keyring: every tree the rig
+/// makes (build chroots, the guests' Debian roots) comes from here.
+pub fn debootstrap_args(suite: &str, arch: &str, include: &[String], target: &Path, archive_uri: &str) -> Vec<String> {
+    vec![
+        "--variant=minbase".into(),
+        format!("--arch={arch}"),
+        format!("--keyring={DEBIAN_KEYRING}"),
+        "--components=main".into(),
+        format!("--include={}", include.join(",")),
+        suite.to_owned(),
+        target.display().to_string(),
+        archive_uri.to_owned(),
+    ]
 }
 
 /// What `.rig-chroot.json` records about a complete chroot.
@@ -277,8 +285,9 @@ pub(super) fn is_root() -> bool {
     ids().0 == 0
 }
 
-/// `program` as root: directly when root, else through `sudo -n`.
-pub(super) fn privileged(program: &str) -> Command {
+/// `program` as root: directly when root, else through `sudo -n` (the
+/// Debian root of `rootfs = "debian"` is made this way too).
+pub fn privileged(program: &str) -> Command {
     if is_root() {
         Command::new(program)
     } else {
