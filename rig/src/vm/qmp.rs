@@ -211,12 +211,11 @@ mod tests {
         assert_eq!(parse_migration(&v).expect("parse").status, "none");
     }
 
-    #[test]
-    fn a_refused_command_is_an_error_with_qemus_reason() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("qmp.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
-        let t = std::thread::spawn(move || {
+    /// A fake QEMU on `path`: greets, accepts the capabilities, then answers
+    /// the one command that follows with `reply`; returns that command.
+    fn fake_qemu(path: &std::path::Path, reply: &'static [u8]) -> std::thread::JoinHandle<String> {
+        let listener = std::os::unix::net::UnixListener::bind(path).expect("bind");
+        std::thread::spawn(move || {
             let (s, _) = listener.accept().expect("accept");
             let mut w = s.try_clone().expect("clone");
             let mut r = BufReader::new(s);
@@ -226,9 +225,16 @@ mod tests {
             let _ = w.write_all(b"{\"return\": {}}\n");
             line.clear();
             let _ = r.read_line(&mut line);
-            let _ = w.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no migration\"}}\n");
+            let _ = w.write_all(reply);
             line
-        });
+        })
+    }
+
+    #[test]
+    fn a_refused_command_is_an_error_with_qemus_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("qmp.sock");
+        let t = fake_qemu(&path, b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no migration\"}}\n");
         let mut q = Qmp::connect(&path, Duration::from_secs(1)).expect("connect");
         let e = q.execute("migrate", Some(serde_json::json!({"uri": "file:/x"}))).expect_err("refused");
         assert!(e.to_string().contains("no migration") && e.to_string().contains("`migrate`"), "{e}");
@@ -240,19 +246,8 @@ mod tests {
     fn talks_to_a_fake_qemu() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("qmp.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
-        let t = std::thread::spawn(move || {
-            let (s, _) = listener.accept().expect("accept");
-            let mut w = s.try_clone().expect("clone");
-            let mut r = BufReader::new(s);
-            let _ = w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n");
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = w.write_all(b"{\"return\": {}}\n");
-            line.clear();
-            let _ = r.read_line(&mut line);
-            let _ = w.write_all(b"{\"event\": \"STOP\"}\n{\"return\": {\"status\": \"paused\", \"running\": false}}\n");
-        });
+        let t =
+            fake_qemu(&path, b"{\"event\": \"STOP\"}\n{\"return\": {\"status\": \"paused\", \"running\": false}}\n");
         let s = query_status(&path).expect("status");
         assert_eq!(s.status, "paused");
         assert!(s.is_stuck());
