@@ -4,6 +4,8 @@
 
 pub mod command;
 pub mod doorbell;
+pub mod frames;
 pub mod net;
+pub mod pcap;
 pub mod ring_fuzz;
 pub mod shm;
