@@ -2,6 +2,9 @@
 //! makes the calls, counts what came back, and holds the module to what
 //! its uapi header promises (the oracles: a wrong answer is a bug even
 //! when the kernel stays quiet).
+//!
+//! Long on purpose: one arm per operation of [`super::op::Op`], each next to
+//! its oracle, over the one state (slots, maps, sockets) they all share.
 
 use super::mem::{forget_range, page_up, Arena, MapEntry};
 use super::op::{Arg, Class, KfileKind, NlMsg, Op, Ptr, SockKind, Wait, NL_SOCKS, SCRATCH, SLOTS};

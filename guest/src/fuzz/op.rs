@@ -2,6 +2,9 @@
 //! pure data: what to call with which arguments. Where it needs state (an
 //! open file, a live mapping) it names a slot or an index that the
 //! executor resolves, so a seed always draws the same operations.
+//!
+//! Long on purpose: the operation type and its generator side by side, one
+//! drawing function per interface, so adding an operation touches one file.
 
 use super::rng::Rng;
 use super::target::{ioc_size, mutate_ioctl, Env, Target, KNOWN_IOCTLS};

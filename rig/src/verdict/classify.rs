@@ -17,6 +17,10 @@
 //! name the first function of the RIP line or the call trace that is not
 //! reporting machinery or a generic helper), written anew for the reports
 //! the catalog kernels (5.10 to 7.x, x86-64) print.
+//!
+//! Long on purpose (about 840 lines of code, the rest tests): the header
+//! patterns, the body rules and the title rules of each class depend on one
+//! another and read best together.
 
 use regex::Regex;
 use std::collections::HashMap;

@@ -10,6 +10,9 @@
 //! are never modified. A hash of the inputs lets unchanged rebuilds be
 //! skipped, and a lock on the build directory keeps concurrent runs for the
 //! same kernel from colliding.
+//! A little over 500 lines: the build's sequence (lock, hash, make,
+//! vermagic) stays in one place; environment, compiler, inputs and
+//! vermagic parsing are their own files.
 
 // Errors carry the tail of a build or debootstrap log: large, but only on
 // the cold path, once per run.

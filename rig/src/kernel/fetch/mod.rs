@@ -22,6 +22,10 @@
 //!
 //! `<name>` is [`KernelEntry::cache_name`]: `bookworm-6.1`, or
 //! `bookworm_amd64` for `--kernel bookworm/amd64`.
+//!
+//! A little over 500 lines: the whole cache protocol of a kernel (lock,
+//! stamp, manifest, repair) in one place; the apt, deb822, resolve and
+//! unpack steps are their own files.
 
 mod apt;
 mod deb822;
