@@ -1,5 +1,6 @@
 //! Runs one step: a guest command over the console, or a host check on the
 //! shared memory, the doorbell or a host command; turns it into a result.
+//!
 //! About 510 lines: one arm per step kind, each a few lines, over the
 //! host's side of the run.
 

@@ -10,6 +10,7 @@
 //! are never modified. A hash of the inputs lets unchanged rebuilds be
 //! skipped, and a lock on the build directory keeps concurrent runs for the
 //! same kernel from colliding.
+//!
 //! A little over 500 lines: the build's sequence (lock, hash, make,
 //! vermagic) stays in one place; environment, compiler, inputs and
 //! vermagic parsing are their own files.
