@@ -193,17 +193,14 @@ pub(super) fn run_group(
                 matches!(&e, ConsoleError::Crash { reports, .. } if reports.iter().any(|a| a.report.panicked));
             let survivable = matches!(e, ConsoleError::Crash { .. } | ConsoleError::ShellExited { .. });
             let shell_exited = matches!(e, ConsoleError::ShellExited { .. });
-            let recovered = match (panicked, survivable) {
-                (false, true) => recover(&mut vm.console, shell_exited),
-                _ => Err(String::new()),
+            lost = if panicked || !survivable {
+                Some(abort_reason(&e))
+            } else {
+                recover(&mut vm.console, shell_exited).err().map(|why| format!("{}: {why}", abort_reason(&e)))
             };
-            if let Err(why) = recovered {
-                let reason = abort_reason(&e);
-                lost = Some(if why.is_empty() { reason } else { format!("{reason}: {why}") });
-                if matches!(e, ConsoleError::Crash { .. }) {
-                    // The step did not fail: the kernel under it died.
-                    r.outcome = Outcome::Crash(r.outcome.message().unwrap_or("the guest kernel crashed").into());
-                }
+            if lost.is_some() && matches!(e, ConsoleError::Crash { .. }) {
+                // The step did not fail: the kernel under it died.
+                r.outcome = Outcome::Crash(r.outcome.message().unwrap_or("the guest kernel crashed").into());
             }
         } else if timed_out && vm.console.run("true", Duration::from_secs(5)).is_err() {
             // Ctrl-C did not bring the shell back: the guest is hung.
