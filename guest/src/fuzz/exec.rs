@@ -1023,9 +1023,10 @@ impl<'a> Worker<'a> {
             self.socks[k] = rc(i64::from(unsafe { libc::socket(dom, ty | libc::SOCK_CLOEXEC, proto) }))? as i32;
         }
         let fd = self.socks[k];
-        let span = len.clamp(0, 1 << 20) as u64;
-        let (addr, span) = self.buf(buf, span, Some(seed));
+        let (addr, _) = self.buf(buf, len.clamp(0, 1 << 20) as u64, Some(seed));
         let scratch = Self::in_scratch(&buf);
+        // The module's options, which its uapi header makes promises about.
+        let ours = (abi::SO_BASE..abi::SO_MAX).contains(&name) && level == libc::SOL_IP && kind != SockKind::Udp6;
         if set {
             if let (true, true) = (valid, scratch) {
                 let off = addr - self.arena.scratch();
@@ -1037,7 +1038,6 @@ impl<'a> Worker<'a> {
             let r =
                 rc(i64::from(unsafe { libc::setsockopt(fd, level, name, addr as *const libc::c_void, len as u32) }));
             let wrong = name != abi::SO_MSG || len != size_of::<abi::SoMsg>() as i64;
-            let ours = (abi::SO_BASE..abi::SO_MAX).contains(&name) && level == libc::SOL_IP && kind != SockKind::Udp6;
             if r.is_ok() && wrong && ours {
                 self.oracle(op, format!("setsockopt({name:#x}) of {len} bytes succeeded"));
             }
@@ -1045,11 +1045,10 @@ impl<'a> Worker<'a> {
         }
         let mut optlen = len as i32;
         let lenptr: *mut u32 = if bad_lenptr { 0x10 as *mut u32 } else { (&mut optlen as *mut i32).cast() };
-        let _ = span;
         // SAFETY: the kernel writes at most *optlen bytes at addr (bounded by
         // buf()), and checks lenptr.
         let r = rc(i64::from(unsafe { libc::getsockopt(fd, level, name, addr as *mut libc::c_void, lenptr) }));
-        if r.is_ok() && level == libc::SOL_IP && kind != SockKind::Udp6 && (abi::SO_BASE..abi::SO_MAX).contains(&name) {
+        if r.is_ok() && ours {
             let want = match name {
                 n if n == abi::SO_MSG => size_of::<abi::SoMsg>() as i64,
                 n if n == abi::SO_STATS => size_of::<abi::SoStats>() as i64,
