@@ -43,7 +43,9 @@ pub fn inventory(cache_dir: &Path) -> Result<Vec<Item>, CacheError> {
         item.companions.push(chroots.join(format!("{name}.log")));
         items.push(item);
     }
-    for (folder, kind) in [("build", Kind::Build), ("apidiff", Kind::Apidiff)] {
+    for (folder, kind) in
+        [("build", Kind::Build), ("apidiff", Kind::Apidiff), (crate::exec::saved_boot::DIR, Kind::Boot)]
+    {
         for (release, rdir) in dirs(&cache_dir.join(folder))? {
             for (name, path) in dirs(&rdir)? {
                 let full = format!("{release}/{name}");

@@ -12,6 +12,7 @@
 //! apidiff/<release>/<item>/   an apidiff build, lock apidiff/<release>/<item>.lock
 //! initramfs/<release>/initramfs-<hash>.cpio   a guest image (crate::image::initramfs)
 //! rootfs/<suite>-<key>/      a guest's Debian root (crate::image::rootfs), lock rootfs/<name>.lock
+//! boots/<release>/<key>/      a guest saved after boot and setup (crate::exec::saved_boot)
 //! ```
 //!
 //! Runs record use with [`crate::support::mark_used`]: a directory's
@@ -45,6 +46,8 @@ pub enum Kind {
     Apidiff,
     /// A guest image.
     Initramfs,
+    /// A guest saved after boot and setup, for later runs.
+    Boot,
     /// A guest's Debian root (`rootfs = "debian"`).
     Rootfs,
     /// The private apt state of one suite.
@@ -55,12 +58,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order they are listed.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Kernel,
         Kind::Chroot,
         Kind::Build,
         Kind::Apidiff,
         Kind::Initramfs,
+        Kind::Boot,
         Kind::Rootfs,
         Kind::Apt,
         Kind::Leftover,
@@ -74,6 +78,7 @@ impl Kind {
             Kind::Build => "build",
             Kind::Apidiff => "apidiff",
             Kind::Initramfs => "initramfs",
+            Kind::Boot => "boot",
             Kind::Rootfs => "rootfs",
             Kind::Apt => "apt",
             Kind::Leftover => "leftover",
@@ -88,6 +93,7 @@ impl Kind {
             Kind::Build => "module builds",
             Kind::Apidiff => "apidiff builds",
             Kind::Initramfs => "initramfs images",
+            Kind::Boot => "saved boots",
             Kind::Rootfs => "Debian roots",
             Kind::Apt => "apt state",
             Kind::Leftover => "leftovers",

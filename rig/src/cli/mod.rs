@@ -76,6 +76,9 @@ pub struct RunArgs {
     /// Keep the run directory even when all checks pass.
     #[arg(long)]
     pub keep: bool,
+    /// Boot the kernel even when the cache holds a boot saved with the same inputs.
+    #[arg(long)]
+    pub cold_boot: bool,
     /// Never use the network (the kernel must be cached).
     #[arg(long)]
     pub offline: bool,
@@ -248,6 +251,7 @@ pub fn run_options(g: &GlobalArgs, a: &RunArgs, plan: Plan) -> RunOptions {
         cpu_model: a.cpu.clone(),
         boot_timeout: Duration::from_secs(a.boot_timeout),
         keep: a.keep,
+        cold_boot: a.cold_boot,
     }
 }
 

@@ -5,7 +5,7 @@
 use super::record::{Fixed, How, RunRecord};
 use super::run::Event;
 use crate::exec::step::{self as checks, Charged, HostSide};
-use crate::guest::console::ConsoleError;
+use crate::guest::console::{ConsoleError, Resume};
 use crate::guest::kernel_console::Attributed;
 use crate::guest::protocol::{self, Nonce};
 use crate::plan::step::Check;
@@ -259,14 +259,11 @@ impl Guests<'_> {
         self.vm.discard();
         tracing::debug!(took = ?start.elapsed(), "guest discarded");
         self.gone.extend(self.vm.console.kernel().reports());
-        let mut resume = self.vm.console.resume_point();
+        let resume = self.vm.console.resume_point();
         self.restores += 1;
-        let mark = protocol::restore_mark(&self.nonce, self.restores);
-        let log = self.run_dir.join("console.log");
-        append_line(&log, &mark).map_err(|source| VmError::RunDir { path: log.clone(), source })?;
-        resume.lines += 1;
-        let how = Launch::Restore { state: &state, resume };
-        self.vm = Vm::launch(self.cfg, self.run_dir, self.nonce.clone(), self.interrupt.clone(), how)?;
+        let restored =
+            Restored { cfg: self.cfg, run_dir: self.run_dir, nonce: &self.nonce, interrupt: &self.interrupt };
+        self.vm = restored.launch(&state, resume, self.restores)?;
         tracing::debug!(pid = self.vm.pid(), took = ?start.elapsed(), "guest restored");
         Ok(start.elapsed())
     }
@@ -277,6 +274,40 @@ impl Guests<'_> {
         all.extend(self.vm.console.kernel().reports());
         all
     }
+}
+
+/// Where a restored guest runs and writes.
+pub(super) struct Restored<'a> {
+    pub(super) cfg: &'a QemuConfig,
+    pub(super) run_dir: &'a std::path::Path,
+    pub(super) nonce: &'a Nonce,
+    pub(super) interrupt: &'a Arc<AtomicBool>,
+}
+
+impl Restored<'_> {
+    /// A new QEMU loading `state`, its transcript going on from `resume`
+    /// after restore mark `n`.
+    pub(super) fn launch(&self, state: &std::path::Path, mut resume: Resume, n: u64) -> Result<Vm, VmError> {
+        let mark = protocol::restore_mark(self.nonce, n);
+        let log = self.run_dir.join("console.log");
+        append_line(&log, &mark).map_err(|source| VmError::RunDir { path: log.clone(), source })?;
+        resume.lines += 1;
+        let how = Launch::Restore { state, resume };
+        Vm::launch(self.cfg, self.run_dir, self.nonce.clone(), self.interrupt.clone(), how)
+    }
+}
+
+/// Whether group `gi` starts on a guest restored from the save: not the
+/// first group after the save (it runs on the saved guest itself), every
+/// other one under `group`, and under `on-failure` the one after a group
+/// that failed (pure).
+pub(super) fn starts_fresh(isolation: Isolation, gi: usize, first: usize, previous_failed: bool) -> bool {
+    gi > first
+        && match isolation {
+            Isolation::Group => true,
+            Isolation::OnFailure => previous_failed,
+            Isolation::None => false,
+        }
 }
 
 /// Appends `line` to `log` on a line of its own.
@@ -339,6 +370,16 @@ mod tests {
         nic.devices[0].name = "nic0".into();
         let shared = sharing(&nic, 3, (10, 0, 2), &argv);
         assert!(matches!(shared, Sharing::Shared { why: Some(w) } if w.contains("nic0") && w.contains("NIC")));
+    }
+
+    #[test]
+    fn on_failure_restores_only_after_a_failed_group() {
+        // Group 2 is the first after the save: it runs on the saved guest.
+        assert!(!starts_fresh(Isolation::Group, 2, 2, true));
+        assert!(starts_fresh(Isolation::Group, 3, 2, false));
+        assert!(!starts_fresh(Isolation::OnFailure, 3, 2, false));
+        assert!(starts_fresh(Isolation::OnFailure, 3, 2, true));
+        assert!(!starts_fresh(Isolation::None, 3, 2, true));
     }
 
     #[test]

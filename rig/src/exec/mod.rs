@@ -11,6 +11,7 @@ pub mod record;
 pub mod replay;
 pub mod rootfs;
 pub mod run;
+pub mod saved_boot;
 pub mod setup;
 pub mod shell;
 pub mod step;

@@ -5,14 +5,15 @@
 //! [`Event`]s to the caller.
 
 use super::devices::{self, DeviceSetupError};
-use super::groups::{run_group, After, GroupCtx, Guests, Recorder, Stop};
+use super::groups::{run_group, starts_fresh, After, GroupCtx, Guests, Recorder, Restored, Stop};
 pub use super::groups::{sharing, Sharing};
 use super::prepare::{prepare, Prepared};
 use super::record::{self, How, RunRecord};
+use super::saved_boot::{self, KeyInputs, SavedBoot, ToStore};
 use super::setup::{host_setup, private_dir, HostSetup};
 use crate::build::kbuild::KbuildError;
 use crate::exec::step::{report_outcome, Charged, HostSide};
-use crate::guest::console::ConsoleError;
+use crate::guest::console::{ConsoleError, Resume};
 use crate::guest::protocol::{self, Nonce};
 use crate::host::doorbell::DoorbellError;
 use crate::host::net::PcapError;
@@ -23,7 +24,7 @@ use crate::kernel::catalog::CatalogError;
 use crate::kernel::fetch::FetchError;
 use crate::kernel::intree::IntreeError;
 use crate::plan::step::Check;
-use crate::plan::Plan;
+use crate::plan::{Isolation, Plan};
 use crate::results::{CheckResult, KernelError, KernelResult, Outcome, RunReport, Stage, TestResult, Timings};
 use crate::vm::accel::AccelRequest;
 use crate::vm::qemu::QemuError;
@@ -62,6 +63,8 @@ pub struct RunOptions {
     pub boot_timeout: Duration,
     /// Keep the run directory even when everything passed.
     pub keep: bool,
+    /// Boot even when the cache holds a boot saved with the same inputs.
+    pub cold_boot: bool,
 }
 
 /// What the engine reports while it works.
@@ -282,63 +285,99 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
 
     let group_list = groups(&opts.plan, &prepared);
     emit(Event::Plan(group_list.iter().map(|(n, c)| (n.clone(), c.len())).collect()));
-    let nonce = Nonce::new();
+    let last = group_list.len() - 1;
+    // Setup runs on the booted guest; the groups after it may part ways.
+    let first = if opts.plan.setup.is_empty() { 1 } else { 2 };
+    let argv = crate::vm::qemu::argv(&cfg);
+    let qemu_version = crate::vm::qemu::version(&opts.qemu)?;
+    let sharing = sharing(&opts.plan.guest, last - first, qemu_version, &argv);
+    // A guest that is saved anyway may come from, and go to, the cache.
+    let boot_key = (sharing == Sharing::Isolated && images.is_empty()).then(|| {
+        let qemu = crate::support::find_program(&cfg.binary.to_string_lossy()).unwrap_or_else(|| cfg.binary.clone());
+        saved_boot::key(&KeyInputs {
+            argv: &argv,
+            run_paths: &[private.path(), run_dir.path()],
+            qemu: &qemu,
+            other: format!("{} {}\n{:?}", tree.release, tree.package_version, opts.plan.setup),
+        })
+    });
+    let saved = match &boot_key {
+        Some(key) if !opts.cold_boot => SavedBoot::find(&opts.cache_dir, &tree.release, key),
+        _ => None,
+    };
+    let nonce = saved.as_ref().map_or_else(Nonce::new, SavedBoot::nonce);
     let mut rec = Recorder {
         tests: group_list.iter().map(|(n, _)| TestResult { name: n.clone(), results: vec![] }).collect(),
         record: RunRecord::new(&tree.name, &tree.release, nonce.as_str()),
         emit,
     };
-
-    let phase = Instant::now();
-    (rec.emit)(Event::Progress(format!("booting {} under {}", tree.release, choice.accel.name())));
-    let mut vm = match Vm::start(&cfg, run_dir.path(), nonce.clone(), interrupt.clone()) {
-        Ok(vm) => vm,
-        Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
-        Err(source) => return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() }),
-    };
-    (rec.emit)(Event::Note(format!(
-        "QEMU pid {} started; console and QEMU command line in {}",
-        vm.pid(),
-        run_dir.path().display()
-    )));
-    let boot = match vm.wait_ready(opts.boot_timeout) {
-        Ok(b) => b,
-        Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
-        Err(source) => {
-            drop(vm);
-            return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() });
-        }
-    };
-    t.boot = phase.elapsed();
-    (rec.emit)(Event::Note(format!("guest ready in {:.2?} ({})", t.boot, choice.accel.name())));
-
-    let phase = Instant::now();
-    let loaded: Vec<String> = prepared.loaded().map(|m| m.file.clone()).collect();
-    for r in insmod_results(&boot.log, &loaded) {
-        rec.fixed(0, r);
-    }
-    for r in devices::boot_results(&boot.log, &prepared.devices) {
-        rec.fixed(0, r);
-    }
-    for r in super::rootfs::boot_results(&boot.log, &opts.plan.guest, &prepared) {
-        rec.fixed(0, r);
-    }
-    // Surfaced as a boot check so no run passes over a warning at insmod.
     let mut charged = Charged::default();
-    let boot_reports = charged.fresh(boot.reports.clone());
-    let (quiet, excerpt) = report_outcome(&boot_reports).unwrap_or((Outcome::Pass, String::new()));
-    rec.record.boot_reports = boot.reports.iter().map(|a| *a.report.lines.start()).collect();
-    rec.push(0, CheckResult { output: excerpt, ..CheckResult::verdict(BOOT_CLEAN, quiet) }, How::BootClean);
     // Set when nothing more can run (no shell, a failed setup, a lost shared guest).
     let mut aborted: Option<String> = None;
-    match vm.console.prepare_shell(Duration::from_secs(20)) {
-        Ok(()) => rec.fixed(0, CheckResult::verdict("guest shell answers", Outcome::Pass)),
-        Err(ConsoleError::Interrupted) => return Err(RunError::Interrupted),
-        Err(e) => {
-            aborted = Some("the guest shell did not answer".into());
-            rec.fixed(0, CheckResult::verdict("guest shell answers", Outcome::Fail(e.to_string())));
+
+    let phase = Instant::now();
+    let restored = Restored { cfg: &cfg, run_dir: run_dir.path(), nonce: &nonce, interrupt: &interrupt };
+    let from_saved = match &saved {
+        Some(s) => {
+            match start_saved(s, &restored, &private.path().join(GUEST_STATE), &group_list[..first], &mut rec)? {
+                Ok(vm) => Some(vm),
+                Err(why) => {
+                    (rec.emit)(Event::Note(format!("the saved boot could not be used ({why}): booting")));
+                    None
+                }
+            }
         }
-    }
+        None => None,
+    };
+    let from_cache = from_saved.is_some();
+    let mut vm = match from_saved {
+        Some(vm) => {
+            t.boot = phase.elapsed();
+            // What the guest is, for a user who wants to boot it by hand.
+            let line = crate::vm::qemu::shell_line(&cfg.binary, &argv) + "\n";
+            let _ = crate::support::write_private(&run_dir.path().join("qemu.cmdline"), line);
+            (rec.emit)(Event::Note(format!(
+                "QEMU pid {} started; console and QEMU command line in {}",
+                vm.pid(),
+                run_dir.path().display()
+            )));
+            let then = saved.as_ref().map(SavedBoot::boot_time).unwrap_or_default();
+            (rec.emit)(Event::Note(format!(
+                "guest ready in {:.2?} ({}; restored from the boot{} a run saved with the same inputs, which took {then:.2?}; --cold-boot boots)",
+                t.boot,
+                choice.accel.name(),
+                if first == 2 { " and setup" } else { "" },
+            )));
+            vm
+        }
+        None => {
+            (rec.emit)(Event::Progress(format!("booting {} under {}", tree.release, choice.accel.name())));
+            let mut vm = match Vm::start(&cfg, run_dir.path(), nonce.clone(), interrupt.clone()) {
+                Ok(vm) => vm,
+                Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
+                Err(source) => return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() }),
+            };
+            (rec.emit)(Event::Note(format!(
+                "QEMU pid {} started; console and QEMU command line in {}",
+                vm.pid(),
+                run_dir.path().display()
+            )));
+            let boot = match vm.wait_ready(opts.boot_timeout) {
+                Ok(b) => b,
+                Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
+                Err(source) => {
+                    drop(vm);
+                    return Err(RunError::Boot { source: Box::new(source), run_dir: run_dir.keep() });
+                }
+            };
+            t.boot = phase.elapsed();
+            (rec.emit)(Event::Note(format!("guest ready in {:.2?} ({})", t.boot, choice.accel.name())));
+            aborted = boot_group(&mut vm, &boot, &prepared, opts, &mut rec, &mut charged)?;
+            vm
+        }
+    };
+
+    let phase = Instant::now();
     let mut cx = GroupCtx {
         side: HostSide {
             shm: shm.as_ref(),
@@ -356,10 +395,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         Stop::Interrupted => RunError::Interrupted,
         Stop::QemuDied(detail) => RunError::QemuDied { detail, run_dir: run_dir.keep() },
     };
-    let last = group_list.len() - 1;
-    // Setup runs on the booted guest; the groups after it may each get one.
-    let first = if opts.plan.setup.is_empty() { 1 } else { 2 };
-    if first == 2 {
+    if first == 2 && !from_cache {
         let (_, setup) = &group_list[1];
         match &aborted {
             Some(why) => rec.not_run(1, setup, why),
@@ -381,23 +417,31 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         restores: 0,
         gone: vec![],
     };
-    let argv = crate::vm::qemu::argv(&cfg);
-    let qemu_version = crate::vm::qemu::version(&opts.qemu)?;
+    let isolation = opts.plan.guest.isolation;
     let mut isolated = false;
-    if aborted.is_none() {
-        match sharing(&opts.plan.guest, last - first, qemu_version, &argv) {
+    // Where the save left the logs, when this boot goes to the cache.
+    let mut to_store: Option<(Resume, u64)> = None;
+    if from_cache {
+        guests.state = Some(private.path().join(GUEST_STATE));
+        isolated = true;
+        (rec.emit)(Event::Note(isolation_note(isolation, last - first, first, None)));
+    } else if aborted.is_none() {
+        match &sharing {
             Sharing::Isolated => {
                 // Boot and setup as the kernel logged them, before the groups part ways.
                 save_kernel_log(&mut guests.vm, guests.run_dir);
-                match guests.save(private.path().join("guest.state")) {
+                let clean = guests.vm.console.kernel().reports().is_empty()
+                    && rec.tests[..first].iter().all(TestResult::passed);
+                match guests.save(private.path().join(GUEST_STATE)) {
                     Ok(took) => {
                         t.save = took;
                         isolated = true;
-                        (rec.emit)(Event::Note(format!(
-                            "isolation: each of the {} groups on a guest restored from the one saved after boot{} (saved in {took:.2?})",
-                            last - first,
-                            if first == 2 { " and setup" } else { "" }
-                        )));
+                        let shell_bytes =
+                            std::fs::metadata(run_dir.path().join("shell.log")).map(|m| m.len()).unwrap_or(0);
+                        if clean && boot_key.is_some() {
+                            to_store = Some((guests.vm.console.resume_point(), shell_bytes));
+                        }
+                        (rec.emit)(Event::Note(isolation_note(isolation, last - first, first, Some(took))));
                     }
                     Err(why) => (rec.emit)(Event::Note(format!("isolation: the groups share one guest: {why}"))),
                 }
@@ -408,13 +452,13 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
             Sharing::Shared { why: None } => {}
         }
     }
+    let mut previous_failed = false;
     for (gi, (_, group)) in group_list.iter().enumerate().take(last).skip(first) {
         if let Some(why) = &aborted {
             rec.not_run(gi, group, why);
             continue;
         }
-        // The first group runs on the saved guest itself.
-        if isolated && gi > first {
+        if isolated && starts_fresh(isolation, gi, first, previous_failed) {
             match guests.fresh() {
                 Ok(took) => {
                     t.restore += took;
@@ -425,9 +469,9 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
             }
         }
         match run_group(&mut rec, gi, group, &mut guests.vm, &mut cx, false) {
-            Ok(After::Usable) => {}
+            Ok(After::Usable) => previous_failed = !rec.tests[gi].passed(),
             // The next group starts on a guest of its own.
-            Ok(After::Lost(_)) if isolated => {}
+            Ok(After::Lost(_)) if isolated => previous_failed = true,
             Ok(After::Lost(why)) => aborted = Some(why),
             Err(s) => return Err(stopped(s, run_dir)),
         }
@@ -456,6 +500,25 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     if let Ok(json) = serde_json::to_string_pretty(&rec.record) {
         let _ = crate::support::write_private(&run_dir.path().join(record::FILE), json + "\n");
     }
+    if let (Some(key), Some((resume, shell_bytes))) = (&boot_key, to_store) {
+        let store = ToStore {
+            cache_dir: &opts.cache_dir,
+            release: &tree.release,
+            key,
+            state: &private.path().join(GUEST_STATE),
+            run_dir: run_dir.path(),
+            resume,
+            shell_bytes,
+            nonce: &nonce,
+            boot: t.boot,
+            groups: rec.record.groups.iter().take(first).cloned().collect(),
+            kernel: &tree.name,
+            boot_reports: rec.record.boot_reports.clone(),
+        };
+        if let Err(e) = saved_boot::store(&store) {
+            (rec.emit)(Event::Note(format!("the boot was not kept for later runs: {e}")));
+        }
+    }
     drop(guests);
     // The captures are complete once QEMU is gone.
     drop(wires);
@@ -479,6 +542,118 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         kept,
         timings: t,
     })
+}
+
+/// The saved guest in a run's private directory.
+const GUEST_STATE: &str = "guest.state";
+
+/// The one line that says how the `groups` groups after boot (and setup,
+/// when `first` is 2) share guests; `saved`: how long the save took, when
+/// this run made it (pure).
+fn isolation_note(isolation: Isolation, groups: usize, first: usize, saved: Option<Duration>) -> String {
+    let how = match isolation {
+        Isolation::Group => format!("each of the {groups} groups on a guest restored"),
+        _ => format!(
+            "the {groups} groups share a guest until one fails; the group after a failure runs on a guest restored"
+        ),
+    };
+    let setup = if first == 2 { " and setup" } else { "" };
+    match saved {
+        Some(took) => format!("isolation: {how} from the one saved after boot{setup} (saved in {took:.2?})"),
+        None => format!("isolation: {how} from the saved boot"),
+    }
+}
+
+/// The boot group of a guest that booted: one check per loaded module and
+/// device, the Debian root's, no report during boot, and a shell that
+/// answers. Returns why nothing more can run, if the shell did not answer.
+fn boot_group(
+    vm: &mut Vm,
+    boot: &crate::vm::Boot,
+    prepared: &Prepared,
+    opts: &RunOptions,
+    rec: &mut Recorder,
+    charged: &mut Charged,
+) -> Result<Option<String>, RunError> {
+    let loaded: Vec<String> = prepared.loaded().map(|m| m.file.clone()).collect();
+    for r in insmod_results(&boot.log, &loaded) {
+        rec.fixed(0, r);
+    }
+    for r in devices::boot_results(&boot.log, &prepared.devices) {
+        rec.fixed(0, r);
+    }
+    for r in super::rootfs::boot_results(&boot.log, &opts.plan.guest, prepared) {
+        rec.fixed(0, r);
+    }
+    // Surfaced as a boot check so no run passes over a warning at insmod.
+    let boot_reports = charged.fresh(boot.reports.clone());
+    let (quiet, excerpt) = report_outcome(&boot_reports).unwrap_or((Outcome::Pass, String::new()));
+    rec.record.boot_reports = boot.reports.iter().map(|a| *a.report.lines.start()).collect();
+    rec.push(0, CheckResult { output: excerpt, ..CheckResult::verdict(BOOT_CLEAN, quiet) }, How::BootClean);
+    match vm.console.prepare_shell(Duration::from_secs(20)) {
+        Ok(()) => {
+            rec.fixed(0, CheckResult::verdict("guest shell answers", Outcome::Pass));
+            Ok(None)
+        }
+        Err(ConsoleError::Interrupted) => Err(RunError::Interrupted),
+        Err(e) => {
+            rec.fixed(0, CheckResult::verdict("guest shell answers", Outcome::Fail(e.to_string())));
+            Ok(Some("the guest shell did not answer".into()))
+        }
+    }
+}
+
+/// The guest restored from `saved`, its boot (and setup) groups recorded
+/// as they were read back from its logs; `Ok(Err(why))` when it cannot be
+/// used and the run boots instead.
+fn start_saved(
+    saved: &SavedBoot,
+    restored: &Restored,
+    local: &std::path::Path,
+    groups: &[(String, Vec<Check>)],
+    rec: &mut Recorder,
+) -> Result<Result<Vm, String>, RunError> {
+    let (tests, record) = match saved.groups() {
+        Ok(g) => g,
+        Err(why) => return Ok(Err(why)),
+    };
+    let same = tests.len() == groups.len()
+        && tests.iter().zip(groups).all(|(t, (name, checks))| {
+            t.name == *name && t.passed() && t.results.iter().map(|r| &r.name).eq(checks.iter().map(|c| &c.name))
+        });
+    if !same {
+        return Ok(Err("its boot checks are not this run's".into()));
+    }
+    // The run's own link (or copy): the cache may drop the entry meanwhile.
+    if let Err(e) = std::fs::hard_link(saved.state(), local).or_else(|_| std::fs::copy(saved.state(), local).map(drop))
+    {
+        return Ok(Err(format!("cannot copy {}: {e}", saved.state().display())));
+    }
+    let resume = match saved.prime(restored.run_dir) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let mut vm = match restored.launch(local, resume, 0) {
+        Ok(vm) => vm,
+        Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
+        Err(e) => {
+            // QEMU cannot load it: the next run saves a new one.
+            saved.forget();
+            return Ok(Err(e.to_string()));
+        }
+    };
+    for (gi, (test, group)) in tests.into_iter().zip(record.groups).enumerate() {
+        for (r, c) in test.results.into_iter().zip(group.checks) {
+            rec.push(gi, r, c.how);
+        }
+    }
+    rec.record.boot_reports = record.boot_reports;
+    // The saved guest's clock says when it was saved.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    if let Err(e) = vm.console.run(&format!("date -s @{} >/dev/null", now.as_secs()), Duration::from_secs(10)) {
+        tracing::warn!("setting the restored guest's clock: {e}");
+    }
+    Ok(Ok(vm))
 }
 
 /// One result per module from `/init`'s `RIG-INSMOD <file> <status>` lines.

@@ -59,13 +59,18 @@ pub struct ShmPlan {
     pub vectors: u32,
 }
 
-/// Where the test groups run (`[guest] isolation`).
+/// Where the test groups run (`[guest] isolation`). The guest is saved
+/// after boot and setup for the first two; a restored guest starts from the
+/// save.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Isolation {
-    /// Each group on a guest restored from the one saved after boot and
-    /// setup: a group that crashes the kernel costs that group alone.
+    /// Groups share a guest until one fails (a failed check, a kernel
+    /// report, a crash): the group after it starts on a restored guest.
+    /// A crash costs its group alone, and a passing suite pays no restore.
     #[default]
+    OnFailure,
+    /// Each group on a guest restored from the save, failed or not.
     Group,
     /// Every group on the one guest, one after the other.
     None,

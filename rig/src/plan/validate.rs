@@ -582,13 +582,15 @@ name = "t1"
     }
 
     #[test]
-    fn isolation_is_group_unless_the_config_says_none() {
+    fn isolation_is_on_failure_unless_the_config_says_otherwise() {
         let d = module_dir();
-        assert_eq!(parse_in(d.path(), "").expect("plan").guest.isolation, crate::plan::Isolation::Group);
-        let p = parse_in(d.path(), "[guest]\nisolation = \"none\"\n").expect("plan");
-        assert_eq!(p.guest.isolation, crate::plan::Isolation::None);
+        assert_eq!(parse_in(d.path(), "").expect("plan").guest.isolation, crate::plan::Isolation::OnFailure);
+        for (word, isolation) in [("none", crate::plan::Isolation::None), ("group", crate::plan::Isolation::Group)] {
+            let p = parse_in(d.path(), &format!("[guest]\nisolation = \"{word}\"\n")).expect("plan");
+            assert_eq!(p.guest.isolation, isolation);
+        }
         let e = err("[guest]\n\nisolation = \"test\"\n");
-        assert!(e.contains("rig.toml:3") && e.contains("group") && e.contains("none"), "{e}");
+        assert!(e.contains("rig.toml:3") && e.contains("on-failure") && e.contains("none"), "{e}");
     }
 
     #[test]
