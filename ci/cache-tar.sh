@@ -4,7 +4,8 @@
 # root) and keeps owners and modes:
 #   ci/cache-tar.sh save    <rig cache dir> <tarball>
 #   ci/cache-tar.sh restore <rig cache dir> <tarball>
-# Interrupted chroot creations (chroots/.<name>.tmp) are left out. Restoring
+# Interrupted chroot creations (chroots/.<name>.tmp) and saved boots (one
+# rig build's, remade in seconds) are left out. Restoring
 # a missing tarball does nothing (the rig then downloads and creates).
 set -euo pipefail
 mode=${1:?save or restore} cache=${2:?rig cache dir} tarball=${3:?tarball}
@@ -17,7 +18,7 @@ save)
         exit 0
     fi
     mkdir -p "$(dirname "$tarball")"
-    $sudo tar -C "$cache" --one-file-system --exclude='./chroots/.*' -cf "$tarball" .
+    $sudo tar -C "$cache" --one-file-system --exclude='./chroots/.*' --exclude='./boots' -cf "$tarball" .
     $sudo chown "$(id -u):$(id -g)" "$tarball"
     echo "cache-tar: saved $cache to $tarball ($(du -h "$tarball" | cut -f1))"
     ;;

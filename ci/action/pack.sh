@@ -6,6 +6,9 @@
 set -euo pipefail
 action=${GITHUB_ACTION_PATH:?}
 cache=${RIG_CACHE_DIR:?}
+# Saved boots are keyed by this build of the rig, and a boot is 2-4 s to
+# make again: they do not go into the CI cache or count against its bound.
+rm -rf "$cache/boots"
 "$action/target/release/rig" cache --max-size "${CACHE_SIZE:?}" --keep-recent 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -21,6 +21,9 @@ pub struct BenchCmd {
     /// Doorbell round trips per boot, through the module and through VFIO (0: skip them).
     #[arg(long, default_value_t = 200)]
     pub pings: usize,
+    /// Rounds of `rig matrix` of the config over the kernels, three ways (0: skip them).
+    #[arg(long, default_value_t = 1)]
+    pub suite_rounds: usize,
     /// Output file.
     #[arg(long, default_value = "bench.json")]
     pub out: PathBuf,
@@ -39,6 +42,7 @@ pub fn main(g: &GlobalArgs, cmd: &BenchCmd) -> anyhow::Result<u8> {
         boots: cmd.boots,
         steps: cmd.steps,
         pings: cmd.pings,
+        suite_rounds: cmd.suite_rounds,
         out: cmd.out.clone(),
         plot: cmd.plot.clone(),
     };

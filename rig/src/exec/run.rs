@@ -681,6 +681,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_isolation_note_says_how_groups_share_guests() {
+        let took = Some(Duration::from_millis(500));
+        let group = isolation_note(Isolation::Group, 3, 1, took);
+        assert!(
+            group.starts_with("isolation: each of the 3 groups on a guest restored from the one saved after boot (")
+        );
+        let on_failure = isolation_note(Isolation::OnFailure, 3, 2, None);
+        assert!(on_failure.contains("share a guest until one fails"), "{on_failure}");
+        assert!(on_failure.ends_with("from the saved boot"), "{on_failure}");
+        assert!(isolation_note(Isolation::OnFailure, 3, 2, took).contains("after boot and setup"));
+    }
+
+    #[test]
     fn insmod_markers_become_results() {
         let log = "RIG-BOOTED 6.1.0\r\nRIG-INSMOD a.ko 0\r\ninsmod: can't insert 'b.ko': Invalid argument\r\nRIG-INSMOD b.ko 1\r\n";
         let r = insmod_results(log, &["a.ko".into(), "b.ko".into(), "c.ko".into()]);

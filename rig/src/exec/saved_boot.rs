@@ -246,7 +246,9 @@ pub fn store(s: &ToStore) -> std::io::Result<()> {
     let parent = dir.parent().unwrap_or(s.cache_dir);
     std::fs::create_dir_all(parent)?;
     let tmp = tempfile::Builder::new().prefix(&format!(".{}.tmp", s.key)).tempdir_in(parent)?;
-    std::fs::copy(s.state, tmp.path().join(STATE))?;
+    // A link when the run's directory is on the same filesystem: no copy.
+    let state = tmp.path().join(STATE);
+    std::fs::hard_link(s.state, &state).or_else(|_| std::fs::copy(s.state, &state).map(drop))?;
     let console = std::fs::read(s.run_dir.join("console.log"))?;
     std::fs::write(tmp.path().join("console.log"), first_lines(&console, s.resume.lines))?;
     let shell = std::fs::read(s.run_dir.join("shell.log"))?;

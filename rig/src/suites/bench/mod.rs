@@ -19,11 +19,16 @@
 //! - `doorbell`: the host rings the guest, the guest wakes and rings back,
 //!   through the reference module (`rig-guest db-pong`) and through VFIO
 //!   (`rig-udrv pong`), each on guests of its own booted `boots` times.
+//!
+//! Over all kernels, `suite`: `rig matrix` of the config, wall time, with
+//! one guest for all groups, a restored guest per group, and the default
+//! isolation from saved boots.
 
 mod boot;
 mod doorbell;
 mod module;
 pub mod plot;
+mod suite;
 
 use boot::boot_figures;
 pub use boot::{verbose_cmdline, BARE, COLD_BZIMAGE, COLD_PVH, COLD_VERBOSE, RESTORE};
@@ -31,6 +36,8 @@ use doorbell::doorbell_figure;
 pub use doorbell::{DOORBELL_MODULE, DOORBELL_VFIO};
 use module::module_figures;
 pub use module::{parse_bench_line, Measured};
+use suite::suite_figure;
+pub use suite::{GROUP_COLD, ON_FAILURE_SAVED, SHARED_COLD};
 
 use crate::exec::prepare::{prepare, Prepared};
 use crate::exec::run::{Event, RunError, RunOptions};
@@ -61,6 +68,8 @@ pub struct BenchOptions {
     /// Doorbell round trips per boot of each driver's guest (module, VFIO),
     /// which boot `boots` times each, alternating; 0 skips them.
     pub pings: usize,
+    /// Rounds of the suite figure (`rig matrix` three ways); 0 skips it.
+    pub suite_rounds: usize,
     /// Where the JSON goes.
     pub out: PathBuf,
     /// Where the SVG chart goes, if anywhere.
@@ -219,6 +228,9 @@ pub fn bench(
         let (info, figs) = bench_kernel(opts, &run, choice.accel, interrupt.clone(), emit)?;
         kernels.push(info);
         figures.extend(figs);
+    }
+    if opts.suite_rounds > 0 {
+        figures.push(suite_figure(opts, interrupt.clone(), emit)?);
     }
     let report = BenchReport {
         format: 1,
