@@ -624,19 +624,23 @@ fn start_saved(
     if !same {
         return Ok(Err("its boot checks are not this run's".into()));
     }
-    // The run's own link (or copy): the cache may drop the entry meanwhile.
-    if let Err(e) = std::fs::hard_link(saved.state(), local).or_else(|_| std::fs::copy(saved.state(), local).map(drop))
-    {
-        return Ok(Err(format!("cannot copy {}: {e}", saved.state().display())));
-    }
     let resume = match saved.prime(restored.run_dir) {
         Ok(r) => r,
         Err(e) => return Ok(Err(e.to_string())),
     };
+    // The run's own link (or copy): the cache may drop the entry meanwhile.
+    // Only read: a boot after a failed restore saves to a new file.
+    if let Err(e) = std::fs::hard_link(saved.state(), local).or_else(|_| std::fs::copy(saved.state(), local).map(drop))
+    {
+        return Ok(Err(format!("cannot copy {}: {e}", saved.state().display())));
+    }
     let mut vm = match restored.launch(local, resume, 0) {
         Ok(vm) => vm,
-        Err(VmError::Console(ConsoleError::Interrupted)) => return Err(RunError::Interrupted),
         Err(e) => {
+            let _ = std::fs::remove_file(local);
+            if let VmError::Console(ConsoleError::Interrupted) = e {
+                return Err(RunError::Interrupted);
+            }
             // QEMU cannot load it: the next run saves a new one.
             saved.forget();
             return Ok(Err(e.to_string()));

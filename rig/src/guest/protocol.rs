@@ -35,12 +35,16 @@ pub const SHELL_OK_MARKER: &str = "RIG-SHELL-OK";
 /// one byte keeps it at ~1 ms.
 pub const PROMPT_CHAR: char = '\u{1e}';
 
-/// Makes the shell scriptable: no echo, one-byte prompts, then
-/// [`SHELL_OK_MARKER`] (split by `''` so the command's own echo never
-/// matches it).
+/// Makes the shell scriptable: the port at 115200 baud, no echo, one-byte
+/// prompts, then [`SHELL_OK_MARKER`] (split by `''` so the command's own
+/// echo never matches it). The baud rate matters although nothing is
+/// paced: QEMU's 16550 raises the receive timeout interrupt for bytes short
+/// of the FIFO's trigger level four character times late, 4.2 ms at the
+/// default 9600 baud and 0.35 ms at 115200, and a step line usually ends
+/// short of it (measured: a step's round trip 7.4 ms against 2.4 ms).
 pub fn shell_setup_line() -> String {
     let (head, tail) = SHELL_OK_MARKER.split_at(SHELL_OK_MARKER.len() / 2);
-    format!("stty -echo; PS1=\"$(printf '\\{:03o}')\"; PS2=\"$PS1\"; echo {head}''{tail}\n", PROMPT_CHAR as u32)
+    format!("stty 115200 -echo; PS1=\"$(printf '\\{:03o}')\"; PS2=\"$PS1\"; echo {head}''{tail}\n", PROMPT_CHAR as u32)
 }
 
 /// A per-run secret in the end markers and step marks, so a step cannot
@@ -221,7 +225,7 @@ mod tests {
     #[test]
     fn setup_line_hides_its_marker() {
         let l = shell_setup_line();
-        assert!(l.starts_with("stty -echo; PS1=\"$(printf '\\036')\""), "{l}");
+        assert!(l.starts_with("stty 115200 -echo; PS1=\"$(printf '\\036')\""), "{l}");
         assert!(l.ends_with("echo RIG-SH''ELL-OK\n"), "{l}");
         assert!(!l.contains(SHELL_OK_MARKER));
     }

@@ -128,9 +128,11 @@ pub(super) fn boot_figures(
 }
 
 /// The kernel command line of the rig's boot before this work: the kernel's
-/// default (verbose) console level, lock prefixes patched for one CPU.
+/// default (verbose) console level, lock prefixes patched for one CPU, the
+/// crypto self-tests run.
 pub fn verbose_cmdline(cmdline: &[String]) -> Vec<String> {
-    cmdline.iter().filter(|w| !w.starts_with("loglevel=") && *w != "noreplace-smp" && *w != "quiet").cloned().collect()
+    let later = ["noreplace-smp", "quiet", "cryptomgr.notests"];
+    cmdline.iter().filter(|w| !w.starts_with("loglevel=") && !later.contains(&w.as_str())).cloned().collect()
 }
 
 /// A rig guest from spawn to a ready shell (wall and QEMU CPU time); then
@@ -304,7 +306,8 @@ mod tests {
 
     #[test]
     fn the_verbose_baseline_drops_only_the_quieting_words() {
-        let words = ["panic=-1", "loglevel=5", "rdinit=/init", "noreplace-smp", "console=ttyS0"].map(String::from);
+        let words = ["panic=-1", "loglevel=5", "rdinit=/init", "noreplace-smp", "cryptomgr.notests", "console=ttyS0"]
+            .map(String::from);
         assert_eq!(verbose_cmdline(&words), ["panic=-1", "rdinit=/init", "console=ttyS0"]);
     }
 }
