@@ -292,7 +292,8 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
     let qemu_version = crate::vm::qemu::version(&opts.qemu)?;
     let sharing = sharing(&opts.plan.guest, last - first, qemu_version, &argv);
     // A guest that is saved anyway may come from, and go to, the cache.
-    let boot_key = (sharing == Sharing::Isolated && images.is_empty()).then(|| {
+    let keeps = sharing == Sharing::Isolated && images.is_empty() && saved_boot::setup_keeps(&opts.plan.setup);
+    let boot_key = keeps.then(|| {
         let qemu = crate::support::find_program(&cfg.binary.to_string_lossy()).unwrap_or_else(|| cfg.binary.clone());
         saved_boot::key(&KeyInputs {
             argv: &argv,

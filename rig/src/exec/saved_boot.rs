@@ -15,6 +15,7 @@
 use super::record::{self, GroupRecord, RunRecord};
 use crate::guest::console::Resume;
 use crate::guest::protocol::Nonce;
+use crate::plan::step::{Action, Check};
 use crate::results::TestResult;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -98,6 +99,13 @@ fn host_cpu() -> String {
         .filter(|l| l.starts_with("model name") || l.starts_with("flags"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Whether a boot with this setup can be kept: not when a setup step runs a
+/// host command, whose effects (files on the host) a restore would not
+/// bring back (pure).
+pub fn setup_keeps(setup: &[Check]) -> bool {
+    !setup.iter().any(|c| matches!(c.action, Action::HostCommand { .. }))
 }
 
 /// The key of the guest these inputs boot to.
@@ -346,6 +354,23 @@ mod tests {
         let e = vec![(t(5), "b".to_string()), (t(9), "a".into()), (t(1), "c".into()), (t(7), "d".into())];
         assert_eq!(beyond_bound(&e, 2), vec!["b".to_string(), "c".into()]);
         assert!(beyond_bound(&e, 4).is_empty());
+    }
+
+    #[test]
+    fn a_setup_with_a_host_command_is_not_kept() {
+        let guest = Check::rig("insmod");
+        assert!(setup_keeps(&[guest.clone()]));
+        let host = Check {
+            action: Action::HostCommand {
+                command: "touch /tmp/x".into(),
+                status: 0,
+                expect: None,
+                timeout: Duration::from_secs(1),
+                cwd: "/".into(),
+            },
+            ..guest.clone()
+        };
+        assert!(!setup_keeps(&[guest, host]));
     }
 
     #[test]
