@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn a_setup_with_a_host_command_is_not_kept() {
         let guest = Check::rig("insmod");
-        assert!(setup_keeps(&[guest.clone()]));
+        assert!(setup_keeps(std::slice::from_ref(&guest)));
         let host = Check {
             action: Action::HostCommand {
                 command: "touch /tmp/x".into(),
