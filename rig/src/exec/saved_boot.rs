@@ -9,8 +9,9 @@
 //! the QEMU binary, QEMU's command line (with the run's own directories
 //! replaced by placeholders), the identity of every file it names (kernel,
 //! initramfs, Debian root), the kernel package's version, the setup steps
-//! and, under KVM, the host CPU. Only a boot whose checks all passed and whose kernel reported
-//! nothing is stored. Layout: `boots/<release>/<key>/`.
+//! and, under KVM, the host CPU. Only a boot whose checks all passed and
+//! whose kernel reported nothing is stored, and none whose setup ran a host
+//! command. Layout: `boots/<release>/<key>/`.
 
 use super::record::{self, GroupRecord, RunRecord};
 use crate::guest::console::Resume;
