@@ -7,7 +7,7 @@
 //! its oracle, over the one state (slots, maps, sockets) they all share.
 
 use super::mem::{forget_range, page_up, Arena, MapEntry};
-use super::op::{Arg, Class, KfileKind, NlMsg, Op, Ptr, SockKind, Wait, NL_SOCKS, SCRATCH, SLOTS};
+use super::op::{Arg, Class, KfileKind, NlMsg, Op, Ptr, SockKind, Sockopt, Wait, NL_SOCKS, SCRATCH, SLOTS};
 use super::rng::Rng;
 use super::target::{ioc_size, Env, Target};
 use crate::sys::errno;
@@ -469,9 +469,7 @@ impl<'a> Worker<'a> {
                 close(fd)
             }
             Op::NlUnprivileged => self.nl_unprivileged(op),
-            Op::Sockopt { kind, set, level, name, len, buf, bad_lenptr, seed, valid } => {
-                self.sockopt(op, *kind, *set, *level, *name, *len, *buf, *bad_lenptr, *seed, *valid)
-            }
+            Op::Sockopt(s) => self.sockopt(op, s),
             Op::ProcRead { target, slot, off, len, buf } => {
                 let fd = self.fd(*target, *slot);
                 let (addr, len) = self.buf(*buf, *len, None);
@@ -998,19 +996,8 @@ impl<'a> Worker<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn sockopt(
-        &mut self,
-        op: &Op,
-        kind: SockKind,
-        set: bool,
-        level: i32,
-        name: i32,
-        len: i64,
-        buf: Ptr,
-        bad_lenptr: bool,
-        seed: u64,
-        valid: bool,
-    ) -> R {
+    fn sockopt(&mut self, op: &Op, s: &Sockopt) -> R {
+        let Sockopt { kind, set, level, name, len, buf, bad_lenptr, seed, valid } = *s;
         let k = kind as usize;
         if self.socks[k] < 0 {
             let (dom, ty, proto) = match kind {

@@ -158,195 +158,62 @@ impl fmt::Debug for NlMsg {
 /// by every thread; maps and sockets are the thread's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Open {
-        target: Target,
-        slot: usize,
-        flags: i32,
-    },
-    Close {
-        target: Target,
-        slot: usize,
-    },
-    Dup {
-        target: Target,
-        slot: usize,
-    },
-    Poll {
-        fds: [(Target, usize); 3],
-        events: i16,
-        timeout_ms: i32,
-        how: Wait,
-    },
+    Open { target: Target, slot: usize, flags: i32 },
+    Close { target: Target, slot: usize },
+    Dup { target: Target, slot: usize },
+    Poll { fds: [(Target, usize); 3], events: i16, timeout_ms: i32, how: Wait },
 
-    Ioctl {
-        target: Target,
-        slot: usize,
-        cmd: u32,
-        arg: Arg,
-    },
+    Ioctl { target: Target, slot: usize, cmd: u32, arg: Arg },
 
-    Mmap {
-        target: Target,
-        slot: usize,
-        off: u64,
-        len: u64,
-        prot: i32,
-        flags: i32,
-        fixed: bool,
-        touch: bool,
-    },
-    Munmap {
-        map: usize,
-        first_page: u64,
-        pages: u64,
-    },
-    Mremap {
-        map: usize,
-        new_len: u64,
-        may_move: bool,
-    },
-    Mprotect {
-        map: usize,
-        prot: i32,
-    },
-    Madvise {
-        map: usize,
-        advice: i32,
-    },
-    Msync {
-        map: usize,
-        flags: i32,
-    },
-    Mlock {
-        map: usize,
-        lock: bool,
-    },
-    Touch {
-        map: usize,
-        off: u64,
-        len: u64,
-        write: bool,
-        seed: u64,
-    },
-    Fork {
-        touches: usize,
-        write: bool,
-        seed: u64,
-    },
+    Mmap { target: Target, slot: usize, off: u64, len: u64, prot: i32, flags: i32, fixed: bool, touch: bool },
+    Munmap { map: usize, first_page: u64, pages: u64 },
+    Mremap { map: usize, new_len: u64, may_move: bool },
+    Mprotect { map: usize, prot: i32 },
+    Madvise { map: usize, advice: i32 },
+    Msync { map: usize, flags: i32 },
+    Mlock { map: usize, lock: bool },
+    Touch { map: usize, off: u64, len: u64, write: bool, seed: u64 },
+    Fork { touches: usize, write: bool, seed: u64 },
 
-    Read {
-        target: Target,
-        slot: usize,
-        len: u64,
-        buf: Ptr,
-        at: Option<i64>,
-    },
-    Write {
-        target: Target,
-        slot: usize,
-        len: u64,
-        buf: Ptr,
-        at: Option<i64>,
-        seed: u64,
-    },
-    Vector {
-        target: Target,
-        slot: usize,
-        write: bool,
-        parts: Vec<(Ptr, u64)>,
-        at: Option<i64>,
-        seed: u64,
-    },
-    Seek {
-        target: Target,
-        slot: usize,
-        off: i64,
-        whence: i32,
-    },
+    Read { target: Target, slot: usize, len: u64, buf: Ptr, at: Option<i64> },
+    Write { target: Target, slot: usize, len: u64, buf: Ptr, at: Option<i64>, seed: u64 },
+    Vector { target: Target, slot: usize, write: bool, parts: Vec<(Ptr, u64)>, at: Option<i64>, seed: u64 },
+    Seek { target: Target, slot: usize, off: i64, whence: i32 },
 
-    NlOpen {
-        sock: usize,
-        dgram: bool,
-        bind_pid: Option<u32>,
-        rcvbuf: Option<i32>,
-        ext_ack: bool,
-    },
-    NlSend {
-        sock: usize,
-        msg: NlMsg,
-        to_pid: u32,
-        groups: u32,
-        dontwait: bool,
-    },
-    NlRecv {
-        sock: usize,
-        peek: bool,
-    },
-    NlClose {
-        sock: usize,
-    },
+    NlOpen { sock: usize, dgram: bool, bind_pid: Option<u32>, rcvbuf: Option<i32>, ext_ack: bool },
+    NlSend { sock: usize, msg: NlMsg, to_pid: u32, groups: u32, dontwait: bool },
+    NlRecv { sock: usize, peek: bool },
+    NlClose { sock: usize },
     NlUnprivileged,
 
-    Sockopt {
-        kind: SockKind,
-        set: bool,
-        level: i32,
-        name: i32,
-        len: i64,
-        buf: Ptr,
-        bad_lenptr: bool,
-        seed: u64,
-        valid: bool,
-    },
+    Sockopt(Sockopt),
 
-    ProcRead {
-        target: Target,
-        slot: usize,
-        off: Option<i64>,
-        len: u64,
-        buf: Ptr,
-    },
-    ProcWrite {
-        target: Target,
-        slot: usize,
-        len: u64,
-        buf: Ptr,
-        seed: u64,
-    },
-    ProcSplice {
-        target: Target,
-        slot: usize,
-        len: u64,
-    },
+    ProcRead { target: Target, slot: usize, off: Option<i64>, len: u64, buf: Ptr },
+    ProcWrite { target: Target, slot: usize, len: u64, buf: Ptr, seed: u64 },
+    ProcSplice { target: Target, slot: usize, len: u64 },
     ProcDir,
-    KfileSwap {
-        kind: KfileKind,
-        size: u64,
-        seed: u64,
-    },
+    KfileSwap { kind: KfileKind, size: u64, seed: u64 },
 
-    PoolTake {
-        slot: usize,
-        wait: bool,
-        hold: bool,
-        peek: bool,
-    },
-    PoolRelease {
-        slot: usize,
-        index: u32,
-    },
-    PoolStart {
-        slot: usize,
-        count: u32,
-        len: u32,
-        seed: u32,
-        interval_us: u32,
-    },
-    PoolInfo {
-        slot: usize,
-    },
+    PoolTake { slot: usize, wait: bool, hold: bool, peek: bool },
+    PoolRelease { slot: usize, index: u32 },
+    PoolStart { slot: usize, count: u32, len: u32, seed: u32, interval_us: u32 },
+    PoolInfo { slot: usize },
 
     Rebind,
+}
+
+/// One get/setsockopt: its own struct so the executor takes it whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sockopt {
+    pub kind: SockKind,
+    pub set: bool,
+    pub level: i32,
+    pub name: i32,
+    pub len: i64,
+    pub buf: Ptr,
+    pub bad_lenptr: bool,
+    pub seed: u64,
+    pub valid: bool,
 }
 
 impl Op {
@@ -368,7 +235,7 @@ impl Op {
             Op::NlOpen { .. } | Op::NlSend { .. } | Op::NlRecv { .. } | Op::NlClose { .. } | Op::NlUnprivileged => {
                 Class::Netlink
             }
-            Op::Sockopt { .. } => Class::Sockopt,
+            Op::Sockopt(_) => Class::Sockopt,
             Op::ProcRead { .. } | Op::ProcWrite { .. } | Op::ProcSplice { .. } | Op::ProcDir | Op::KfileSwap { .. } => {
                 Class::Procfs
             }
@@ -741,7 +608,7 @@ fn sockopt(r: &mut Rng, n: u64) -> Op {
     };
     let level = if r.chance(19, 20) { libc::SOL_IP } else { r.pick(&[libc::SOL_SOCKET, libc::IPPROTO_TCP, 0]) };
     let buf = ptr(r, len.clamp(0, 4096) as u64);
-    Op::Sockopt {
+    Op::Sockopt(Sockopt {
         kind,
         set: r.chance(1, 2),
         level,
@@ -751,7 +618,7 @@ fn sockopt(r: &mut Rng, n: u64) -> Op {
         bad_lenptr: r.chance(1, 30),
         seed: r.next_u64(),
         valid: r.chance(1, 2),
-    }
+    })
 }
 
 fn procfs(r: &mut Rng) -> Op {
@@ -867,8 +734,8 @@ mod tests {
         for n in 0..200_000 {
             let op = generate(&mut r, &c, n);
             seen[op.class().index()] += 1;
-            if let Op::Sockopt { len, .. } = op {
-                lens.insert(len);
+            if let Op::Sockopt(s) = op {
+                lens.insert(s.len);
             }
         }
         for c in Class::ALL {
