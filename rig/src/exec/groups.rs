@@ -264,6 +264,7 @@ impl Guests<'_> {
         let restored =
             Restored { cfg: self.cfg, run_dir: self.run_dir, nonce: &self.nonce, interrupt: &self.interrupt };
         self.vm = restored.launch(&state, resume, self.restores)?;
+        set_clock(&mut self.vm);
         tracing::debug!(pid = self.vm.pid(), took = ?start.elapsed(), "guest restored");
         Ok(start.elapsed())
     }
@@ -294,6 +295,15 @@ impl Restored<'_> {
         resume.lines += 1;
         let how = Launch::Restore { state, resume };
         Vm::launch(self.cfg, self.run_dir, self.nonce.clone(), self.interrupt.clone(), how)
+    }
+}
+
+/// Sets a restored guest's clock to the host's (a failure is only logged:
+/// the next step finds out whether the guest answers).
+pub(super) fn set_clock(vm: &mut Vm) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    if let Err(e) = vm.console.run(&protocol::set_clock_line(now.as_secs()), Duration::from_secs(10)) {
+        tracing::warn!("setting the restored guest's clock: {e}");
     }
 }
 

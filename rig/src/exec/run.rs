@@ -5,7 +5,7 @@
 //! [`Event`]s to the caller.
 
 use super::devices::{self, DeviceSetupError};
-use super::groups::{run_group, starts_fresh, After, GroupCtx, Guests, Recorder, Restored, Stop};
+use super::groups::{run_group, set_clock, starts_fresh, After, GroupCtx, Guests, Recorder, Restored, Stop};
 pub use super::groups::{sharing, Sharing};
 use super::prepare::{prepare, Prepared};
 use super::record::{self, How, RunRecord};
@@ -653,11 +653,7 @@ fn start_saved(
         }
     }
     rec.record.boot_reports = record.boot_reports;
-    // The saved guest's clock says when it was saved.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    if let Err(e) = vm.console.run(&format!("date -s @{} >/dev/null", now.as_secs()), Duration::from_secs(10)) {
-        tracing::warn!("setting the restored guest's clock: {e}");
-    }
+    set_clock(&mut vm);
     Ok(Ok(vm))
 }
 

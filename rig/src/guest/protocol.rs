@@ -47,6 +47,12 @@ pub fn shell_setup_line() -> String {
     format!("stty 115200 -echo; PS1=\"$(printf '\\{:03o}')\"; PS2=\"$PS1\"; echo {head}''{tail}\n", PROMPT_CHAR as u32)
 }
 
+/// Sets a restored guest's clock to `secs` since the epoch: a saved guest's
+/// clock says when it was saved.
+pub fn set_clock_line(secs: u64) -> String {
+    format!("date -s @{secs} >/dev/null")
+}
+
 /// A per-run secret in the end markers and step marks, so a step cannot
 /// forge its status or its boundaries by printing a marker.
 #[derive(Clone, Debug, PartialEq, Eq)]
