@@ -362,6 +362,11 @@ pub fn write_private(path: &Path, data: impl AsRef<[u8]>) -> io::Result<()> {
 /// last used it (`rig cache` prunes by it).
 pub const USED_FILE: &str = ".rig-used";
 
+/// When a run last used the cache directory `dir`, by its [`USED_FILE`].
+pub fn used_stamp(dir: &Path) -> Option<std::time::SystemTime> {
+    dir.join(USED_FILE).symlink_metadata().and_then(|m| m.modified()).ok()
+}
+
 /// Records that a run uses the cache item `item` now: a directory gets
 /// [`USED_FILE`] rewritten, a file its modification time set. Best effort:
 /// a cache the user cannot write still works, it just looks unused.

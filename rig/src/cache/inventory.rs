@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::{CacheError, Item, Kind};
 use crate::build::chroot::{tree_bytes, ChrootStamp, STAMP_FILE as CHROOT_STAMP};
-use crate::support::{io_err, USED_FILE};
+use crate::support::io_err;
 
 /// The kernel's stamp in `kernels/<name>/` (crate::kernel::fetch).
 const KERNEL_STAMP: &str = "tree.json";
@@ -133,7 +133,7 @@ fn dir_item(kind: Kind, name: String, detail: String, path: PathBuf, lock: Optio
 /// stamps, or a tree its user cannot write) when it last changed.
 fn last_used(dir: &Path) -> SystemTime {
     let mtime = |p: &Path| p.symlink_metadata().and_then(|m| m.modified()).ok();
-    mtime(&dir.join(USED_FILE))
+    crate::support::used_stamp(dir)
         .or_else(|| {
             [dir.join(KERNEL_STAMP), dir.join(CHROOT_STAMP), dir.to_owned()].iter().filter_map(|p| mtime(p)).max()
         })
@@ -171,6 +171,7 @@ fn tree_bytes_of_file(md: &fs::Metadata) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::support::USED_FILE;
     use std::time::Duration;
 
     fn write(path: &Path, bytes: usize) {

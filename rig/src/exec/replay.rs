@@ -34,8 +34,8 @@ fn read(dir: &Path, name: &str) -> Result<String, ReplayError> {
     })
 }
 
-/// The verdicts of the run saved in `dir`.
-pub fn replay(dir: &Path) -> Result<RunReport, ReplayError> {
+/// The record (`run.json`) of the run saved in `dir`.
+pub fn read_record(dir: &Path) -> Result<RunRecord, ReplayError> {
     let path = dir.join(record::FILE);
     let text = read(dir, record::FILE)?;
     let rec: RunRecord =
@@ -44,9 +44,19 @@ pub fn replay(dir: &Path) -> Result<RunReport, ReplayError> {
         let message = format!("record format {} (this rig reads {})", rec.format, record::FORMAT);
         return Err(ReplayError::Record { path, message });
     }
+    Ok(rec)
+}
+
+/// The verdicts of the run saved in `dir`.
+pub fn replay(dir: &Path) -> Result<RunReport, ReplayError> {
+    replay_record(dir, &read_record(dir)?)
+}
+
+/// The verdicts of `rec`, saved in `dir` with its logs.
+pub fn replay_record(dir: &Path, rec: &RunRecord) -> Result<RunReport, ReplayError> {
     let console = read(dir, "console.log")?;
     let reports = read_log(&console, &Nonce::fixed(&rec.nonce));
-    Ok(verdicts(&rec, &reports, dir))
+    Ok(verdicts(rec, &reports, dir))
 }
 
 /// The verdicts of `rec` given the kernel's `reports` (pure).

@@ -502,19 +502,17 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         let _ = crate::support::write_private(&run_dir.path().join(record::FILE), json + "\n");
     }
     if let (Some(key), Some((resume, shell_bytes))) = (&boot_key, to_store) {
+        let mut record = rec.record.clone();
+        record.groups.truncate(first);
         let store = ToStore {
             cache_dir: &opts.cache_dir,
-            release: &tree.release,
             key,
             state: &private.path().join(GUEST_STATE),
             run_dir: run_dir.path(),
             resume,
             shell_bytes,
-            nonce: &nonce,
             boot: t.boot,
-            groups: rec.record.groups.iter().take(first).cloned().collect(),
-            kernel: &tree.name,
-            boot_reports: rec.record.boot_reports.clone(),
+            record,
         };
         if let Err(e) = saved_boot::store(&store) {
             (rec.emit)(Event::Note(format!("the boot was not kept for later runs: {e}")));
@@ -614,10 +612,11 @@ fn start_saved(
     groups: &[(String, Vec<Check>)],
     rec: &mut Recorder,
 ) -> Result<Result<Vm, String>, RunError> {
-    let (tests, record) = match saved.groups() {
-        Ok(g) => g,
+    let tests = match saved.groups() {
+        Ok(t) => t,
         Err(why) => return Ok(Err(why)),
     };
+    let record = saved.record();
     let same = tests.len() == groups.len()
         && tests.iter().zip(groups).all(|(t, (name, checks))| {
             t.name == *name && t.passed() && t.results.iter().map(|r| &r.name).eq(checks.iter().map(|c| &c.name))
@@ -647,12 +646,12 @@ fn start_saved(
             return Ok(Err(e.to_string()));
         }
     };
-    for (gi, (test, group)) in tests.into_iter().zip(record.groups).enumerate() {
-        for (r, c) in test.results.into_iter().zip(group.checks) {
-            rec.push(gi, r, c.how);
+    for (gi, (test, group)) in tests.into_iter().zip(&record.groups).enumerate() {
+        for (r, c) in test.results.into_iter().zip(&group.checks) {
+            rec.push(gi, r, c.how.clone());
         }
     }
-    rec.record.boot_reports = record.boot_reports;
+    rec.record.boot_reports = record.boot_reports.clone();
     set_clock(&mut vm);
     Ok(Ok(vm))
 }

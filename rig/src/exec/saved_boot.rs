@@ -13,7 +13,7 @@
 //! whose kernel reported nothing is stored, and none whose setup ran a host
 //! command. Layout: `boots/<release>/<key>/`.
 
-use super::record::{self, GroupRecord, RunRecord};
+use super::record::{self, RunRecord};
 use crate::guest::console::Resume;
 use crate::guest::protocol::Nonce;
 use crate::plan::step::{Action, Check};
@@ -133,11 +133,10 @@ pub fn key(inputs: &KeyInputs) -> String {
     crate::support::hex(&h.finalize()[..12])
 }
 
-/// What an entry says of itself.
+/// What an entry says of itself besides its record (`run.json`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Meta {
     format: u32,
-    nonce: String,
     steps: u64,
     lines: usize,
     /// How long the boot and setup took when they ran.
@@ -149,6 +148,8 @@ struct Meta {
 pub struct SavedBoot {
     dir: PathBuf,
     meta: Meta,
+    /// Its boot and setup groups as the run that saved it recorded them.
+    record: RunRecord,
 }
 
 /// The entry's folder for `release` and `key`.
@@ -167,8 +168,9 @@ impl SavedBoot {
         if !whole {
             return None;
         }
+        let record = super::replay::read_record(&dir).ok()?;
         crate::support::mark_used(&dir);
-        Some(SavedBoot { dir, meta })
+        Some(SavedBoot { dir, meta, record })
     }
 
     /// The saved guest.
@@ -178,7 +180,7 @@ impl SavedBoot {
 
     /// The nonce of the run that saved it: the step marks in its logs carry it.
     pub fn nonce(&self) -> Nonce {
-        Nonce::fixed(&self.meta.nonce)
+        Nonce::fixed(&self.record.nonce)
     }
 
     /// How long its boot and setup took.
@@ -186,13 +188,15 @@ impl SavedBoot {
         Duration::from_millis(self.meta.boot_ms)
     }
 
-    /// Its boot and setup groups, their verdicts read back from its logs,
-    /// with the record of each check.
-    pub fn groups(&self) -> Result<(Vec<TestResult>, RunRecord), String> {
-        let report = super::replay::replay(&self.dir).map_err(|e| e.to_string())?;
-        let text = std::fs::read_to_string(self.dir.join(record::FILE)).map_err(|e| e.to_string())?;
-        let rec: RunRecord = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        Ok((report.tests, rec))
+    /// Its boot and setup groups, their verdicts read back from its logs.
+    pub fn groups(&self) -> Result<Vec<TestResult>, String> {
+        let report = super::replay::replay_record(&self.dir, &self.record).map_err(|e| e.to_string())?;
+        Ok(report.tests)
+    }
+
+    /// The record of its boot and setup groups: how each check got its verdict.
+    pub fn record(&self) -> &RunRecord {
+        &self.record
     }
 
     /// Starts `run_dir`'s logs with the stored ones; returns where the
@@ -214,7 +218,6 @@ impl SavedBoot {
 /// What a run hands over to store its boot.
 pub struct ToStore<'a> {
     pub cache_dir: &'a Path,
-    pub release: &'a str,
     pub key: &'a str,
     /// The saved guest (in the run's private directory).
     pub state: &'a Path,
@@ -223,12 +226,10 @@ pub struct ToStore<'a> {
     pub resume: Resume,
     /// `shell.log`'s length at the save.
     pub shell_bytes: u64,
-    pub nonce: &'a Nonce,
     pub boot: Duration,
-    /// The run's record of the boot and setup groups.
-    pub groups: Vec<GroupRecord>,
-    pub kernel: &'a str,
-    pub boot_reports: Vec<usize>,
+    /// The run's record, its boot and setup groups only (its release and
+    /// nonce name the entry's folder and its logs' marks).
+    pub record: RunRecord,
 }
 
 /// The first `lines` lines of `text` (pure).
@@ -248,7 +249,7 @@ fn first_lines(text: &[u8], lines: usize) -> &[u8] {
 /// Stores a boot: written under a temporary name, then renamed into place;
 /// an entry that is already there (another run's) stays.
 pub fn store(s: &ToStore) -> std::io::Result<()> {
-    let dir = entry_dir(s.cache_dir, s.release, s.key);
+    let dir = entry_dir(s.cache_dir, &s.record.release, s.key);
     if dir.exists() {
         return Ok(());
     }
@@ -264,13 +265,10 @@ pub fn store(s: &ToStore) -> std::io::Result<()> {
     let end = usize::try_from(s.shell_bytes).unwrap_or(usize::MAX).min(shell.len());
     std::fs::write(tmp.path().join("shell.log"), &shell[..end])?;
     std::fs::copy(s.run_dir.join("kernel.log"), tmp.path().join("kernel.log"))?;
-    let mut rec = RunRecord::new(s.kernel, s.release, s.nonce.as_str());
-    rec.groups = s.groups.clone();
-    rec.boot_reports = s.boot_reports.clone();
-    std::fs::write(tmp.path().join(record::FILE), serde_json::to_string_pretty(&rec).map_err(std::io::Error::other)?)?;
+    let rec = serde_json::to_string_pretty(&s.record).map_err(std::io::Error::other)?;
+    std::fs::write(tmp.path().join(record::FILE), rec)?;
     let meta = Meta {
         format: FORMAT,
-        nonce: s.nonce.as_str().to_owned(),
         steps: s.resume.steps,
         lines: s.resume.lines,
         boot_ms: u64::try_from(s.boot.as_millis()).unwrap_or(u64::MAX),
@@ -301,9 +299,8 @@ fn entries(parent: &Path) -> Vec<(SystemTime, String)> {
         .filter(|name| !name.starts_with('.'))
         .map(|name| {
             let dir = parent.join(&name);
-            let used = std::fs::metadata(dir.join(crate::support::USED_FILE))
-                .or_else(|_| std::fs::metadata(&dir))
-                .and_then(|m| m.modified())
+            let used = crate::support::used_stamp(&dir)
+                .or_else(|| std::fs::metadata(&dir).and_then(|m| m.modified()).ok())
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             (used, name)
         })
@@ -391,25 +388,21 @@ mod tests {
         }
         let state = run.path().join("state");
         std::fs::write(&state, b"QEVM").expect("state");
-        let nonce = Nonce::fixed("0123abcd");
         let s = ToStore {
             cache_dir: cache.path(),
-            release: "6.1.0-x",
             key: "k1",
             state: &state,
             run_dir: run.path(),
             resume: Resume { steps: 3, lines: 2 },
             shell_bytes: 10,
-            nonce: &nonce,
             boot: Duration::from_millis(1500),
-            groups: vec![],
-            kernel: "bookworm-6.1",
-            boot_reports: vec![],
+            record: RunRecord::new("bookworm-6.1", "6.1.0-x", "0123abcd"),
         };
         store(&s).expect("store");
         store(&s).expect("a second store keeps the first");
         let found = SavedBoot::find(cache.path(), "6.1.0-x", "k1").expect("found");
         assert_eq!(found.nonce().as_str(), "0123abcd");
+        assert_eq!(found.record().kernel, "bookworm-6.1");
         assert_eq!(found.boot_time(), Duration::from_millis(1500));
         let into = tempfile::tempdir().expect("into");
         assert_eq!(found.prime(into.path()).expect("prime"), Resume { steps: 3, lines: 2 });
