@@ -224,10 +224,8 @@ pub(super) fn run_group(
 /// starts from.
 pub(super) struct Guests<'a> {
     pub(super) vm: Vm,
-    pub(super) cfg: &'a QemuConfig,
-    pub(super) run_dir: &'a std::path::Path,
-    pub(super) nonce: Nonce,
-    pub(super) interrupt: Arc<AtomicBool>,
+    /// Where a restored guest runs and writes.
+    pub(super) restored: &'a Restored<'a>,
     /// The saved guest, once there is one.
     pub(super) state: Option<PathBuf>,
     pub(super) restores: u64,
@@ -261,9 +259,7 @@ impl Guests<'_> {
         self.gone.extend(self.vm.console.kernel().reports());
         let resume = self.vm.console.resume_point();
         self.restores += 1;
-        let restored =
-            Restored { cfg: self.cfg, run_dir: self.run_dir, nonce: &self.nonce, interrupt: &self.interrupt };
-        self.vm = restored.launch(&state, resume, self.restores)?;
+        self.vm = self.restored.launch(&state, resume, self.restores)?;
         set_clock(&mut self.vm);
         tracing::debug!(pid = self.vm.pid(), took = ?start.elapsed(), "guest restored");
         Ok(start.elapsed())

@@ -408,16 +408,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         }
     }
 
-    let mut guests = Guests {
-        vm,
-        cfg: &cfg,
-        run_dir: run_dir.path(),
-        nonce: nonce.clone(),
-        interrupt: interrupt.clone(),
-        state: None,
-        restores: 0,
-        gone: vec![],
-    };
+    let mut guests = Guests { vm, restored: &restored, state: None, restores: 0, gone: vec![] };
     let isolation = opts.plan.guest.isolation;
     let mut isolated = false;
     // Where the save left the logs, when this boot goes to the cache.
@@ -430,7 +421,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         match &sharing {
             Sharing::Isolated => {
                 // Boot and setup as the kernel logged them, before the groups part ways.
-                save_kernel_log(&mut guests.vm, guests.run_dir);
+                save_kernel_log(&mut guests.vm, run_dir.path());
                 let clean = guests.vm.console.kernel().reports().is_empty()
                     && rec.tests[..first].iter().all(TestResult::passed);
                 match guests.save(private.path().join(GUEST_STATE)) {
@@ -478,7 +469,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>, emit: &mut dyn FnMut(E
         }
     }
     if aborted.is_none() && !isolated {
-        save_kernel_log(&mut guests.vm, guests.run_dir);
+        save_kernel_log(&mut guests.vm, run_dir.path());
     }
     t.checks = phase.elapsed().saturating_sub(t.save + t.restore);
 
